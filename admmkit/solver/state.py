@@ -1,0 +1,111 @@
+"""The solver's state and its per-check statistics, as small records of (B,)-batched tensors."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import attrs
+import torch
+from torch import Tensor
+
+
+def batch_where(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``new`` where the per-sample ``mask`` (B,) is true, ``old`` elsewhere."""
+    return torch.where(mask.reshape(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+@attrs.define
+class ADMMState:
+    """Iterates of linearized ADMM, all batched over the leading dimension.
+
+    z          consensus variable (B, ...)
+    xs, us     per-block variables ``x_b`` and scaled duals ``u_b`` (block's local layout)
+    rho        per-sample penalty (B,)
+    active     samples still iterating (B,) bool
+    converged  samples stopped by the residual test (B,) bool
+    diverged   samples stopped because an iterate became non-finite (B,) bool
+    iterations per-sample iteration count = gradient evaluations of the smooth term (B,)
+    """
+
+    z: Tensor
+    xs: List[Tensor]
+    us: List[Tensor]
+    rho: Tensor
+    active: Tensor
+    converged: Tensor
+    diverged: Tensor
+    iterations: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.z.shape[0]
+
+    def clone(self) -> "ADMMState":
+        return ADMMState(z=self.z.clone(), xs=[x.clone() for x in self.xs],
+                         us=[u.clone() for u in self.us], rho=self.rho.clone(),
+                         active=self.active.clone(), converged=self.converged.clone(),
+                         diverged=self.diverged.clone(), iterations=self.iterations.clone())
+
+
+@attrs.frozen
+class IterationStats:
+    """What a check step saw: per-sample tensors (B,) on the solver's device."""
+
+    k: int
+    eta: float
+    rho: Tensor
+    primal_residual: Tensor
+    dual_residual: Tensor
+    primal_tol: Tensor
+    dual_tol: Tensor
+    smooth_value: Optional[Tensor]
+    block_values: List[Tensor]
+    active: Tensor
+
+    @property
+    def objective(self) -> Tensor:
+        """``f(z) + Σ_b g_b(x_b)`` at this check (B,)."""
+        total = sum(self.block_values)
+        return total if self.smooth_value is None else total + self.smooth_value
+
+
+@attrs.frozen
+class IterationInfo:
+    """Handed to callbacks after every iteration (cheap: no host-device sync is implied).
+
+    ``smooth_value``/``aux`` are those of the linearization point ``z^k`` that this
+    iteration used; ``state`` holds the updated iterates ``z^{k+1}``, ``x_b^{k+1}``, ``u_b^{k+1}``.
+    """
+
+    k: int
+    eta: float
+    state: ADMMState
+    smooth_value: Optional[Tensor]
+    aux: object
+    stats: Optional[IterationStats]
+
+
+@attrs.frozen
+class ADMMResult:
+    state: ADMMState
+    history: List[IterationStats]
+
+    @property
+    def z(self) -> Tensor:
+        return self.state.z
+
+    @property
+    def xs(self) -> List[Tensor]:
+        return self.state.xs
+
+    @property
+    def iterations(self) -> Tensor:
+        return self.state.iterations
+
+    @property
+    def converged(self) -> Tensor:
+        return self.state.converged
+
+    @property
+    def diverged(self) -> Tensor:
+        return self.state.diverged
