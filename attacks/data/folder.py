@@ -1,0 +1,113 @@
+"""Load a folder of PNG/JPEG images with labels.
+
+Two conventions (checked in this order):
+
+1. ``labels.csv`` in the folder: one ``filename,label`` row per image (a first row
+   ``filename,label`` is treated as a header); filenames are relative to the folder, labels
+   are integers. Images are returned in the file's row order.
+2. Class sub-folders: ``<folder>/<class>/<image>``. If every sub-folder name is an integer,
+   that integer is the label (``3/cat01.png`` -> 3); otherwise the sorted sub-folder names
+   are numbered 0, 1, ... (the torchvision ``ImageFolder`` rule). Images are sorted by
+   (label, file name).
+
+All images must have the same size. They are returned with 1 channel if every image is
+greyscale, else as RGB (an alpha channel is dropped).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ._common import check_n, to_image_tensor, to_label_tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+LABELS_FILE = "labels.csv"
+
+
+def _read_labels_csv(folder: Path) -> list[tuple[Path, int]]:
+    path = folder / LABELS_FILE
+    items = []
+    with open(path, newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != 2:
+                raise ValueError(f"{path}:{lineno}: expected 'filename,label', got {row!r}")
+            name, label = row[0].strip(), row[1].strip()
+            if lineno == 1 and name.lower() == "filename" and label.lower() == "label":
+                continue
+            try:
+                value = int(label)
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: label {label!r} is not an integer") from None
+            if value < 0:
+                raise ValueError(f"{path}:{lineno}: negative label {value}")
+            file = (folder / name).resolve()
+            if folder.resolve() not in file.parents:
+                raise ValueError(f"{path}:{lineno}: {name!r} points outside {folder}")
+            items.append((file, value))
+    if not items:
+        raise ValueError(f"{path}: no 'filename,label' rows")
+    return items
+
+
+def _scan_class_dirs(folder: Path) -> list[tuple[Path, int]]:
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        raise ValueError(
+            f"{folder}: no {LABELS_FILE} and no class sub-folders; expected either "
+            f"'{LABELS_FILE}' with 'filename,label' rows or '<class>/<image>.png' sub-folders"
+        )
+    names = [p.name for p in subdirs]
+    if all(n.isdigit() for n in names):
+        labels = {p: int(p.name) for p in subdirs}
+    else:
+        labels = {p: i for i, p in enumerate(subdirs)}
+    items = []
+    for d in sorted(subdirs, key=lambda p: labels[p]):
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        items.extend((f, labels[d]) for f in files)
+    if not items:
+        raise ValueError(f"{folder}: class sub-folders hold no {'/'.join(IMAGE_SUFFIXES)} images")
+    return items
+
+
+def load_image_folder(
+    folder: str | Path, *, n: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of a folder following one of the conventions of this module."""
+    n = check_n(n)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    items = _read_labels_csv(folder) if (folder / LABELS_FILE).is_file() else _scan_class_dirs(folder)
+    if n is not None:
+        items = items[:n]
+    pictures = []
+    for file, _ in items:
+        if not file.is_file():
+            raise FileNotFoundError(f"image listed for {folder} not found: {file}")
+        try:
+            with Image.open(file) as im:
+                im.load()
+                pictures.append(im.copy())
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"{file}: not a readable PNG/JPEG image ({exc})") from exc
+    grey = all(im.mode in ("L", "1", "I;16", "I") for im in pictures)
+    arrays = []
+    for (file, _), im in zip(items, pictures):
+        if im.size != pictures[0].size:
+            raise ValueError(
+                f"{file}: size {im.size[0]}x{im.size[1]} differs from "
+                f"{pictures[0].size[0]}x{pictures[0].size[1]} of {items[0][0].name}; "
+                "all images of a folder must have the same size"
+            )
+        arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+        arrays.append(arr if grey else arr.transpose(2, 0, 1))
+    images = np.stack(arrays)
+    return to_image_tensor(images), to_label_tensor([label for _, label in items])
