@@ -11,6 +11,7 @@ with ``x``'s rank (e.g. ``lower = -x0``, ``upper = 1 - x0`` for images ``x0`` of
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Union
 
 import attrs
@@ -42,10 +43,9 @@ def _clip(v: Tensor, lo, hi) -> Tensor:
 def _to_bound(value) -> Bound:
     if isinstance(value, Tensor):
         return value if value.is_floating_point() else value.to(torch.get_default_dtype())
-    try:
+    if isinstance(value, numbers.Real):
         return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"bounds must be numbers or tensors; got {type(value).__name__}") from None
+    raise TypeError(f"bounds must be numbers or tensors; got {type(value).__name__}")
 
 
 def _check_bounds(lower: Bound, upper: Bound, *, names=("lower", "upper")) -> None:
@@ -168,7 +168,7 @@ class BoxLinf(ProxFunction):
 def _elementwise(op, a: Bound, b: Bound) -> Bound:
     """``op`` (``torch.maximum`` / ``torch.minimum``) on floats or tensors, on a tensor's device."""
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        return float(op(torch.tensor(a), torch.tensor(b)))
+        return float(op(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)))
     if not isinstance(a, Tensor):
         a, b = b, a
     return op(a, torch.as_tensor(b, dtype=a.dtype, device=a.device))

@@ -474,7 +474,7 @@ def brute_force_prox(f: ProxFunction, v: Tensor, tau, *, lower=None, upper=None,
         x0 = np.clip(vi.reshape(-1).numpy(), lo, hi)
         res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)),
                        options={"ftol": tol, "gtol": 1e-12, "maxiter": 10_000})
-        out.append(torch.from_numpy(res.x).reshape(vi.shape))
+        out.append(torch.tensor(res.x).reshape(vi.shape))
     return torch.cat(out).to(device=v.device, dtype=v.dtype)
 
 
