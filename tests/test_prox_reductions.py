@@ -1,7 +1,6 @@
 """Known reductions between operators, and proxes against independent brute-force minimisers."""
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -60,9 +59,9 @@ def test_box_linf_is_the_box_of_the_paper(data, pt):
     v, tau, dtype = pt
     x0 = data.draw(tensors(tuple(v.shape), dtype, low=0.0, high=1.0))
     eps = data.draw(weights(v.shape[0], dtype))
-    e = eps if isinstance(eps, float) else eps.reshape(-1, *([1] * (v.dim() - 1)))
-    expected = torch.minimum(torch.maximum(v, torch.maximum(-x0, -e + 0 * x0)),
-                             torch.minimum(1 - x0, e + 0 * x0))
+    e = torch.as_tensor(eps, dtype=dtype)
+    e = e.reshape(-1, *([1] * (v.dim() - 1))) if e.dim() else e
+    expected = torch.minimum(torch.maximum(v, torch.maximum(-x0, -e)), torch.minimum(1 - x0, e))
     torch.testing.assert_close(BoxLinf(-x0, 1 - x0, eps).prox(v, tau), expected, rtol=0, atol=0)
 
 

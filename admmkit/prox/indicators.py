@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from admmkit.prox.base import (PER_SAMPLE, ProxFunction, Scalar, batch_view, check_per_sample,
-                               check_tau, param_repr, per_sample_max)
+                               check_tau, param_repr)
 
 #: Relative tolerance of the feasibility test in ``__call__``.
 FEASIBILITY_RTOL = 1e-6
@@ -27,9 +27,9 @@ FEASIBILITY_RTOL = 1e-6
 Bound = Union[float, Tensor]
 
 
-def _indicator(violation: Tensor, scale: Tensor) -> Tensor:
+def _indicator(violation: Tensor, scale) -> Tensor:
     """``0`` per sample where ``violation <= rtol · (1 + scale)`` elementwise, else ``+inf``."""
-    bad = per_sample_max((violation > FEASIBILITY_RTOL * (1.0 + scale)).to(torch.uint8)) > 0
+    bad = (violation > FEASIBILITY_RTOL * (1.0 + scale)).reshape(violation.shape[0], -1).any(dim=1)
     zero = violation.new_zeros(violation.shape[0])
     return torch.where(bad, torch.full_like(zero, math.inf), zero)
 
@@ -55,7 +55,7 @@ def _check_bounds(lower: Bound, upper: Bound, *, names=("lower", "upper")) -> No
         if torch.isnan(t).any() or (t == wrong).any():
             raise ValueError(f"{name} must not be NaN or {wrong}; got {_describe(t)}")
     try:
-        bad = torch.as_tensor(lo > hi.to(lo.device))
+        bad = lo > hi.to(lo.device)
     except RuntimeError:
         raise ValueError(f"{names[0]} {tuple(lo.shape)} and {names[1]} {tuple(hi.shape)} do not "
                          "broadcast together") from None
@@ -187,7 +187,7 @@ class FixedSupport(ProxFunction):
     ``prox(v, τ) = v · mask``.
 
     ``mask`` is a bool tensor broadcastable to ``x`` with ``x``'s rank, possibly per sample
-    ``(B, ...)``.
+    ``(B, ...)``. ``f(x)`` accepts ``|x| <= FEASIBILITY_RTOL`` outside the mask.
     """
 
     mask: Tensor = attrs.field(converter=_to_mask, metadata=PER_SAMPLE, repr=param_repr)
@@ -198,9 +198,7 @@ class FixedSupport(ProxFunction):
         return self.mask.to(x.device)
 
     def __call__(self, x: Tensor) -> Tensor:
-        outside = torch.where(self._mask(x), torch.zeros_like(x), x.abs())
-        scale = per_sample_max(x.abs()).reshape(-1, *([1] * (x.dim() - 1)))
-        return _indicator(outside, scale.expand_as(x))
+        return _indicator(torch.where(self._mask(x), torch.zeros_like(x), x.abs()), 0.0)
 
     def prox(self, v: Tensor, tau: Scalar) -> Tensor:
         check_tau(tau, v)
