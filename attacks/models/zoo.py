@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
@@ -207,7 +208,9 @@ def _load_torchscript(path: Path, weights) -> nn.Module:
             f"({', '.join(_ZOO)}), a TorchScript file saved with torch.jit.save, or 'package.module:factory')"
         )
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch >= 2.10 flags TorchScript as deprecated
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated", category=DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise ValueError(
             f"name_or_path={str(path)!r} is not a TorchScript archive (torch.jit.save): {exc}. "

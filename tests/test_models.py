@@ -1,0 +1,308 @@
+"""attacks.models: zoo models (real accuracy on real images), Keras conversion, user models."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from attacks.data import load_dataset
+from attacks.models import (
+    ImageClassifier,
+    Normalize,
+    check_model_output,
+    cifar_cw,
+    keras_h5_path,
+    list_models,
+    load_model,
+    model_info,
+)
+from attacks.models import keras_convert, train
+from attacks.models.train import evaluate
+
+
+@pytest.fixture(scope="module")
+def mnist_model():
+    return load_model("mnist-cw")
+
+
+@pytest.fixture(scope="module")
+def cifar_model():
+    return load_model("cifar10-cnn")
+
+
+def test_list_models_metadata():
+    infos = {i.name: i for i in list_models()}
+    assert {"mnist-cw", "cifar10-cnn", "cifar10-cw"} <= set(infos)
+    assert infos["mnist-cw"].input_shape == (1, 28, 28) and infos["mnist-cw"].num_classes == 10
+    assert infos["cifar10-cnn"].input_shape == (3, 32, 32) and infos["cifar10-cnn"].class_names[0] == "airplane"
+    assert set(infos["mnist-cw"].accuracy) == {"mnist-heldout", "mnist-test20"}
+    assert all(i.weights and i.license and i.architecture for i in infos.values())
+    with pytest.raises(ValueError, match="unknown model"):
+        model_info("resnet-9000")
+
+
+def _frozen_eval(model):
+    return not model.training and all(not p.requires_grad for p in model.parameters())
+
+
+def test_mnist_cw_accuracy_on_real_digits(mnist_model):
+    assert _frozen_eval(mnist_model)
+    x, y = load_dataset("mnist-test20")
+    acc20 = evaluate(mnist_model, x, y)
+    xh, yh = load_dataset("mnist-heldout")
+    acc_heldout = evaluate(mnist_model, xh, yh)
+    assert acc20 >= 0.95
+    assert acc_heldout >= 0.98
+    recorded = model_info("mnist-cw").accuracy
+    assert acc20 == pytest.approx(recorded["mnist-test20"], abs=0.051)
+    assert acc_heldout == pytest.approx(recorded["mnist-heldout"], abs=0.003)
+
+
+def test_cifar10_cnn_accuracy_on_real_images(cifar_model):
+    assert _frozen_eval(cifar_model)
+    x, y = load_dataset("cifar10-test20")
+    logits = cifar_model(x)
+    assert logits.shape == (20, 10)
+    assert (logits.argmax(1) == y).float().mean().item() >= 0.9
+
+
+def test_zoo_models_give_input_gradients(mnist_model):
+    x = load_dataset("mnist-test20", n=2)[0].requires_grad_(True)
+    mnist_model(x).logsumexp(1).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def _keras_reference(x_nhwc: np.ndarray, path) -> np.ndarray:
+    """Independent NumPy forward pass of the Keras model, read straight from the .h5 (NHWC)."""
+    with h5py.File(path, "r") as f:
+        w = f["model_weights"]
+
+        def get(layer, p):
+            return np.array(w[layer][layer][p + ":0"], dtype=np.float64)
+
+        h = x_nhwc.astype(np.float64)
+        for i in range(6):
+            conv = "conv2d" if i == 0 else f"conv2d_{i}"
+            bn = "batch_normalization" if i == 0 else f"batch_normalization_{i}"
+            k, b = get(conv, "kernel"), get(conv, "bias")
+            oh, ow = h.shape[1] - 2, h.shape[2] - 2
+            out = sum(h[:, di:di + oh, dj:dj + ow, :] @ k[di, dj] for di in range(3) for dj in range(3)) + b
+            out = np.maximum(out, 0)
+            out = get(bn, "gamma") * (out - get(bn, "moving_mean")) / np.sqrt(get(bn, "moving_variance") + 1e-3) + get(bn, "beta")
+            if i in (1, 3):
+                n, hh, ww, c = out.shape
+                out = out[:, : hh // 2 * 2, : ww // 2 * 2].reshape(n, hh // 2, 2, ww // 2, 2, c).max(axis=(2, 4))
+            h = out
+        h = h.reshape(len(h), -1)
+        h = np.maximum(h @ get("dense", "kernel") + get("dense", "bias"), 0)
+        h = np.maximum(h @ get("dense_1", "kernel") + get("dense_1", "bias"), 0)
+        return h @ get("dense_2", "kernel") + get("dense_2", "bias")
+
+
+def test_keras_conversion_matches_a_numpy_reference(cifar_model):
+    x, _ = load_dataset("cifar10-test20", n=3)
+    ref = _keras_reference((x * 255).permute(0, 2, 3, 1).numpy(), keras_h5_path())
+    got = cifar_model(x).double().numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
+
+
+def test_keras_conversion_command_and_weights_override(tmp_path, cifar_model):
+    out = tmp_path / "cifar10_cnn.pt"
+    keras_convert.main(["--out", str(out)])
+    x, _ = load_dataset("cifar10-test20", n=4)
+    for weights in (out, keras_h5_path()):
+        assert torch.allclose(load_model("cifar10-cnn", weights=weights)(x), cifar_model(x), atol=1e-5)
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        load_model("cifar10-cnn", weights=tmp_path / "bad.h5")
+
+
+def test_cifar10_cw_needs_weights(tmp_path):
+    with pytest.raises(ValueError, match="ships without weights.*attacks.models.train cifar10-cw"):
+        load_model("cifar10-cw")
+    torch.save(cifar_cw().state_dict(), tmp_path / "w.pt")
+    model = load_model("cifar10-cw", weights=tmp_path / "w.pt")
+    assert model(torch.rand(3, 3, 32, 32)).shape == (3, 10)
+    with pytest.raises(ValueError, match="do not fit the model"):
+        load_model("mnist-cw", weights=tmp_path / "w.pt")
+
+
+# ---------------------------------------------------------------------- user models
+
+
+class _Tiny(nn.Module):
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.fc = nn.Linear(28 * 28, classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript is deprecated in torch >= 2.10
+def test_torchscript_model(tmp_path):
+    net = _Tiny()
+    for suffix in (".pt", ".ts"):
+        path = tmp_path / f"tiny{suffix}"
+        torch.jit.save(torch.jit.script(net), path)
+        model = load_model(path, input_shape=(1, 28, 28), num_classes=10)
+        x = torch.rand(5, 1, 28, 28)
+        assert torch.allclose(model(x), net(x)) and _frozen_eval(model)
+    with pytest.raises(ValueError, match=r"output has shape \(2, 10\).*\(2, 7\)"):
+        load_model(tmp_path / "tiny.pt", input_shape=(1, 28, 28), num_classes=7)
+    with pytest.raises(ValueError, match="failed on a dummy input"):
+        load_model(tmp_path / "tiny.pt", input_shape=(3, 32, 32))
+    with pytest.raises(ValueError, match="weights= applies"):
+        load_model(tmp_path / "tiny.pt", weights=tmp_path / "tiny.pt")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript is deprecated in torch >= 2.10
+def test_torchscript_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        load_model(tmp_path / "missing.pt")
+    torch.save(_Tiny().state_dict(), tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="not a TorchScript archive.*package.module:factory"):
+        load_model(tmp_path / "state.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="not a TorchScript archive"):
+        load_model(tmp_path / "junk.pt")
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        class Tiny(nn.Module):
+            input_shape = (1, 28, 28)
+
+            def __init__(self, classes=10):
+                super().__init__()
+                self.fc = nn.Linear(28 * 28, classes)
+
+            def forward(self, x):
+                return self.fc(x.flatten(1))
+
+        def make():
+            return Tiny()
+
+        def make_wide():
+            return Tiny(12)
+
+        def make_tuple():
+            class T(Tiny):
+                def forward(self, x):
+                    return (super().forward(x),)
+            return T()
+
+        def make_not_a_module():
+            return 42
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_models"
+    import sys
+
+    sys.modules.pop("my_models", None)
+
+
+def test_factory_with_state_dict(tmp_path, user_module):
+    import my_models
+
+    ref = my_models.make()
+    torch.save(ref.state_dict(), tmp_path / "w.pt")
+    model = load_model("my_models:make", weights=tmp_path / "w.pt", num_classes=10)
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(model(x), ref(x)) and _frozen_eval(model)
+    torch.save({"state_dict": ref.state_dict()}, tmp_path / "ckpt.pt")
+    assert torch.allclose(load_model("my_models:make", weights=tmp_path / "ckpt.pt")(x), ref(x))
+    # mean/std put normalisation in front of the user's model
+    wrapped = load_model("my_models:make", weights=tmp_path / "w.pt", mean=0.5, std=0.25)
+    assert isinstance(wrapped, ImageClassifier)
+    assert torch.allclose(wrapped(x), ref((x - 0.5) / 0.25), atol=1e-6)
+
+
+def test_factory_errors(tmp_path, user_module):
+    import my_models
+
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        load_model("my_models:make", weights=tmp_path / "missing.pt")
+    torch.save({"model": my_models.make()}, tmp_path / "pickled.pt")  # a whole module: refused
+    with pytest.raises(ValueError, match=r"weights_only=True"):
+        load_model("my_models:make", weights=tmp_path / "pickled.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04broken")
+    with pytest.raises(ValueError, match=r"weights_only=True"):
+        load_model("my_models:make", weights=tmp_path / "corrupt.pt")
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pt")
+    with pytest.raises(ValueError, match="do not fit the model"):
+        load_model("my_models:make", weights=tmp_path / "wrong.pt")
+    torch.save([torch.zeros(1)], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="does not hold a state_dict"):
+        load_model("my_models:make", weights=tmp_path / "list.pt")
+    with pytest.raises(ValueError, match=r"expected \(B, num_classes\) = \(2, 10\)"):
+        load_model("my_models:make_wide", num_classes=10)  # input_shape from the model attribute
+    with pytest.raises(ValueError, match="returned tuple"):
+        load_model("my_models:make_tuple")
+    with pytest.raises(ValueError, match="expected a torch.nn.Module"):
+        load_model("my_models:make_not_a_module")
+    with pytest.raises(ValueError, match="has no callable 'nope'"):
+        load_model("my_models:nope")
+    with pytest.raises(ValueError, match="cannot import module"):
+        load_model("no_such_module_xyz:make")
+    with pytest.raises(ValueError, match="mean=/std= apply to user models"):
+        load_model("mnist-cw", mean=0.5)
+
+
+def test_check_model_output_direct():
+    check_model_output(_Tiny(), (1, 28, 28), 10)
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        check_model_output(_Tiny(), (1, 28, 28), 3)
+    with pytest.raises(ValueError, match=r"output has shape \(2, 1, 10\)"):
+        check_model_output(nn.Sequential(_Tiny(), nn.Unflatten(1, (1, 10))), (1, 28, 28), 10)
+
+
+def test_normalize_and_image_classifier():
+    norm = Normalize((0.5, 0.25, 0.0), (0.5, 0.5, 2.0))
+    x = torch.rand(2, 3, 4, 4)
+    expected = (x - torch.tensor([0.5, 0.25, 0.0]).view(1, 3, 1, 1)) / torch.tensor([0.5, 0.5, 2.0]).view(1, 3, 1, 1)
+    assert torch.allclose(norm(x), expected)
+    clf = ImageClassifier(nn.Flatten(), 0.5, 2.0, input_shape=(3, 4, 4), num_classes=48)
+    assert torch.allclose(clf(x), ((x - 0.5) / 2).flatten(1))
+    assert list(clf.state_dict()) == []  # the constants are not weights
+    with pytest.raises(ValueError, match="non-zero"):
+        Normalize(0.0, 0.0)
+
+
+# ---------------------------------------------------------------------- training (smoke only)
+
+
+def test_training_smoke_is_deterministic():
+    x, y = load_dataset("mnist-train4k", n=64)
+    kwargs = dict(epochs=1, batch_size=32, lr=1e-3, seed=3, max_steps=2, log=None)
+    a = train.train_classifier("mnist-cw", x, y, **kwargs)
+    b = train.train_classifier("mnist-cw", x, y, **kwargs)
+    assert a(x[:5]).shape == (5, 10) and not a.training
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    with pytest.raises(ValueError, match="expects images of shape"):
+        train.train_classifier("cifar10-cw", x, y, **kwargs)
+
+
+def test_train_command_writes_loadable_weights(tmp_path, capsys):
+    out = tmp_path / "w.pt"
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        summary = train.main(["mnist-cw", "--out", str(out), "--epochs", "1", "--limit", "32",
+                              "--batch-size", "32", "--threads", "1"])
+    finally:  # main() sets both for the whole process
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    assert summary["train_images"] == 32 and set(summary["accuracy"]) == {"mnist-heldout", "mnist-test20"}
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sha256"] == summary["sha256"]
+    assert load_model("mnist-cw", weights=out)(torch.rand(2, 1, 28, 28)).shape == (2, 10)
