@@ -22,7 +22,7 @@ from attacks.models import (
     load_model,
     model_info,
 )
-from attacks.models import keras_convert, train
+from attacks.models import export_keras, train
 from attacks.models.train import evaluate
 
 
@@ -114,7 +114,7 @@ def test_keras_conversion_matches_a_numpy_reference(cifar_model):
 
 def test_keras_conversion_command_and_weights_override(tmp_path, cifar_model):
     out = tmp_path / "cifar10_cnn.pt"
-    keras_convert.main(["--out", str(out)])
+    export_keras.main(["--out", str(out)])
     x, _ = load_dataset("cifar10-test20", n=4)
     for weights in (out, keras_h5_path()):
         assert torch.allclose(load_model("cifar10-cnn", weights=weights)(x), cifar_model(x), atol=1e-5)

@@ -9,13 +9,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# input normalisation (mean, std) that the zoo and the train command put inside the C&W
+# models, so that their public input stays [0, 1] images
+NORMALIZATION = {
+    "mnist-cw": (0.1307, 0.3081),
+    "cifar10-cw": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
 
 class CWNet(nn.Module):
     """The Carlini & Wagner (2017) network family used by the StrAttack paper:
     conv(c1)-conv(c2)-pool-conv(c3)-conv(c4)-pool-fc(f1)-fc(f2)-fc(classes), 3x3 convs with no
     padding, ReLU, 2x2 max-pooling, dropout 0.5 after the first fully connected layer (as in
     C&W's ``train_models.py``; inactive in eval mode). Input: normalised pixels (the zoo puts
-    the normalisation inside the model, see ``attacks.models.train.NORMALIZATION``).
+    the normalisation inside the model, see ``NORMALIZATION`` above).
     """
 
     def __init__(

@@ -10,12 +10,11 @@ epsilon, activations) before any weight is copied.
 
 Command line (writes the converted state_dict, e.g. for a machine without the wheel)::
 
-    python -m attacks.models.keras_convert --out cifar10_cnn.pt
+    python -m attacks.models.export_keras --out cifar10_cnn.pt
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -125,18 +124,3 @@ def convert_keras_cifar10(h5_path: str | Path | None = None) -> dict[str, torch.
         if sd[key].shape != value.shape:
             raise ValueError(f"{path}: {key} has shape {tuple(sd[key].shape)}, expected {tuple(value.shape)}")
     return sd
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--h5", type=Path, default=None, help="Keras .h5 (default: the installed wheel's)")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the state_dict (.pt)")
-    args = parser.parse_args(argv)
-    sd = convert_keras_cifar10(args.h5)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(sd, args.out)
-    print(f"wrote {args.out} ({sum(v.numel() for v in sd.values())} values)")
-
-
-if __name__ == "__main__":
-    main()

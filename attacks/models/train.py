@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,17 +32,12 @@ import torch
 from torch import nn
 
 from ..data import load_dataset
-from .architectures import cifar_cw, mnist_cw
+from .architectures import NORMALIZATION, cifar_cw, mnist_cw
 from .wrappers import ImageClassifier
 
 ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
     "mnist-cw": (mnist_cw, (1, 28, 28)),
     "cifar10-cw": (cifar_cw, (3, 32, 32)),
-}
-# input normalisation put inside the model (the public input stays [0, 1])
-NORMALIZATION = {
-    "mnist-cw": (0.1307, 0.3081),
-    "cifar10-cw": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
 # random affine augmentation of the training batches: rotation (radians), scale, shift (pixels)
 AUGMENT = {
@@ -81,9 +77,11 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     """Top-1 accuracy of ``model`` (eval mode) on [0, 1] ``images``."""
     was_training = model.training
     model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     correct = 0
     for i in range(0, len(images), batch_size):
-        correct += (model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum().item()
+        logits = model(images[i : i + batch_size].to(device))
+        correct += (logits.argmax(1).cpu() == labels[i : i + batch_size]).sum().item()
     model.train(was_training)
     return correct / max(len(images), 1)
 
@@ -98,6 +96,7 @@ def train_classifier(
     lr: float,
     seed: int = 0,
     augment: bool = True,
+    device: str | torch.device = "cpu",
     max_steps: int | None = None,
     log: Callable[[str], None] | None = print,
     eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
@@ -112,7 +111,7 @@ def train_classifier(
         raise ValueError(f"{arch} expects images of shape (B, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
     torch.manual_seed(seed)
     mean, std = NORMALIZATION[arch]
-    model = ImageClassifier(factory(), mean, std, input_shape=shape, num_classes=10)
+    model = ImageClassifier(factory(), mean, std, input_shape=shape, num_classes=10).to(device)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = (len(images) + batch_size - 1) // batch_size
     total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
@@ -131,7 +130,7 @@ def train_classifier(
             batch = images[idx]
             if augment:
                 batch = random_affine(batch, gen, **AUGMENT[arch])
-            loss = loss_fn(model(batch), labels[idx])
+            loss = loss_fn(model(batch.to(device)), labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -175,13 +174,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="e.g. cuda for cifar10-cw on the full data set")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (fixed for reproducibility)")
     parser.add_argument("--no-augment", action="store_true", help="train without the random affine augmentation")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
+    if str(args.device).startswith("cuda"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
+    # on accelerators some kernels have no deterministic version: warn instead of failing there
+    torch.use_deterministic_algorithms(True, warn_only=str(args.device) != "cpu")
     hp = dict(DEFAULTS[args.arch])
     for key in hp:
         if getattr(args, key) is not None:
@@ -189,10 +192,11 @@ def main(argv: list[str] | None = None) -> dict:
     (x, y), evals = _datasets(args.arch, args.data, args.limit)
     print(f"training {args.arch} on {len(x)} images: {hp}, seed {args.seed}, {args.threads} threads")
     t0 = time.perf_counter()
-    model = train_classifier(args.arch, x, y, seed=args.seed, augment=not args.no_augment, eval_sets=evals, **hp)
+    model = train_classifier(args.arch, x, y, seed=args.seed, augment=not args.no_augment,
+                             device=args.device, eval_sets=evals, **hp)
     seconds = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.net.state_dict(), args.out)
+    torch.save({k: v.cpu() for k, v in model.net.state_dict().items()}, args.out)
     summary = {
         "arch": args.arch,
         "out": str(args.out),
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "augment": not args.no_augment,
         "threads": args.threads,
+        "device": str(args.device),
         "torch": torch.__version__,
     }
     print(json.dumps(summary))

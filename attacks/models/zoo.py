@@ -13,9 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .architectures import KerasCIFAR10CNN, cifar_cw, mnist_cw
+from .architectures import NORMALIZATION, KerasCIFAR10CNN, cifar_cw, mnist_cw
 from .keras_convert import convert_keras_cifar10
-from .train import NORMALIZATION
 from .wrappers import ImageClassifier
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
