@@ -95,13 +95,16 @@ def check_per_sample(name: str, value: Scalar, *, allow_zero: bool = False) -> N
 def check_tau(tau: Scalar, like: Tensor) -> None:
     """Raise ``ValueError`` unless ``tau`` is a positive finite float or a ``(B,)`` tensor for ``like``.
 
-    One host synchronisation for a tensor ``tau`` (a single fused check).
+    The values of a tensor ``tau`` are checked only on the CPU, where that costs no
+    host-device synchronisation; on an accelerator the caller validates them (the solver
+    checks ρ when it starts), so the inner loop never waits on the device.
     """
     if isinstance(tau, Tensor):
         if tau.dim() > 1 or (tau.dim() == 1 and tau.shape[0] != like.shape[0]):
             raise ValueError(f"tau must be a number or a per-sample tensor of shape ({like.shape[0]},); "
                              f"got shape {tuple(tau.shape)}")
-        if tau.numel() and not bool((torch.isfinite(tau) & (tau > 0)).all()):
+        if tau.device.type == "cpu" and tau.numel() and not bool(
+                (torch.isfinite(tau) & (tau > 0)).all()):
             raise ValueError(f"tau must be finite and positive; got a tensor with min "
                              f"{tau.min().item():.4g}")
     else:

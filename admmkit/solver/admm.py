@@ -100,12 +100,14 @@ class LinearizedADMM:
         z, dz = s.z, s.z - z_prev
         r2 = sum(_sq_norm(x - b.coupling.gather(z)) for b, x in zip(problem.blocks, s.xs))
         rho_sq = [(s.rho * b.rho_scale) ** 2 for b in problem.blocks]
+        # dual residual of the linearized z-step: ρ-weighted copies of Δz plus η·Δz, the
+        # part the linearization adds (without it a large η would fake convergence)
         s2 = sum(r * _sum(w * dz.pow(2)) for r, w in zip(rho_sq, _full(weights[0], z)))
         x_norm = sum(_sq_norm(x) for x in s.xs).sqrt()
         az_norm = sum(_sum(w * z.pow(2)) for w in _full(weights[0], z)).sqrt()
         y_norm = sum(r * _sq_norm(u) for r, u in zip(rho_sq, s.us)).sqrt()
         p = sum(x[0].numel() for x in s.xs)
-        primal, dual = r2.sqrt(), s2.sqrt()
+        primal, dual = r2.sqrt(), s2.sqrt() + eta * _sq_norm(dz).sqrt()
         primal_tol = math.sqrt(p) * st.tol_abs + st.tol_rel * torch.maximum(x_norm, az_norm)
         dual_tol = math.sqrt(p) * st.tol_abs + st.tol_rel * y_norm
         if st.stops_early:

@@ -1,0 +1,78 @@
+"""The classifier under attack: any ``torch.nn.Module`` mapping [0, 1] images to logits, with
+optional input normalisation, and the input checks every attack shares."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class Normalized(nn.Module):
+    """``model((x − mean) / std)``: lets a model trained on normalised inputs take [0, 1] images."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.model = model
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if (std <= 0).any():
+            raise ValueError(f"normalize std must be positive; got {std.tolist()}")
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1))
+        self.register_buffer("std", std.reshape(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+class Classifier:
+    """A model in eval mode on its own device, with checked calls."""
+
+    def __init__(self, model: nn.Module, normalize: Optional[tuple] = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if normalize is not None:
+            model = Normalized(model, *normalize)
+        self.model = model.eval()
+        p = next(iter(model.parameters()), None)
+        p = next(iter(model.buffers()), None) if p is None else p
+        self.device = p.device if p is not None else torch.device("cpu")
+        self.num_classes: Optional[int] = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        logits = self.model(x)
+        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(f"the model must return logits of shape (B, num_classes); got "
+                             f"{tuple(logits.shape)} for a batch of {x.shape[0]}")
+        return logits
+
+    def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
+        with torch.no_grad():
+            return torch.cat([self(x[i:i + batch_size]).argmax(1)
+                              for i in range(0, x.shape[0], batch_size)])
+
+    def check_inputs(self, images: Tensor, labels: Tensor) -> tuple:
+        """Validate ``images`` (B, C, H, W) in [0, 1] and ``labels`` (B,); move to the model's
+        device; return them with ``num_classes`` learnt from one forward pass."""
+        if not isinstance(images, Tensor) or images.dim() != 4:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"images must be a (B, C, H, W) tensor; got {shape}")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be floating point in [0, 1]; got {images.dtype}")
+        if images.shape[0] == 0:
+            raise ValueError("images is an empty batch")
+        if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+            raise ValueError(f"images must lie in [0, 1]; got values in "
+                             f"[{images.min().item():.4g}, {images.max().item():.4g}]")
+        labels = torch.as_tensor(labels)
+        if labels.shape != (images.shape[0],) or labels.is_floating_point():
+            raise ValueError(f"labels must be an integer tensor of shape ({images.shape[0]},); "
+                             f"got {labels.dtype} {tuple(labels.shape)}")
+        images, labels = images.to(self.device), labels.to(self.device).long()
+        with torch.no_grad():
+            k = self(images[:1]).shape[1]
+        self.num_classes = k
+        if labels.min() < 0 or labels.max() >= k:
+            raise ValueError(f"labels must be in [0, {k}); got values in "
+                             f"[{labels.min().item()}, {labels.max().item()}]")
+        return images, labels

@@ -1,0 +1,218 @@
+"""The attack engine: per-sample search over ``c`` around the ADMM solver, the refine stage,
+and honest verification. Shared by every ADMM attack; no attack writes its own loop.
+
+Per sample and fully batched: ``c`` grows by ``growth`` until a success bounds it, then is
+bisected; a sample leaves the search once a step succeeds without improving its best
+distortion. Only the samples still searching are solved (index_select), so finished samples
+cost nothing. The best successful candidate is tracked every ``track_every`` iterations by
+the spec's decision rule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import attrs
+import torch
+from torch import Tensor
+
+from admmkit.solver import LinearizedADMM
+from attacks.losses import is_adversarial
+from attacks.problems import (attack_problem, candidate, loss_term, refine_problem,
+                              support_mask, term_blocks)
+from attacks.spec import AttackSpec, default_c, valid_box
+
+
+@attrs.define
+class Best:
+    """Best-so-far per sample: candidate, its score (lower is better), success and its ``c``."""
+
+    delta: Tensor
+    score: Tensor
+    found: Tensor
+    c: Tensor
+
+    @classmethod
+    def empty(cls, like: Tensor) -> "Best":
+        b = like.shape[0]
+        return cls(delta=torch.zeros_like(like),
+                   score=torch.full((b,), math.inf, dtype=like.dtype, device=like.device),
+                   found=torch.zeros(b, dtype=torch.bool, device=like.device),
+                   c=torch.zeros(b, dtype=like.dtype, device=like.device))
+
+    def offer(self, delta: Tensor, success: Tensor, score: Tensor, c: Tensor) -> None:
+        better = success & (score < self.score)
+        view = better.view(-1, *([1] * (delta.dim() - 1)))
+        self.delta = torch.where(view, delta, self.delta)
+        self.score = torch.where(better, score, self.score)
+        self.found = self.found | better
+        self.c = torch.where(better, c, self.c)
+
+    def select(self, idx: Tensor) -> "Best":
+        return Best(*(t.index_select(0, idx) for t in attrs.astuple(self, recurse=False)))
+
+    def put(self, idx: Tensor, part: "Best") -> None:
+        for f in attrs.fields(Best):
+            getattr(self, f.name).index_copy_(0, idx, getattr(part, f.name))
+
+
+def decision_score(spec: AttackSpec, terms, delta: Tensor) -> Tensor:
+    """The spec's ranking of successful candidates, (B,): the sum of its distortion and
+    regularizer ``terms`` (blocks) at δ (default), or an ℓp norm of δ."""
+    flat = delta.flatten(1)
+    if spec.decision == "objective":
+        if not terms:
+            return flat.norm(dim=1)
+        return sum(b.fn(b.coupling.gather(delta)) for b in terms)
+    if spec.decision == "l0":
+        return (flat.abs() > 1e-7).sum(1).to(delta.dtype)
+    return flat.norm(p={"l1": 1, "l2": 2, "linf": math.inf}[spec.decision], dim=1)
+
+
+@attrs.define
+class Targets:
+    """Per-example labels, targets and whether each example is targeted, (B,) each."""
+
+    labels: Tensor
+    targets: Tensor
+    targeted: Tensor
+
+    def select(self, idx: Tensor) -> "Targets":
+        return Targets(*(t.index_select(0, idx) for t in attrs.astuple(self, recurse=False)))
+
+
+@attrs.define
+class Outcome:
+    """What the engine returns, per example: the verified perturbation and the accounting."""
+
+    delta: Tensor
+    success: Tensor
+    c: Tensor
+    gradient_evals: Tensor
+    forward_evals: Tensor
+    refined: Tensor
+
+
+class Engine:
+    def __init__(self, model: Callable[[Tensor], Tensor], spec: AttackSpec, shape):
+        self.model = model
+        self.spec = spec
+        self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
+
+    # -- one ADMM solve with success tracking --------------------------------------------
+    def _solve(self, problem, x0, tg: Targets, c, best: Best, z0, iterations, out, fwd):
+        spec = self.spec
+        project = lambda v: valid_box(x0, spec.eps).prox(v, 1.0)
+        every = spec.search.track_every
+        hit = torch.zeros_like(best.found)
+
+        def track(info):
+            if info.k % every and info.k != iterations:
+                return None
+            cand = candidate(problem, info.state, out, project)
+            with torch.no_grad():
+                logits = self.model(x0 + cand)
+            success = is_adversarial(logits, tg.labels, tg.targets, tg.targeted,
+                                     spec.loss.kappa)
+            hit.logical_or_(success)
+            fwd.add_(1)
+            best.offer(cand, success, decision_score(spec, self.terms, cand), c)
+            return None
+
+        solver = LinearizedADMM(spec.solver.settings(iterations))
+        result = solver.solve(problem, z0, callback=track)
+        return result, hit
+
+    # -- the search over c -----------------------------------------------------------------
+    def search(self, x0: Tensor, tg: Targets, grads: Tensor, fwd: Tensor) -> Best:
+        spec, s = self.spec, self.spec.search
+        b = x0.shape[0]
+        c = torch.full((b,), spec.loss.c or default_c(tuple(x0.shape[1:])), dtype=x0.dtype,
+                       device=x0.device)
+        lo, hi = torch.zeros_like(c), torch.full_like(c, math.inf)
+        best = Best.empty(x0)
+        last_z = torch.zeros_like(x0)
+        running = torch.ones(b, dtype=torch.bool, device=x0.device)
+        out = spec.output_term
+        for _ in range(s.steps):
+            idx = running.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            x, t, cc = x0.index_select(0, idx), tg.select(idx), c.index_select(0, idx)
+            part = best.select(idx)
+            before = part.score.clone()
+            problem = attack_problem(spec, x, loss_term(self.model, x, t.labels, t.targets,
+                                                        t.targeted, cc, spec.loss.kappa))
+            if s.warm_start:
+                z0 = torch.where(part.found.view(-1, *([1] * (x.dim() - 1))), part.delta,
+                                 last_z.index_select(0, idx))
+            else:
+                z0 = torch.zeros_like(x)
+            f = torch.zeros(idx.numel(), dtype=torch.long, device=x.device)
+            result, hit = self._solve(problem, x, t, cc, part, z0, s.iterations, out, f)
+            best.put(idx, part)
+            last_z.index_copy_(0, idx, result.z)
+            grads.index_add_(0, idx, result.iterations)
+            fwd.index_add_(0, idx, f)
+            # per-sample binary search on c
+            lo_i, hi_i = lo.index_select(0, idx), hi.index_select(0, idx)
+            hi_i = torch.where(hit, torch.minimum(hi_i, cc), hi_i)
+            lo_i = torch.where(hit, lo_i, torch.maximum(lo_i, cc))
+            c_i = torch.where(torch.isfinite(hi_i), (lo_i + hi_i) / 2, cc * s.growth)
+            lo.index_copy_(0, idx, lo_i)
+            hi.index_copy_(0, idx, hi_i)
+            c.index_copy_(0, idx, c_i)
+            stalled = hit & torch.isfinite(before) & (part.score > before * (1 - s.patience_tol))
+            running.index_copy_(0, idx, ~stalled)
+        return best
+
+    # -- refine (Sec. 4.2) -------------------------------------------------------------------
+    def refine(self, x0: Tensor, tg: Targets, best: Best, grads: Tensor, fwd: Tensor) -> Tensor:
+        """Re-solve on the support of each success; keep the refined answer when it succeeds."""
+        spec = self.spec
+        refined = torch.zeros_like(best.found)
+        idx = best.found.nonzero().squeeze(1)
+        if spec.refine is None or idx.numel() == 0:
+            return refined
+        x, t, part = x0.index_select(0, idx), tg.select(idx), best.select(idx)
+        support = support_mask(part.delta, spec.refine.quantile)
+        smooth = loss_term(self.model, x, t.labels, t.targets, t.targeted, part.c,
+                           spec.loss.kappa)
+        problem = refine_problem(spec, x, smooth, support)
+        fresh = Best.empty(x)
+        f = torch.zeros(idx.numel(), dtype=torch.long, device=x.device)
+        iters = spec.refine.iterations
+        out = len(problem.blocks) - 1  # the block that carries the fixed support
+        result, _ = self._solve(problem, x, t, part.c, fresh, part.delta * support, iters,
+                                out, f)
+        grads.index_add_(0, idx, result.iterations)
+        fwd.index_add_(0, idx, f)
+        keep = fresh.found
+        part.delta = torch.where(keep.view(-1, *([1] * (x.dim() - 1))), fresh.delta, part.delta)
+        best.put(idx, part)
+        refined.index_copy_(0, idx, keep)
+        return refined
+
+    # -- everything, verified ----------------------------------------------------------------
+    def run(self, x0: Tensor, tg: Targets) -> Outcome:
+        b = x0.shape[0]
+        grads = torch.zeros(b, dtype=torch.long, device=x0.device)
+        fwd = torch.zeros_like(grads)
+        best = self.search(x0, tg, grads, fwd)
+        refined = self.refine(x0, tg, best, grads, fwd)
+        delta, success = verify(self.model, x0, best.delta, best.found, tg)
+        return Outcome(delta=delta, success=success, c=torch.where(success, best.c,
+                       torch.full_like(best.c, math.nan)), gradient_evals=grads,
+                       forward_evals=fwd + 1, refined=refined & success)
+
+
+def verify(model, x0: Tensor, delta: Tensor, found: Tensor, tg: Targets):
+    """Fresh forward pass on the final image ``clip(x0 + δ, 0, 1)``; failures become δ = 0."""
+    adv = (x0 + delta).clamp(0, 1)
+    with torch.no_grad():
+        logits = model(adv)
+    success = found & is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
+    delta = torch.where(success.view(-1, *([1] * (x0.dim() - 1))), adv - x0,
+                        torch.zeros_like(x0))
+    return delta, success

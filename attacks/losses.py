@@ -1,0 +1,47 @@
+"""The C&W margin loss (paper eq. 3) and the success test that goes with it.
+
+Targeted (towards ``t``):      ``max( max_{j≠t} Z_j − Z_t , −κ )``
+Untargeted (away from ``t0``): ``max( Z_{t0} − max_{j≠t0} Z_j , −κ )``
+
+"max over the other classes" masks the excluded class with ``−inf`` (multiplying by
+``1 − onehot`` is wrong when logits are negative, a known bug in peer libraries).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def max_other(logits: Tensor, exclude: Tensor) -> Tensor:
+    """``max_{j ≠ exclude} Z_j`` per sample, (B,)."""
+    masked = logits.scatter(1, exclude.view(-1, 1), float("-inf"))
+    return masked.amax(dim=1)
+
+
+def margin(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tensor) -> Tensor:
+    """How far the sample is from success, ``(B,)``: ≤ 0 exactly when the attack succeeds.
+
+    ``targeted`` is a (B,) bool tensor; untargeted samples use ``labels`` as ``t0``.
+    """
+    cls = torch.where(targeted, targets, labels)
+    z_cls = logits.gather(1, cls.view(-1, 1)).squeeze(1)
+    other = max_other(logits, cls)
+    return torch.where(targeted, other - z_cls, z_cls - other)
+
+
+def margin_loss(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tensor,
+                c: Tensor, kappa: float = 0.0) -> Tensor:
+    """``c · max(margin, −κ)`` per sample (B,), the smooth term ``f`` of problem (2)."""
+    return c * torch.clamp(margin(logits, labels, targets, targeted), min=-kappa)
+
+
+def is_adversarial(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tensor,
+                   kappa: float = 0.0) -> Tensor:
+    """Success per sample (B,) bool: the predicted class is the target (targeted) or not the
+    label (untargeted), with a margin of at least ``κ``."""
+    pred = logits.argmax(dim=1)
+    hit = torch.where(targeted, pred == targets, pred != labels)
+    if kappa > 0:
+        hit = hit & (margin(logits, labels, targets, targeted) <= -kappa)
+    return hit

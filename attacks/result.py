@@ -1,0 +1,65 @@
+"""The result of an attack: images, perturbations, an explicit success mask, and per-example
+metrics. Failed examples are returned as the clean image (δ = 0) and their distortions are NaN,
+so they can never be averaged in as successes."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import attrs
+import torch
+from torch import Tensor
+
+
+@attrs.frozen
+class AttackResult:
+    """All per-example fields are batched over the examples attacked (B,)."""
+
+    attack: str
+    adversarial: Tensor        # (B, C, H, W), clip(x0 + δ) on success, x0 on failure
+    delta: Tensor              # (B, C, H, W), zero on failure
+    success: Tensor            # (B,) bool, verified by a fresh forward pass
+    labels: Tensor             # (B,) true labels
+    targets: Tensor            # (B,) targets (== labels for untargeted examples)
+    targeted: Tensor           # (B,) bool
+    source_index: Tensor       # (B,) index of the clean image each example came from
+    metrics: Dict[str, Tensor]  # l0, l1, l2, linf, groups_nonzero, groups_fraction: NaN on failure
+    c: Tensor                  # (B,) the loss constant of the returned example (NaN if failed)
+    gradient_evals: Tensor     # (B,) gradient evaluations spent on the example
+    forward_evals: Tensor      # (B,) forward-only evaluations (success checks)
+    refined: Optional[Tensor] = None  # (B,) bool: the refine stage improved the answer
+
+    def __len__(self) -> int:
+        return self.success.shape[0]
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.float().mean())
+
+    def summary(self) -> Dict[str, float]:
+        """ASR (%) and the mean of every metric over the successful examples."""
+        ok = self.success
+        out = {"examples": len(self), "successes": int(ok.sum()),
+               "asr": 100.0 * self.success_rate}
+        for k, v in self.metrics.items():
+            out[k] = float(v[ok].double().mean()) if ok.any() else math.nan
+        out["gradient_evals"] = float(self.gradient_evals.double().mean())
+        return out
+
+    def to(self, device) -> "AttackResult":
+        move = lambda v: v.to(device) if isinstance(v, Tensor) else v
+        return attrs.evolve(self, **{f.name: move(getattr(self, f.name))
+                                     for f in attrs.fields(AttackResult)
+                                     if isinstance(getattr(self, f.name), Tensor)},
+                            metrics={k: move(v) for k, v in self.metrics.items()})
+
+    @staticmethod
+    def concat(parts) -> "AttackResult":
+        parts = list(parts)
+        first = parts[0]
+        cat = lambda name: torch.cat([getattr(p, name) for p in parts])
+        fields = {f.name: cat(f.name) for f in attrs.fields(AttackResult)
+                  if isinstance(getattr(first, f.name), Tensor)}
+        fields["metrics"] = {k: torch.cat([p.metrics[k] for p in parts]) for k in first.metrics}
+        return AttackResult(attack=first.attack, **fields)

@@ -1,0 +1,257 @@
+"""Attack specifications: a declarative description of problem (2) that builds admmkit problems.
+
+    minimize_δ  c·margin(x0 + δ) + Σ_terms term(δ)   s.t.  x0 + δ ∈ [0, 1]^n,  ||δ||∞ ≤ ε
+
+A spec names the loss, the terms (each a prox-able admmkit function, optionally on sliding
+groups), the constraint, the solver settings, the outer search over ``c``, the refine stage and
+the rule that ranks successful candidates. Every built-in attack is one of these
+(:mod:`attacks.builtin`); new formulations need no Python (see the CLI's TOML specs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Tuple
+
+import attrs
+import torch
+from torch import Tensor
+
+from admmkit.groups import SlidingGroups
+from admmkit.prox import Box, BoxLinf, ElasticNet, GroupL2, L1, ProxFunction, SquaredL2
+from admmkit.solver import ADMMSettings, ConstantSchedule, SqrtSchedule
+
+# kind -> (constructor, parameter names with defaults, needs groups)
+TERM_KINDS: Dict[str, Tuple[type, Dict[str, float], bool]] = {
+    "squared_l2": (SquaredL2, {"weight": 1.0}, False),
+    "l1": (L1, {"weight": 1.0}, False),
+    "elastic_net": (ElasticNet, {"l1": 1e-2, "l2": 1.0}, False),
+    "group_l2": (GroupL2, {"weight": 1.0}, True),
+}
+ROLES = ("distortion", "regularizer")
+DECISIONS = ("objective", "l0", "l1", "l2", "linf")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be built; the message names the key, what was expected and found."""
+
+
+def _check(cond: bool, key: str, expected: str, found) -> None:
+    if not cond:
+        raise SpecError(f"{key}: expected {expected}, found {found!r}")
+
+
+def _number(key: str, value, *, positive=False, non_negative=False, integer=False):
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    _check(ok_type and not isinstance(value, bool), key, "an integer" if integer else "a number",
+           value)
+    _check(math.isfinite(value), key, "a finite number", value)
+    if positive:
+        _check(value > 0, key, "a positive number", value)
+    if non_negative:
+        _check(value >= 0, key, "a number >= 0", value)
+    return value
+
+
+def _pos(instance, attribute, value):
+    _number(attribute.name, value, positive=True)
+
+
+def _pos_int(instance, attribute, value):
+    _number(attribute.name, value, positive=True, integer=True)
+
+
+def _nonneg(instance, attribute, value):
+    _number(attribute.name, value, non_negative=True)
+
+
+def _opt_pos(instance, attribute, value):
+    if value is not None:
+        _number(attribute.name, value, positive=True)
+
+
+def _opt_pos_int(instance, attribute, value):
+    if value is not None:
+        _number(attribute.name, value, positive=True, integer=True)
+
+
+@attrs.frozen
+class GroupSpec:
+    """Sliding ``size × size × C`` groups with ``stride`` (None: the dataset's default, see
+    :func:`default_groups`). ``copies``: "local" (general-form consensus) or "full" (the
+    paper's own eq. 16 splitting)."""
+
+    size: Optional[int] = attrs.field(default=None, validator=_opt_pos_int)
+    stride: Optional[int] = attrs.field(default=None, validator=_opt_pos_int)
+    copies: str = attrs.field(default="local")
+    overlapping: bool = False
+
+    @copies.validator
+    def _c(self, attribute, value):
+        _check(value in ("local", "full"), "copies", '"local" or "full"', value)
+
+    def resolve(self, shape) -> SlidingGroups:
+        size, stride = default_groups(shape, self.overlapping)
+        size = self.size or size
+        stride = self.stride or (stride if self.size is None else size)
+        try:
+            return SlidingGroups(shape, size, stride)
+        except ValueError as e:
+            raise SpecError(f"groups: {e}") from None
+
+
+@attrs.frozen
+class TermSpec:
+    """One term of the objective: ``kind`` from :data:`TERM_KINDS` with its ``params``."""
+
+    kind: str
+    role: str = "regularizer"
+    params: Dict[str, float] = attrs.field(factory=dict)
+    groups: Optional[GroupSpec] = None
+    name: str = ""
+
+    def __attrs_post_init__(self):
+        key = f"term {self.name or self.kind}"
+        _check(self.kind in TERM_KINDS, f"{key}.kind", f"one of {sorted(TERM_KINDS)}", self.kind)
+        _check(self.role in ROLES, f"{key}.role", f"one of {ROLES}", self.role)
+        cls, defaults, grouped = TERM_KINDS[self.kind]
+        for p, v in self.params.items():
+            _check(p in defaults, f"{key}.params", f"parameters among {sorted(defaults)}", p)
+            _number(f"{key}.params.{p}", v, non_negative=True)
+        _check(grouped == (self.groups is not None), f"{key}.groups",
+               "groups" if grouped else "no groups (this kind acts on pixels)", self.groups)
+
+    def function(self) -> ProxFunction:
+        cls, defaults, _ = TERM_KINDS[self.kind]
+        try:
+            return cls(**{**defaults, **self.params})
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"term {self.name or self.kind}: {e}") from None
+
+
+@attrs.frozen
+class LossSpec:
+    """The C&W margin loss (eq. 3): confidence ``kappa`` and initial constant ``c``
+    (None: the dataset's default, :func:`default_c`)."""
+
+    kind: str = "margin"
+    kappa: float = attrs.field(default=0.0, validator=_nonneg)
+    c: Optional[float] = attrs.field(default=None, validator=_opt_pos)
+
+    def __attrs_post_init__(self):
+        _check(self.kind == "margin", "loss.kind", '"margin"', self.kind)
+
+
+@attrs.frozen
+class SolverSpec:
+    """Linearized ADMM settings (paper appendix F: ρ = 1, η_k = 5·√k)."""
+
+    rho: float = attrs.field(default=1.0, validator=_pos)
+    eta: float = attrs.field(default=5.0, validator=_pos)
+    eta_schedule: str = "sqrt"
+    adaptive_rho: bool = False
+
+    def __attrs_post_init__(self):
+        _check(self.eta_schedule in ("sqrt", "constant"), "solver.eta_schedule",
+               '"sqrt" or "constant"', self.eta_schedule)
+
+    def settings(self, iterations: int) -> ADMMSettings:
+        eta = SqrtSchedule(self.eta) if self.eta_schedule == "sqrt" else ConstantSchedule(self.eta)
+        # attacks run a fixed budget and stop samples themselves: no residual stopping
+        return ADMMSettings(rho=self.rho, eta=eta, max_iter=iterations, tol_abs=0.0, tol_rel=0.0,
+                            adaptive_rho=self.adaptive_rho)
+
+
+@attrs.frozen
+class SearchSpec:
+    """Per-sample search over ``c``: grow by ``growth`` until a success bounds it, then bisect.
+
+    steps        binary-search steps (solves) at most
+    iterations   ADMM iterations per step
+    track_every  test the current candidate for success every N iterations
+    warm_start   start each step from the best success so far (else from 0)
+    patience_tol a sample stops once a step succeeds without improving its best distortion
+                 by more than this relative amount
+    """
+
+    steps: int = attrs.field(default=6, validator=_pos_int)
+    iterations: int = attrs.field(default=200, validator=_pos_int)
+    track_every: int = attrs.field(default=5, validator=_pos_int)
+    growth: float = attrs.field(default=10.0, validator=_pos)
+    warm_start: bool = True
+    patience_tol: float = attrs.field(default=1e-3, validator=_nonneg)
+
+
+@attrs.frozen
+class RefineSpec:
+    """Fixed-support re-solve (paper Sec. 4.2): zero every |δ*_i| ≤ σ, σ the ``quantile`` of
+    the sample's non-zero |δ*|, then minimise loss + distortion on the remaining support."""
+
+    quantile: float = attrs.field(default=0.03, validator=_nonneg)
+    iterations: int = attrs.field(default=200, validator=_pos_int)
+
+    def __attrs_post_init__(self):
+        _check(self.quantile < 1, "refine.quantile", "a number in [0, 1)", self.quantile)
+
+
+@attrs.frozen
+class AttackSpec:
+    """A complete attack formulation (see the module docstring)."""
+
+    name: str
+    terms: Tuple[TermSpec, ...] = attrs.field(converter=tuple)
+    loss: LossSpec = attrs.field(factory=LossSpec)
+    eps: Optional[float] = attrs.field(default=None, validator=_opt_pos)
+    solver: SolverSpec = attrs.field(factory=SolverSpec)
+    search: SearchSpec = attrs.field(factory=SearchSpec)
+    refine: Optional[RefineSpec] = None
+    decision: str = "objective"
+    description: str = ""
+
+    def __attrs_post_init__(self):
+        _check(self.decision in DECISIONS, "decision", f"one of {DECISIONS}", self.decision)
+        names = [t.name for t in self.terms if t.name]
+        _check(len(names) == len(set(names)), "terms", "unique names", names)
+
+    @property
+    def output_term(self) -> Optional[int]:
+        """The term whose variable is the attack's candidate: the first regularizer (it carries
+        the sparsity pattern), else the first distortion term, else none (use z)."""
+        for role in ROLES[::-1]:
+            for i, t in enumerate(self.terms):
+                if t.role == role:
+                    return i
+        return None
+
+    def groups(self, shape) -> Optional[SlidingGroups]:
+        """The spec's first group structure on images of ``shape``, if any."""
+        for t in self.terms:
+            if t.groups is not None:
+                return t.groups.resolve(shape)
+        return None
+
+
+def default_c(shape) -> float:
+    """Appendix F: c = 0.5 on 28×28×1, 0.25 on 32×32×3, 2.5 on larger images."""
+    c, h, w = shape
+    if max(h, w) <= 28:
+        return 0.5
+    if max(h, w) <= 32:
+        return 0.25
+    return 2.5
+
+
+def default_groups(shape, overlapping: bool = False) -> Tuple[int, int]:
+    """Appendix F: 2×2 stride 2 (3×3 stride 2 if overlapping) up to 32 px; 13×13 stride 13
+    on larger (ImageNet-sized) images (stride 6 when overlapping)."""
+    _, h, w = shape
+    if max(h, w) <= 64:
+        return (3, 2) if overlapping else (2, 2)
+    return (13, 6) if overlapping else (13, 13)
+
+
+def valid_box(x0: Tensor, eps: Optional[float]) -> ProxFunction:
+    """``x0 + δ ∈ [0, 1]`` and ``||δ||∞ ≤ ε`` as one coordinate-wise box on δ (eq. 5, 11)."""
+    if eps is None:
+        return Box(lower=-x0, upper=1 - x0)
+    return BoxLinf(lower=-x0, upper=1 - x0, radius=eps)

@@ -1,0 +1,53 @@
+"""Which class each example is pushed towards: explicit, seeded random, all others, or none."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import Tensor
+
+from attacks.engine import Targets
+
+TargetChoice = Union[None, str, Tensor]
+
+
+def expand_targets(labels: Tensor, num_classes: int, targets: TargetChoice = None,
+                   seed: int = 0):
+    """Return ``(source_index, Targets)`` for the examples to attack.
+
+    targets: ``None`` or ``"untargeted"``; ``"random"`` (one other class per image, seeded);
+    ``"all"`` (each image against every other class — the paper's protocol, B·(K−1) examples,
+    image-major, targets ascending); or a (B,) integer tensor.
+    """
+    b, dev = labels.shape[0], labels.device
+    index = torch.arange(b, device=dev)
+    if targets is None or (isinstance(targets, str) and targets == "untargeted"):
+        return index, Targets(labels, labels.clone(), torch.zeros(b, dtype=torch.bool, device=dev))
+    if isinstance(targets, str):
+        if targets == "random":
+            g = torch.Generator().manual_seed(int(seed))
+            shift = torch.randint(1, num_classes, (b,), generator=g).to(dev)
+            t = (labels + shift) % num_classes
+        elif targets == "all":
+            others = torch.arange(num_classes - 1, device=dev).view(1, -1)
+            t = (others + (others >= labels.view(-1, 1)).long()).reshape(-1)
+            index = index.repeat_interleave(num_classes - 1)
+            labels = labels.index_select(0, index)
+        else:
+            raise ValueError(f'targets must be None, "untargeted", "random", "all" or a tensor; '
+                             f"got {targets!r}")
+        return index, Targets(labels, t, torch.ones_like(t, dtype=torch.bool))
+    t = torch.as_tensor(targets, device=dev)
+    if t.shape != (b,) or t.is_floating_point():
+        raise ValueError(f"targets must be an integer tensor of shape ({b},); got "
+                         f"{t.dtype} {tuple(t.shape)}")
+    t = t.long()
+    if t.min() < 0 or t.max() >= num_classes:
+        raise ValueError(f"targets must be in [0, {num_classes}); got values in "
+                         f"[{t.min().item()}, {t.max().item()}]")
+    if (t == labels).any():
+        i = int((t == labels).nonzero()[0])
+        raise ValueError(f"targets[{i}] equals the true label {int(labels[i])}: a targeted "
+                         "attack needs a different class")
+    return index, Targets(labels, t, torch.ones(b, dtype=torch.bool, device=dev))

@@ -1,0 +1,291 @@
+"""Known answers for the linearized ADMM solver and the paper's update formulas."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from admmkit.groups import SlidingGroups
+from admmkit.problem import Block, Problem
+from admmkit.prox import Box, BoxLinf, GroupL2, SquaredL2
+from admmkit.smooth import Smooth, quadratic
+from admmkit.solver import ADMMSettings, ConstantSchedule, LinearizedADMM, SqrtSchedule
+
+D = torch.float64
+
+
+def least_squares(A, y):
+    def f(z):
+        r = torch.einsum("bmn,bn->bm", A, z.flatten(1)) - y
+        return 0.5 * r.pow(2).sum(1)
+    return Smooth(f)
+
+
+def group_lasso_reference(A, y, index, tau, lo, hi):
+    """Independent solution by SLSQP on the epigraph form (smooth constraints)."""
+    n, G = A.shape[1], index.shape[0]
+    obj = lambda v: 0.5 * np.sum((A @ v[:n] - y) ** 2) + tau * v[n:].sum()
+    jac = lambda v: np.concatenate([A.T @ (A @ v[:n] - y), tau * np.ones(G)])
+    cons = [{"type": "ineq", "fun": (lambda v, k=k: v[n + k] ** 2 - np.sum(v[index[k]] ** 2))}
+            for k in range(G)]
+    starts = [np.full(n, 0.1), np.clip(np.linalg.lstsq(A, y, rcond=None)[0], lo, hi),
+              np.random.default_rng(0).uniform(lo, hi, n)]
+    runs = [minimize(obj, np.concatenate([x, np.linalg.norm(x[index], axis=1) + 0.1]), jac=jac,
+                     bounds=[(lo, hi)] * n + [(0, None)] * G, constraints=cons, method="SLSQP",
+                     options=dict(ftol=1e-15, maxiter=5000)) for x in starts]
+    best = min(runs, key=lambda r: r.fun)  # SLSQP can stall at the cone's apex: multi-start
+    return best.x[:n], best.fun
+
+
+def kkt_violation(A, y, x, index, tau, lo, hi):
+    """Largest violation of 0 ∈ ∇f(x) + τ∂Σ||x_g|| + N_box(x), written out coordinate-wise."""
+    grad = A.T @ (A @ x - y)
+    worst = 0.0
+    for g in index:
+        xg, gg = x[g], grad[g]
+        norm = np.linalg.norm(xg)
+        if norm < 1e-9:  # zero group (0 is inside the box): ||∇_g f|| <= τ
+            worst = max(worst, np.linalg.norm(gg) - tau)
+            continue
+        r = gg + tau * xg / norm
+        at_hi, at_lo = xg >= hi - 1e-9, xg <= lo + 1e-9
+        worst = max(worst, np.abs(r[~at_hi & ~at_lo]).max(initial=0),
+                    r[at_hi].max(initial=-1), (-r[at_lo]).max(initial=-1))
+    return worst
+
+
+def test_least_squares_group_lasso_box_matches_scipy():
+    torch.manual_seed(0)
+    B, shape, n, m = 3, (1, 4, 4), 16, 20
+    groups = SlidingGroups(shape, 2, 2)
+    A = torch.randn(B, m, n, dtype=D)
+    y = torch.randn(B, m, dtype=D)
+    tau, lo, hi = 5.0, -0.3, 0.5
+    L = max(torch.linalg.matrix_norm(A[i], 2).item() ** 2 for i in range(B))
+    problem = Problem([Block(GroupL2(tau), groups, name="y"), Block(Box(lo, hi), name="w")],
+                      smooth=least_squares(A, y))
+    solver = LinearizedADMM(ADMMSettings(rho=2.0, eta=ConstantSchedule(L), max_iter=20000,
+                                         tol_abs=1e-11, tol_rel=1e-11, check_every=50))
+    res = solver.solve(problem, torch.zeros(B, *shape, dtype=D))
+    assert res.converged.all() and not res.diverged.any()
+    index = groups.gather(torch.arange(n, dtype=D).reshape(1, *shape))[0].long().numpy()
+    objective = lambda b, x: (0.5 * np.sum((A[b].numpy() @ x - y[b].numpy()) ** 2)
+                              + tau * np.linalg.norm(x[index], axis=1).sum())
+    matched = zero_groups = 0
+    for b in range(B):
+        x = res.z[b].flatten().numpy()
+        # an independent optimality certificate (strictly convex: the minimiser is unique) ...
+        assert kkt_violation(A[b].numpy(), y[b].numpy(), x, index, tau, lo, hi) < 1e-7
+        assert x.min() >= lo - 1e-12 and x.max() <= hi + 1e-12
+        # ... and an independent solver: never better than ADMM, equal wherever it converges
+        x_ref, _ = group_lasso_reference(A[b].numpy(), y[b].numpy(), index, tau, lo, hi)
+        x_ref = np.clip(x_ref, lo, hi)
+        assert objective(b, x) <= objective(b, x_ref) + 1e-8
+        if objective(b, x_ref) - objective(b, x) < 1e-6:  # scipy converged here
+            np.testing.assert_allclose(x, x_ref, atol=1e-5)
+            matched += 1
+        zero_groups += int((res.xs[0][b].norm(dim=-1) == 0).sum())  # exact zeros in y
+    assert matched >= 2
+    assert zero_groups > 0  # the problem exercises the group-sparsity (shrink-to-zero) branch
+
+
+def strattack_by_the_paper(grad_f, x0, z, iters, rho, gamma, tau, eps, alpha, groups):
+    """Eqs. (10), (11), (12), (15), (9) written out directly (non-overlapping groups)."""
+    u = torch.zeros_like(z)
+    s = torch.zeros_like(z)
+    v = torch.zeros_like(z)
+    lo = torch.maximum(-x0, torch.full_like(x0, -eps))
+    hi = torch.minimum(1 - x0, torch.full_like(x0, eps))
+    for k in range(1, iters + 1):
+        a, b, c = z - u, z - s, z - v
+        delta = rho / (rho + 2 * gamma) * a                                        # (10)
+        w = torch.minimum(torch.maximum(b, lo), hi)                                # (11)
+        cg = groups.gather(c)
+        norm = cg.norm(dim=-1, keepdim=True)
+        y = groups.scatter(torch.clamp(1 - tau / (rho * norm), min=0) * cg)        # (12)
+        eta = alpha * math.sqrt(k)
+        z_new = (eta * z + rho * (delta + u) + rho * (w + s) + rho * (y + v)
+                 - grad_f(z)) / (eta + 3 * rho)                                    # (15)
+        u, s, v = u + delta - z_new, s + w - z_new, v + y - z_new                  # (9), scaled
+        z = z_new
+    return z, delta, w, y
+
+
+def _toy_smooth(B, shape):
+    torch.manual_seed(1)
+    W = torch.randn(B, int(np.prod(shape)), dtype=D)
+    f = lambda z: torch.sin((W * z.flatten(1)).sum(1)) + 0.3 * z.flatten(1).pow(2).sum(1)
+    smooth = Smooth(f)
+    return smooth, (lambda z: smooth.value_and_grad(z)[1])
+
+
+def test_generic_solver_reproduces_paper_updates_exactly():
+    B, shape = 2, (1, 6, 6)
+    groups = SlidingGroups(shape, 2, 2)
+    x0 = torch.rand(B, *shape, dtype=D)
+    smooth, grad_f = _toy_smooth(B, shape)
+    rho, gamma, tau, eps, alpha = 1.0, 1.0, 0.2, 0.3, 5.0
+    problem = Problem([Block(SquaredL2(gamma), name="delta"),
+                       Block(BoxLinf(-x0, 1 - x0, eps), name="w"),
+                       Block(GroupL2(tau), groups, name="y")], smooth=smooth)
+    z0 = 0.1 * torch.randn(B, *shape, dtype=D)
+    solver = LinearizedADMM(ADMMSettings(rho=rho, eta=SqrtSchedule(alpha), max_iter=30,
+                                         tol_abs=0, tol_rel=0))
+    res = solver.solve(problem, z0)
+    z, delta, w, y = strattack_by_the_paper(grad_f, x0, z0, 30, rho, gamma, tau, eps, alpha,
+                                            groups)
+    torch.testing.assert_close(res.z, z, rtol=0, atol=1e-12)
+    torch.testing.assert_close(res.xs[0], delta, rtol=0, atol=1e-12)
+    torch.testing.assert_close(res.xs[1], w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(groups.scatter(res.xs[2]), y, rtol=0, atol=1e-12)
+
+
+def test_full_copies_reproduce_paper_overlapping_updates():
+    """copies="full" matches eqs. (17)-(18) with PQ copies each spanning all coordinates."""
+    B, shape = 2, (1, 5, 5)
+    groups = SlidingGroups(shape, 3, 2)  # 4 overlapping groups
+    G = groups.num_groups
+    smooth, grad_f = _toy_smooth(B, shape)
+    rho, tau, alpha, iters = 1.0, 0.3, 5.0, 25
+    z0 = 0.2 * torch.randn(B, *shape, dtype=D)
+    # direct: one full-size copy y_i per group
+    masks = [groups.scatter(torch.nn.functional.one_hot(torch.tensor(i), G).to(D)
+                            .view(1, G, 1).expand(1, G, groups.group_dim).contiguous()) > 0
+             for i in range(G)]
+    z, vs = z0.clone(), [torch.zeros_like(z0) for _ in range(G)]
+    for k in range(1, iters + 1):
+        cs = [z - v for v in vs]
+        ys = []
+        for c, mask in zip(cs, masks):
+            nrm = (c * mask).flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            ys.append(torch.where(mask, torch.clamp(1 - tau / (rho * nrm), min=0) * c, c))  # (17)
+        eta = alpha * math.sqrt(k)
+        z_new = (eta * z + rho * sum(y + v for y, v in zip(ys, vs)) - grad_f(z)) / (eta + G * rho)
+        vs = [v + y - z_new for y, v in zip(ys, vs)]
+        z = z_new
+    problem = Problem([Block(GroupL2(tau), groups, copies="full")], smooth=smooth)
+    res = LinearizedADMM(ADMMSettings(rho=rho, eta=SqrtSchedule(alpha), max_iter=iters,
+                                      tol_abs=0, tol_rel=0)).solve(problem, z0)
+    torch.testing.assert_close(res.z, z, rtol=0, atol=1e-12)
+
+
+def _batch_problem(B, weights=None):
+    torch.manual_seed(3)
+    target = torch.randn(B, 1, 4, 4, dtype=D)
+    weights = torch.ones(B, dtype=D) if weights is None else weights
+    groups = SlidingGroups((1, 4, 4), 3, 1)
+    smooth = Smooth(lambda z: weights * (z - target).pow(2).flatten(1).sum(1))
+    return Problem([Block(GroupL2(0.5), groups), Block(Box(-1.0, 1.0))], smooth=smooth), target
+
+
+def test_batch_equals_per_sample_solves_and_samples_stop_independently():
+    weights = torch.tensor([0.5, 1.0, 8.0, 30.0], dtype=D)  # different conditioning per sample
+    problem, target = _batch_problem(4, weights)
+    settings = ADMMSettings(rho=1.0, eta=ConstantSchedule(4.0), max_iter=5000, tol_abs=1e-9,
+                            tol_rel=1e-9)
+    z0 = torch.zeros(4, 1, 4, 4, dtype=D)
+    batch = LinearizedADMM(settings).solve(problem, z0)
+    assert batch.converged.all()
+    assert len(set(batch.iterations.tolist())) > 1  # per-sample stopping
+    for b in range(4):
+        t, w = target[b:b + 1], weights[b]
+        single = Problem(problem.blocks, smooth=Smooth(
+            lambda z, t=t, w=w: w * (z - t).pow(2).flatten(1).sum(1)))
+        one = LinearizedADMM(settings).solve(single, z0[b:b + 1])
+        torch.testing.assert_close(one.z[0], batch.z[b], atol=1e-12, rtol=0)
+        assert one.iterations[0] == batch.iterations[b]
+
+
+def test_non_finite_sample_is_flagged_and_does_not_poison_the_batch():
+    target = torch.randn(3, 1, 4, 4, dtype=D)
+
+    def f(z):
+        val = (z - target).pow(2).flatten(1).sum(1)
+        return val * torch.tensor([1.0, math.nan, 1.0], dtype=D)  # NaN for sample 1 only
+    problem = Problem([Block(Box(-1.0, 1.0))], smooth=Smooth(f))
+    res = LinearizedADMM(max_iter=200, tol_abs=1e-8, tol_rel=1e-8,
+                         eta=ConstantSchedule(2.0)).solve(problem, torch.zeros_like(target))
+    assert res.diverged.tolist() == [False, True, False]
+    assert torch.isfinite(res.z).all()
+    assert res.iterations[1] == 1
+    expected = target.clamp(-1, 1)
+    torch.testing.assert_close(res.z[[0, 2]], expected[[0, 2]], atol=1e-5, rtol=0)
+
+
+def test_support_keeps_z_zero_and_callback_can_stop_samples():
+    target = torch.ones(2, 1, 3, 3, dtype=D)
+    support = torch.zeros(2, 1, 3, 3, dtype=torch.bool)
+    support[:, :, 1, 1] = True
+    problem = Problem([Block(Box(-2.0, 2.0))], smooth=quadratic(target), support=support)
+    seen = []
+
+    def cb(info):
+        seen.append(info.k)
+        return torch.tensor([info.k >= 5, False])
+    res = LinearizedADMM(max_iter=50, tol_abs=0, tol_rel=0, eta=ConstantSchedule(1.0)).solve(
+        problem, torch.full_like(target, 0.5), callback=cb)
+    assert (res.z[~support] == 0).all()
+    assert res.iterations.tolist() == [5, 50]
+    assert seen == list(range(1, 51))
+
+
+def test_adaptive_rho_reaches_the_same_answer():
+    problem, _ = _batch_problem(2)
+    z0 = torch.zeros(2, 1, 4, 4, dtype=D)
+    base = dict(eta=ConstantSchedule(4.0), max_iter=5000, tol_abs=1e-10, tol_rel=1e-10)
+    fixed = LinearizedADMM(rho=0.05, **base).solve(problem, z0)
+    adapt = LinearizedADMM(rho=0.05, adaptive_rho=True, mu=2.0, **base).solve(problem, z0)
+    assert not torch.equal(adapt.state.rho, fixed.state.rho)
+    torch.testing.assert_close(adapt.z, fixed.z, atol=1e-6, rtol=0)
+
+
+def test_warm_start_continues_from_state():
+    problem, _ = _batch_problem(2)
+    z0 = torch.zeros(2, 1, 4, 4, dtype=D)
+    solver = LinearizedADMM(eta=ConstantSchedule(4.0), max_iter=40, tol_abs=0, tol_rel=0)
+    first = solver.solve(problem, z0)
+    second = solver.solve(problem, state=first.state)
+    assert second.iterations.tolist() == [80, 80]
+    assert first.state.z is not second.state.z  # the given state is not mutated
+
+
+def test_history_has_residuals_and_objective():
+    problem, _ = _batch_problem(2)
+    res = LinearizedADMM(max_iter=30, check_every=10, tol_abs=0, tol_rel=0).solve(
+        problem, torch.zeros(2, 1, 4, 4, dtype=D))
+    assert [h.k for h in res.history] == [10, 20, 30]
+    h = res.history[-1]
+    assert h.primal_residual.shape == (2,) and h.objective.shape == (2,)
+    assert h.eta == pytest.approx(5 * math.sqrt(30))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(rho=-1.0), "rho"), (dict(rho=0.0), "rho"), (dict(max_iter=0), "max_iter"),
+    (dict(check_every=-2), "check_every"), (dict(tol_abs=-1e-3), "tol_abs"),
+    (dict(eta=3.0), "eta"), (dict(mu=0.5), "mu"),
+])
+def test_bad_settings_name_the_field(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ADMMSettings(**kw)
+
+
+def test_bad_problems_give_clear_errors():
+    groups = SlidingGroups((1, 4, 4), 2, 2)
+    problem = Problem([Block(GroupL2(1.0), groups, name="y")], smooth=quadratic(torch.zeros(1)))
+    with pytest.raises(ValueError, match="block y: coupling does not fit"):
+        LinearizedADMM().solve(problem, torch.zeros(2, 1, 5, 5))
+    with pytest.raises(ValueError, match="exactly one of z0"):
+        LinearizedADMM().solve(problem)
+    with pytest.raises(TypeError, match="ProxFunction"):
+        Block(lambda x: x)
+    with pytest.raises(ValueError, match="at least one block"):
+        Problem([])
+    with pytest.raises(ValueError, match='copies="full"'):
+        Block(SquaredL2(), copies="full")
+    with pytest.raises(ValueError, match="z0 must be finite"):
+        LinearizedADMM().solve(problem, torch.full((1, 1, 4, 4), math.nan))
+    bad = Problem([Block(SquaredL2())], smooth=Smooth(lambda z: z.sum()))
+    with pytest.raises(ValueError, match="per-sample values"):
+        LinearizedADMM().solve(bad, torch.zeros(2, 3))
