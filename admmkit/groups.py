@@ -86,23 +86,31 @@ class SlidingGroups:
                              f"got shape {tuple(z.shape)}")
 
     def gather(self, z: Tensor) -> Tensor:
-        """``A z``: ``(B, C, H, W) -> (B, G, C·size²)``."""
+        """``A z``: ``(B, C, H, W) -> (B, G, C·size²)``, groups row-major over the grid and
+        each group's coordinates ordered (channel, row, column), as ``F.unfold``."""
         self._check_input(z)
         _, h, w = self.shape
         hp, wp = self.padded_hw
         if (hp, wp) != (h, w):
             z = F.pad(z, (0, wp - w, 0, hp - h))
-        cols = F.unfold(z, kernel_size=self.size, stride=self.stride)  # (B, C·s², G)
-        return cols.transpose(1, 2)
+        r, s = self.size, self.stride
+        windows = z.unfold(2, r, s).unfold(3, r, s)  # (B, C, P, Q, r, r), a view
+        return windows.permute(0, 2, 3, 1, 4, 5).reshape(z.shape[0], self.num_groups,
+                                                         self.group_dim)
 
     def scatter(self, y: Tensor) -> Tensor:
         """``Aᵀ y``: sum the group copies back into an image, ``(B, G, C·size²) -> (B, C, H, W)``."""
         if y.dim() != 3 or tuple(y.shape[1:]) != (self.num_groups, self.group_dim):
             raise ValueError(f"expected a (B, {self.num_groups}, {self.group_dim}) tensor; "
                              f"got shape {tuple(y.shape)}")
-        _, h, w = self.shape
-        img = F.fold(y.transpose(1, 2), output_size=self.padded_hw, kernel_size=self.size,
-                     stride=self.stride)
+        c, h, w = self.shape
+        (p, q), r, b = self.grid, self.size, y.shape[0]
+        if self.is_partition:  # a permutation: undo the gather's reshape
+            img = y.reshape(b, p, q, c, r, r).permute(0, 3, 1, 4, 2, 5).reshape(
+                b, c, p * r, q * r)
+        else:
+            img = F.fold(y.transpose(1, 2), output_size=self.padded_hw, kernel_size=r,
+                         stride=self.stride)
         return img[..., :h, :w]
 
     def cover(self, like: Tensor) -> Tensor:

@@ -1,5 +1,5 @@
 """The classifier under attack: any ``torch.nn.Module`` mapping [0, 1] images to logits, with
-optional input normalisation, and the input checks every attack shares."""
+optional input normalisation (mean, std), and the input checks every attack shares."""
 
 from __future__ import annotations
 
@@ -8,21 +8,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-
-class Normalized(nn.Module):
-    """``model((x − mean) / std)``: lets a model trained on normalised inputs take [0, 1] images."""
-
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.model = model
-        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-        if (std <= 0).any():
-            raise ValueError(f"normalize std must be positive; got {std.tolist()}")
-        self.register_buffer("mean", mean.reshape(1, -1, 1, 1))
-        self.register_buffer("std", std.reshape(1, -1, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model((x - self.mean) / self.std)
+from attacks.models import ImageClassifier
 
 
 class Classifier:
@@ -31,8 +17,8 @@ class Classifier:
     def __init__(self, model: nn.Module, normalize: Optional[tuple] = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        if normalize is not None:
-            model = Normalized(model, *normalize)
+        if normalize is not None:  # (mean, std) per channel, applied inside the model
+            model = ImageClassifier(model, *normalize)
         self.model = model.eval()
         p = next(iter(model.parameters()), None)
         p = next(iter(model.buffers()), None) if p is None else p

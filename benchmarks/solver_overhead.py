@@ -1,0 +1,73 @@
+"""The solver's own per-iteration work as a ratio of one forward+backward of the model.
+
+Both are measured in the same run, on the same device, at the same batch: the StrAttack
+problem (γ||δ||² + τ Σ||δ_G|| + box) on MNIST-sized inputs with the zoo's C&W MNIST CNN.
+Solver-only time is an iteration whose smooth term costs nothing (a linear function), so
+everything left is x-steps, z-step, dual step and freezing.
+
+    python benchmarks/solver_overhead.py [--batch 180] [--device cpu] [--iters 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from admmkit.smooth import Smooth
+from admmkit.solver import LinearizedADMM
+from attacks.builtin import builtin_spec
+from attacks.losses import margin_loss
+from attacks.models import load_model
+from attacks.problems import attack_problem, loss_term
+
+
+def timed(fn, repeat: int, device) -> float:
+    fn()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / repeat
+
+
+def measure(batch: int, device: str, iters: int, spec_name: str = "strattack") -> dict:
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = load_model("mnist-cw", device=device)
+    x0 = torch.rand(batch, 1, 28, 28, device=dev)
+    labels = torch.randint(0, 10, (batch,), device=dev)
+    targets = (labels + 1) % 10
+    targeted = torch.ones(batch, dtype=torch.bool, device=dev)
+    c = torch.full((batch,), 0.5, device=dev)
+    spec = builtin_spec(spec_name)
+    smooth = loss_term(model, x0, labels, targets, targeted, c, 0.0)
+    z = 0.01 * torch.randn_like(x0)
+    t_model = timed(lambda: smooth.value_and_grad(z), iters, dev)
+    weights = torch.randn_like(x0)
+    free = Smooth(lambda z: (weights * z).flatten(1).sum(1))  # gradient is a constant
+    solver = LinearizedADMM(spec.solver.settings(iters))
+    t_free = timed(lambda: solver.solve(attack_problem(spec, x0, free), z), 1, dev) / iters
+    t_grad_free = timed(lambda: free.value_and_grad(z), iters, dev)
+    t_full = timed(lambda: solver.solve(attack_problem(spec, x0, smooth), z), 1, dev) / iters
+    solver_only = t_free - t_grad_free
+    return {"spec": spec_name, "batch": batch, "device": str(dev),
+            "model_fwd_bwd_ms": 1e3 * t_model, "solver_only_ms": 1e3 * solver_only,
+            "full_iteration_ms": 1e3 * t_full,
+            "solver_over_model": solver_only / t_model,
+            "full_over_model": t_full / t_model - 1}
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--batch", type=int, default=180)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--iters", type=int, default=50)
+    a = p.parse_args()
+    for name in ("strattack", "strattack-overlap", "cw-l2"):
+        print(json.dumps(measure(a.batch, a.device, a.iters, name)))
