@@ -14,8 +14,7 @@ from torch import Tensor, nn
 from attacks import builtin
 from attacks.classifier import Classifier
 from attacks.engine import Best, Engine, verify
-from attacks.metrics import distortions
-from attacks.result import AttackResult
+from attacks.result import AttackResult, build_result
 from attacks.spec import AttackSpec, GroupSpec, RefineSpec
 from attacks.targets import TargetChoice, expand_targets
 
@@ -61,14 +60,7 @@ class Attack:
 
     def _result(self, x0, idx, tg, o, shape) -> AttackResult:
         groups = self.spec.groups(shape) or GroupSpec().resolve(shape)
-        metrics = distortions(o.delta, groups)
-        fail = ~o.success
-        metrics = {k: v.masked_fill(fail, float("nan")) for k, v in metrics.items()}
-        return AttackResult(attack=self.spec.name, adversarial=x0 + o.delta, delta=o.delta,
-                            success=o.success, labels=tg.labels, targets=tg.targets,
-                            targeted=tg.targeted, source_index=idx, metrics=metrics, c=o.c,
-                            gradient_evals=o.gradient_evals, forward_evals=o.forward_evals,
-                            refined=o.refined)
+        return build_result(self.spec.name, x0, idx, tg, o, groups)
 
 
 class StrAttack(Attack):

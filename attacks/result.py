@@ -63,3 +63,16 @@ class AttackResult:
                   if isinstance(getattr(first, f.name), Tensor)}
         fields["metrics"] = {k: torch.cat([p.metrics[k] for p in parts]) for k in first.metrics}
         return AttackResult(attack=first.attack, **fields)
+
+
+def build_result(name: str, x0: Tensor, index: Tensor, tg, outcome, groups) -> AttackResult:
+    """Assemble a result from an engine ``Outcome``; distortions of failures become NaN."""
+    from attacks.metrics import distortions
+    fail = ~outcome.success
+    metrics = {k: v.masked_fill(fail, float("nan"))
+               for k, v in distortions(outcome.delta, groups).items()}
+    return AttackResult(attack=name, adversarial=x0 + outcome.delta, delta=outcome.delta,
+                        success=outcome.success, labels=tg.labels, targets=tg.targets,
+                        targeted=tg.targeted, source_index=index, metrics=metrics, c=outcome.c,
+                        gradient_evals=outcome.gradient_evals,
+                        forward_evals=outcome.forward_evals, refined=outcome.refined)

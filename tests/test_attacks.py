@@ -183,3 +183,24 @@ def test_bad_inputs_give_clear_errors():
         StrAttack(model, group_size=9, **FAST)(x, y)
     with pytest.raises(TypeError, match="either a spec or parameters"):
         StrAttack(model, strattack(), tau=1.0)
+
+
+@pytest.mark.parametrize("iterations", [1, 10])
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_fgm_ifgsm_find_a_small_successful_eps_per_sample(norm, iterations):
+    from attacks.baselines import GradientAttack
+    x, y = tiny_data(4)
+    model = tiny_model()
+    attack = GradientAttack(model, norm=norm, iterations=iterations)
+    res = attack(x, y, "all")
+    assert res.success.all()
+    key = "linf" if norm == "inf" else "l2"
+    assert (res.metrics[key] <= res.c + 1e-9).all()  # within the ε that was found
+    # a clearly smaller ε fails: the search found a near-minimal one
+    tg = expand_targets(y, 3, "all")[1]
+    smaller = attack.perturb(x[res.source_index], tg, res.c * 0.5)
+    with torch.no_grad():
+        ok = is_adversarial(model(smaller), tg.labels, tg.targets, tg.targeted)
+    assert not ok.all()
+    with pytest.raises(ValueError, match="norm must be one of"):
+        GradientAttack(model, norm="1")

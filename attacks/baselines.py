@@ -1,0 +1,117 @@
+"""FGM and IFGSM (Goodfellow et al. 2015; Kurakin et al. 2017), ℓ∞ and ℓ2, as the paper's
+reference points: each with the smallest successful ε found per sample by bisection.
+
+Targeted steps descend the cross-entropy of the target, untargeted ones ascend that of the
+label. IFGSM takes ``iterations`` steps of ε/iterations (the paper: 10), projecting onto the
+ε-ball and [0, 1] after each.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attacks.classifier import Classifier
+from attacks.engine import Outcome, Targets, verify
+from attacks.losses import is_adversarial
+from attacks.result import AttackResult, build_result
+from attacks.spec import GroupSpec
+from attacks.targets import TargetChoice, expand_targets
+
+NORMS = ("inf", "2")
+
+
+def _view(t: Tensor, like: Tensor) -> Tensor:
+    return t.view(-1, *([1] * (like.dim() - 1)))
+
+
+class GradientAttack:
+    """``iterations`` signed (ℓ∞) or normalised (ℓ2) gradient steps of size ε/iterations."""
+
+    name = "ifgsm"
+
+    def __init__(self, model: nn.Module, *, norm: str = "inf", iterations: int = 10,
+                 search_steps: int = 12, eps_max: Optional[float] = None,
+                 normalize: Optional[tuple] = None, seed: int = 0):
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
+        for key, v in (("iterations", iterations), ("search_steps", search_steps)):
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{key} must be a positive integer; got {v!r}")
+        if eps_max is not None and not eps_max > 0:
+            raise ValueError(f"eps_max must be positive; got {eps_max!r}")
+        self.norm, self.iterations, self.search_steps = norm, iterations, search_steps
+        self.eps_max = eps_max
+        self.classifier = Classifier(model, normalize)
+        self.seed = seed
+        self.name = f"{'fgm' if iterations == 1 else 'ifgsm'}-l{norm}"
+
+    def _direction(self, x: Tensor, tg: Targets) -> Tensor:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            logits = self.classifier(x)
+            cls = torch.where(tg.targeted, tg.targets, tg.labels)
+            sign = torch.where(tg.targeted, -1.0, 1.0).to(x.dtype)
+            loss = (sign * F.cross_entropy(logits, cls, reduction="none")).sum()
+            (g,) = torch.autograd.grad(loss, x)
+        if self.norm == "inf":
+            return g.sign()
+        return g / _view(g.flatten(1).norm(dim=1).clamp_min(1e-12), g)
+
+    def perturb(self, x0: Tensor, tg: Targets, eps: Tensor) -> Tensor:
+        """The adversarial image for per-sample ``eps`` (B,)."""
+        e = _view(eps, x0)
+        x = x0
+        for _ in range(self.iterations):
+            x = x + (e / self.iterations) * self._direction(x, tg)
+            d = x - x0
+            if self.norm == "inf":
+                d = torch.maximum(torch.minimum(d, e), -e)
+            else:
+                d = d * torch.clamp(e / _view(d.flatten(1).norm(dim=1).clamp_min(1e-12), d), max=1)
+            x = (x0 + d).clamp(0, 1)
+        return x
+
+    def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
+                 ) -> AttackResult:
+        images, labels = self.classifier.check_inputs(images, labels)
+        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
+        x0 = images.index_select(0, index)
+        b = x0.shape[0]
+        top = self.eps_max or (1.0 if self.norm == "inf" else math.sqrt(x0[0].numel()))
+        lo = torch.zeros(b, dtype=x0.dtype, device=x0.device)
+        hi = torch.full_like(lo, top)
+        best = torch.zeros_like(x0)
+        found = torch.zeros(b, dtype=torch.bool, device=x0.device)
+        eps = hi.clone()
+        for _ in range(self.search_steps + 1):  # ε_max first, then bisection
+            adv = self.perturb(x0, tg, eps)
+            with torch.no_grad():
+                ok = is_adversarial(self.classifier(adv), tg.labels, tg.targets, tg.targeted)
+            best = torch.where(_view(ok, x0), adv - x0, best)
+            found = found | ok
+            hi = torch.where(ok, eps, hi)
+            lo = torch.where(ok, lo, eps)
+            eps = (lo + hi) / 2
+        delta, success = verify(self.classifier, x0, best, found, tg)
+        grads = torch.full((b,), (self.search_steps + 1) * self.iterations, device=x0.device)
+        outcome = Outcome(delta=delta, success=success,
+                          c=torch.where(success, hi, torch.full_like(hi, math.nan)),
+                          gradient_evals=grads, forward_evals=grads // self.iterations + 1,
+                          refined=torch.zeros_like(success))
+        groups = GroupSpec().resolve(tuple(x0.shape[1:]))
+        return build_result(self.name, x0, index, tg, outcome, groups)
+
+
+def FGM(model: nn.Module, *, norm: str = "inf", **kw) -> GradientAttack:
+    """Fast gradient method: one step of size ε."""
+    return GradientAttack(model, norm=norm, iterations=1, **kw)
+
+
+def IFGSM(model: nn.Module, *, norm: str = "inf", iterations: int = 10, **kw) -> GradientAttack:
+    """Iterative FGSM: ``iterations`` steps of ε/iterations (paper: 10)."""
+    return GradientAttack(model, norm=norm, iterations=iterations, **kw)
