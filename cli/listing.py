@@ -1,0 +1,145 @@
+"""Tables and printed text of the small commands: models, datasets, specs list/show/check, and
+the closing summary of ``solve``."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import Dict, Iterable
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from attacks.builtin import BUILTIN, builtin_spec
+from cli.errors import UserError
+from cli.spec_load import load_spec
+from cli.spec_toml import dumps_spec
+from cli.specs import example_specs
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _shape(shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def _brief(text: str) -> str:
+    """The head of a long provenance string: "bundled: foolbox==3.3.4 wheel (MIT), ..." ->
+    "foolbox==3.3.4 wheel"."""
+    text = text.removeprefix("bundled: ").removeprefix("standard ")
+    text = re.sub(r"==[\w.]+", "", text).split(" (")[0].split(":")[0].split(", ")[0]
+    return text if len(text) <= 36 else text[:35] + "…"
+
+
+def _details(rows) -> None:
+    lines = []
+    for title, fields in rows:
+        lines.append(title)
+        for k, v in fields:
+            lines.append(textwrap.fill(f"{v}", width=88, initial_indent=f"  {k + ':':<11} ",
+                                       subsequent_indent=" " * 14))
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _table(title: str, first: str, *columns: str) -> Table:
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    t.add_column(first, no_wrap=True, style="bold")
+    for col in columns:
+        t.add_column(col)
+    return t
+
+
+def print_models(long: bool = False) -> None:
+    from attacks.models import list_models
+    models = list_models()
+    acc = lambda m: "; ".join(f"{100 * v:.1f}% {k}" for k, v in m.accuracy.items()) or "–"
+    if long:
+        _details((m.name, [("input", _shape(m.input_shape)), ("classes", m.num_classes),
+                           ("accuracy", acc(m)), ("weights", m.weights),
+                           ("licence", m.license), ("about", m.description),
+                           ("layers", m.architecture)]) for m in models)
+        return
+    t = _table("Model zoo (--model NAME)", "name", "input", "classes", "accuracy", "weights")
+    for m in models:
+        t.add_row(m.name, _shape(m.input_shape), str(m.num_classes), acc(m), _brief(m.weights))
+    _console().print(t)
+    _console().print("--long for weights' origin, licences and architectures.")
+
+
+def print_datasets(long: bool = False) -> None:
+    from attacks.data import list_datasets
+    sets = list_datasets()
+    avail = lambda d: "yes" if d.available else "no"
+    if long:
+        _details((d.name, [("shape", _shape(d.shape)), ("classes", d.num_classes),
+                           ("size", f"{d.size:,}"), ("available", avail(d)),
+                           ("source", d.source), ("about", d.description)]) for d in sets)
+        return
+    t = _table("Datasets (--data NAME, or a directory / image folder)", "name", "shape",
+               "classes", "size", "ready", "source")
+    for d in sets:
+        t.add_row(d.name, _shape(d.shape), str(d.num_classes), f"{d.size:,}", avail(d),
+                  _brief(d.source))
+    _console().print(t)
+    _console().print("--long for descriptions; files for the others: docs/data.md.")
+
+
+def print_specs() -> None:
+    t = _table("Attack specs (--spec NAME; `admm-attack specs show NAME` prints the TOML)",
+               "name", "terms", "description")
+    for name in BUILTIN:
+        s = builtin_spec(name)
+        t.add_row(name, ", ".join(x.kind for x in s.terms), s.description)
+    for name, path in example_specs().items():
+        try:
+            s = load_spec(str(path)).spec
+            t.add_row(name, ", ".join(x.kind for x in s.terms),
+                      f"{s.description} [dim](shipped TOML file)[/dim]")
+        except UserError as e:
+            t.add_row(name, "–", f"INVALID: {e}")
+    _console().print(t)
+
+
+def show_spec(name: str, sets: Iterable[str], resolved: bool) -> str:
+    """The TOML of a spec: a file as written (validated) unless --set or --resolved."""
+    sets = list(sets)
+    loaded = load_spec(name, sets)
+    if not sets and not resolved and not loaded.origin.startswith("builtin:"):
+        path = example_specs()[name] if loaded.origin.startswith("example:") else Path(name)
+        return path.read_text(encoding="utf-8")
+    return dumps_spec(loaded.spec)
+
+
+def check_spec(name: str, sets: Iterable[str]) -> str:
+    s = load_spec(name, sets).spec
+    return f"ok: {name}: spec {s.name!r} with terms {', '.join(t.kind for t in s.terms)}" + \
+        ("" if s.refine is None else ", refined")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def print_summary(summary: Dict[str, object], out: Path) -> None:
+    t = Table(title=f"{summary.get('attack')}: {summary['successes']}/{summary['examples']} "
+                    f"successful ({float(summary['asr']):.1f}% ASR)", show_header=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("l0", "l1", "l2", "linf", "groups_nonzero", "groups_fraction", "gradient_evals",
+              "batches_computed", "batches_resumed"):
+        if k in summary:
+            t.add_row(k, _fmt(summary[k]))
+    c = _console()
+    c.print(t)
+    c.print(f"wrote {out}/: metrics.csv summary.json adversarial.npz figures/ spec.toml "
+            "provenance.json")
+
+

@@ -1,0 +1,88 @@
+"""Results as arrays and the files ``solve`` writes from them (CSV, JSON summary, npz)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from attacks.result import AttackResult
+from cli.store import atomic_write, npz_bytes, write_json
+
+METRICS = ("l0", "l1", "l2", "linf", "groups_nonzero", "groups_fraction")
+CSV_COLUMNS = ("index", "source_index", "label", "target", "success", *METRICS, "c",
+               "gradient_evals", "refined", "targeted", "forward_evals")
+_FIELDS = ("adversarial", "delta", "success", "labels", "targets", "targeted", "source_index",
+           "c", "gradient_evals", "forward_evals", "refined")
+
+
+def result_arrays(r: AttackResult) -> Dict[str, np.ndarray]:
+    """Every per-example field of ``r`` as a NumPy array (metrics as ``metric_<name>``)."""
+    out = {}
+    for name in _FIELDS:
+        v = getattr(r, name)
+        if v is None:  # refined is optional
+            v = torch.zeros_like(r.success)
+        out[name] = v.detach().cpu().numpy()
+    for k, v in r.metrics.items():
+        out[f"metric_{k}"] = v.detach().cpu().numpy()
+    return out
+
+
+def merge(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def to_result(arrays: Dict[str, np.ndarray], attack: str) -> AttackResult:
+    t = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
+    metrics = {k[len("metric_"):]: v for k, v in t.items() if k.startswith("metric_")}
+    return AttackResult(attack=attack, metrics=metrics, **{k: t[k] for k in _FIELDS})
+
+
+def _cell(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else repr(float(v))
+    return str(int(v)) if isinstance(v, (int, np.integer)) else str(v)
+
+
+def write_csv(path: Path, a: Dict[str, np.ndarray]) -> None:
+    """One row per example; distortions and c are ``nan`` for failed examples."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    n = a["success"].shape[0]
+    nan = np.full(n, np.nan, dtype=np.float32)
+    cols = {"index": np.arange(n), "source_index": a["source_index"], "label": a["labels"],
+            "target": a["targets"], **{m: a.get(f"metric_{m}", nan) for m in METRICS}}
+    for i in range(n):
+        w.writerow([_cell((cols[c] if c in cols else a[c])[i]) for c in CSV_COLUMNS])
+    atomic_write(path, buf.getvalue().encode("utf-8"))
+
+
+def summary(result: AttackResult, *, images: int, batches: int, resumed: int,
+            seconds: float) -> Dict[str, object]:
+    """``AttackResult.summary()`` plus the counts of the run."""
+    s = dict(result.summary())
+    s.update(attack=result.attack, failures=int(len(result)) - int(s["successes"]),
+             images=images, targeted=int(result.targeted.sum()),
+             refined=int(result.refined.sum()) if result.refined is not None else 0,
+             batches=batches, batches_resumed=resumed, batches_computed=batches - resumed,
+             seconds_this_run=round(seconds, 3))
+    return s
+
+
+def write_outputs(root: Path, a: Dict[str, np.ndarray], originals: np.ndarray,
+                  summ: Dict[str, object]) -> None:
+    write_csv(root / "metrics.csv", a)
+    write_json(root / "summary.json", summ)
+    atomic_write(root / "adversarial.npz", npz_bytes({
+        "adversarial": a["adversarial"], "delta": a["delta"], "original": originals,
+        "success": a["success"], "source_index": a["source_index"], "labels": a["labels"],
+        "targets": a["targets"], "targeted": a["targeted"]}))

@@ -1,0 +1,51 @@
+"""What produced a run: versions, platform, git revision (never fatal when git is missing)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> Dict[str, str]:
+    out = {"admm-attack": package_version("admm-attack")}
+    if out["admm-attack"] == "not installed":
+        out["admm-attack"] = f"source tree {SOURCE_ROOT} (not installed)"
+    for name in ("torch", "numpy", "scipy", "attrs", "typer", "rich", "matplotlib"):
+        out[name] = package_version(name)
+    return out
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        done = subprocess.run(["git", "-C", str(SOURCE_ROOT), *args], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_revision() -> Dict[str, object]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the source tree."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def environment() -> Dict[str, object]:
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "versions": versions(), "git": git_revision()}

@@ -1,0 +1,139 @@
+"""``admm-attack solve``: run a spec on a model and data, write a resumable run directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from attacks.api import Attack
+from attacks.spec import AttackSpec, GroupSpec, SpecError
+from cli.errors import UserError
+from cli.figures import example_figure, pick_examples
+from cli.outputs import merge, summary, to_result, write_outputs
+from cli.provenance import environment
+from cli.resolve import (check_compatible, describe_device, fingerprint, model_fingerprint,
+                         parse_targets, resolve_data, resolve_device, resolve_model)
+from cli.runner import Plan, run_all
+from cli.spec_dict import spec_to_dict
+from cli.spec_load import load_spec
+from cli.spec_toml import dumps_spec
+from cli.store import PROVENANCE, RunDir, atomic_write, write_json
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def check_spec_fits(spec: AttackSpec, shape, label: str) -> None:
+    """Build every term once on images of ``shape`` (group sizes vs image size...)."""
+    for i, t in enumerate(spec.terms):
+        try:
+            t.function()
+            if t.groups is not None:
+                t.groups.resolve(shape)
+        except SpecError as e:
+            raise UserError(f"{label}: terms.{t.name or i}: {e} (images are {tuple(shape)})") \
+                from None
+
+
+def _figures(run: RunDir, a: Dict[str, np.ndarray], originals: np.ndarray, spec: AttackSpec,
+             count: int, net, device) -> List[Path]:
+    shape = tuple(originals.shape[1:])
+    groups = spec.groups(shape) or GroupSpec().resolve(shape)
+    chosen = pick_examples(a["success"], count)
+    if not chosen:
+        return []
+    with torch.no_grad():
+        adv = torch.from_numpy(np.clip(originals[chosen] + a["delta"][chosen], 0, 1))
+        predicted = net(adv.to(device)).argmax(1).tolist()
+    class_names = getattr(net, "class_names", None)
+    paths = []
+    for i, pred in zip(chosen, predicted):
+        p = run.figures / f"example-{i:04d}.png"
+        metrics = {k[len("metric_"):]: float(v[i]) for k, v in a.items()
+                   if k.startswith("metric_")}
+        example_figure(p, original=originals[i], delta=a["delta"][i], label=int(a["labels"][i]),
+                       target=int(a["targets"][i]), targeted=bool(a["targeted"][i]),
+                       success=bool(a["success"][i]), groups=groups, attack=spec.name, index=i,
+                       source_index=int(a["source_index"][i]), metrics=metrics,
+                       predicted=int(pred), class_names=class_names)
+        paths.append(p)
+    return paths
+
+
+def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], data: str,
+          n: Optional[int], targets: str, device: str, batch_size: int, seed: int, out: Path,
+          figures: int, restart: bool, quiet: bool, threads: int = 0) -> Dict[str, Any]:
+    """Everything ``admm-attack solve`` does; returns the summary. User errors raise
+    :class:`UserError`; an interruption leaves the finished batches in ``out``."""
+    options = dict(spec=spec, set=list(sets), model=model, weights=weights, data=data, n=n,
+                   targets=targets, device=device, batch_size=batch_size, seed=seed,
+                   out=str(out), figures=figures, restart=restart, threads=threads,
+                   quiet=quiet)
+    if batch_size <= 0:
+        raise UserError(f"--batch-size {batch_size}: expected a positive integer")
+    if figures < 0:
+        raise UserError(f"--figures {figures}: expected 0 or more")
+    if threads < 0:
+        raise UserError(f"--threads {threads}: expected 0 (torch's default) or more")
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = load_spec(spec, sets)
+    dev = resolve_device(device)
+    net = resolve_model(model, weights, dev)
+    images, labels = resolve_data(data, n)
+    num_classes = check_compatible(net, images, labels, model, data)
+    check_spec_fits(loaded.spec, tuple(images.shape[1:]), f"--spec {spec}")
+    index, tg = parse_targets(targets, labels, num_classes, seed)
+
+    run = RunDir(out)
+    key = {"spec": spec_to_dict(loaded.spec), "model": model, "weights": weights,
+           "model_sha256_16": model_fingerprint(net), "data": data, "n": n,
+           "data_sha256_16": fingerprint(images, labels), "targets": targets, "seed": seed,
+           "batch_size": batch_size}
+    if restart:
+        run.clear()
+    resuming = run.check_resume(key)
+    history = (run.stored_provenance() or {}).get("history", []) if resuming else []
+    spec_text = dumps_spec(loaded.spec)
+    atomic_write(run.path("spec.toml"), spec_text.encode("utf-8"))
+    record = {"tool": "admm-attack solve", "status": "running", "resume_key": key,
+              "spec_toml": spec_text, "spec_origin": loaded.origin, "seed": seed,
+              "options": options, "argv": sys.argv, "device": describe_device(dev),
+              "examples": int(index.shape[0]), "images": int(images.shape[0]),
+              **environment()}
+    entry = {"started": _now(), "device": describe_device(dev), "options": options}
+    write_json(run.path(PROVENANCE), {**record, "history": history + [entry]})
+
+    torch.manual_seed(seed)
+    attack = Attack(net, loaded.spec, seed=seed)
+    plan = Plan(images, labels, index, tg, batch_size)
+    start = time.perf_counter()
+    try:
+        parts, resumed = run_all(run, attack, plan, quiet=quiet)
+    except KeyboardInterrupt:
+        done = len(list(run.batches.glob("batch-*.npz")))
+        entry.update(finished=_now(), interrupted=True)
+        write_json(run.path(PROVENANCE), {**record, "status": "interrupted",
+                                          "history": history + [entry]})
+        raise KeyboardInterrupt(f"{done} of {len(plan.slices())} batches saved in {out}")
+    seconds = time.perf_counter() - start
+
+    arrays = merge(parts)
+    result = to_result(arrays, loaded.spec.name)
+    originals = images.index_select(0, index.cpu()).numpy()
+    summ = summary(result, images=int(images.shape[0]), batches=len(parts), resumed=resumed,
+                   seconds=seconds)
+    write_outputs(run.root, arrays, originals, summ)
+    _figures(run, arrays, originals, loaded.spec, figures, net, dev)
+    entry.update(finished=_now(), batches_computed=len(parts) - resumed,
+                 batches_resumed=resumed)
+    write_json(run.path(PROVENANCE), {**record, "status": "complete",
+                                      "history": history + [entry]})
+    return summ
