@@ -15,7 +15,7 @@ import tomllib
 from typing import Any, Dict, Iterable, Tuple
 
 from attacks.spec import TERM_KINDS, GroupSpec, SpecError
-from cli.spec_dict import TABLES, TERM_KEYS, TOP_KEYS, field_names
+from cli.spec_dict import TABLES, TERM_KEYS, TOP_KEYS, field_names, suggest
 
 
 def parse_value(text: str) -> Any:
@@ -68,8 +68,8 @@ def _set_term(data: Dict[str, Any], parts: list, key: str, value: Any) -> None:
     if field == "params":
         allowed = sorted(TERM_KINDS[kind][1]) if kind in TERM_KINDS else None
         if allowed is not None and rest[0] not in allowed:
-            raise SpecError(f"--set {key}: kind {kind} has no parameter {rest[0]!r}; "
-                            f"parameters: {', '.join(allowed)}")
+            raise SpecError(f"--set {key}: kind {kind} has no parameter {rest[0]!r}"
+                            f"{suggest(rest[0], allowed)}; parameters: {', '.join(allowed)}")
     else:
         if rest[0] not in field_names(GroupSpec):
             raise SpecError(f"--set {key}: unknown groups key {rest[0]!r}; expected one of "
@@ -99,8 +99,8 @@ def apply_override(data: Dict[str, Any], key: str, value: Any) -> None:
     elif head in TABLES and len(parts) == 2:
         names = field_names(TABLES[head])
         if parts[1] not in names:
-            raise SpecError(f"--set {key}: unknown key {parts[1]!r} in [{head}]; expected one "
-                            f"of {', '.join(names)}")
+            raise SpecError(f"--set {key}: unknown key {parts[1]!r}{suggest(parts[1], names)} "
+                            f"in [{head}]; expected one of {', '.join(names)}")
         if head == "refine" and "refine" not in data:
             raise SpecError(f"--set {key}: this spec has no refine stage; add it with "
                             "--set refine=true (or a [refine] table)")

@@ -33,12 +33,16 @@ def _now() -> str:
 def check_spec_fits(spec: AttackSpec, shape, label: str) -> None:
     """Build every term once on images of ``shape`` (group sizes vs image size...)."""
     for i, t in enumerate(spec.terms):
+        key = f"terms.{t.name or i}"
         try:
             t.function()
+        except SpecError as e:
+            raise UserError(f"{label}: {key}: {e}") from None
+        try:
             if t.groups is not None:
                 t.groups.resolve(shape)
         except SpecError as e:
-            raise UserError(f"{label}: terms.{t.name or i}: {e} (images are {tuple(shape)})") \
+            raise UserError(f"{label}: {key}.groups: {str(e).removeprefix('groups: ')}") \
                 from None
 
 

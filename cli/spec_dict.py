@@ -12,6 +12,7 @@ added to a spec class is known here without edits.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Dict, List
 
 import attrs
@@ -62,10 +63,16 @@ def check_type(key: str, value: Any, kind: str) -> None:
         raise SpecError(f"{key}: expected {_ARTICLE[kind]}, found {describe(value)}")
 
 
+def suggest(key: str, allowed) -> str:
+    """`` (did you mean 'rho'?)`` for a near miss, else ``""``."""
+    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _unknown(where: str, key: str, allowed, value=None) -> SpecError:
     what = "table" if isinstance(value, dict) else "key"
     shown = f"[{key}]" if what == "table" and where == "top level" else repr(key)
-    return SpecError(f"{where}: unknown {what} {shown}; expected one of "
+    return SpecError(f"{where}: unknown {what} {shown}{suggest(key, allowed)}; expected one of "
                      f"{', '.join(allowed)}")
 
 
@@ -109,14 +116,15 @@ def _term(i: int, data: Any) -> TermSpec:
         raise SpecError(f"{label}.kind: missing; expected one of {', '.join(kinds)}")
     check_type(f"{label}.kind", kind, "string")
     if kind not in TERM_KINDS:
-        raise SpecError(f"{label}.kind: unknown kind {kind!r}; expected one of {', '.join(kinds)}")
+        raise SpecError(f"{label}.kind: unknown kind {kind!r}{suggest(kind, kinds)}; expected "
+                        f"one of {', '.join(kinds)}")
     _, defaults, grouped = TERM_KINDS[kind]
     for k, v in data.items():
         if k not in TERM_KEYS:
-            hint = (f" (parameters of {kind} go in its params table: [terms.params])"
-                    if k in defaults else "")
-            raise SpecError(f"{label}: unknown key {k!r}; expected one of "
-                            f"{', '.join(TERM_KEYS)}{hint}")
+            if k in defaults:
+                raise SpecError(f"{label}: unknown key {k!r}; parameters of {kind} go in its "
+                                "params table ([terms.params])")
+            raise _unknown(label, k, TERM_KEYS, v)
     for k in ("name", "role"):
         if k in data:
             check_type(f"{label}.{k}", data[k], "string")
@@ -127,8 +135,8 @@ def _term(i: int, data: Any) -> TermSpec:
     check_type(f"{label}.params", params, "table")
     for p, v in params.items():
         if p not in defaults:
-            raise SpecError(f"{label}.params: unknown parameter {p!r} for kind {kind}; "
-                            f"expected among {', '.join(sorted(defaults))}")
+            raise SpecError(f"{label}.params: unknown parameter {p!r}{suggest(p, defaults)} "
+                            f"for kind {kind}; expected among {', '.join(sorted(defaults))}")
         check_type(f"{label}.params.{p}", v, "number")
         if not v >= 0 or v == float("inf"):
             raise SpecError(f"{label}.params.{p}: expected a finite number >= 0, found {v!r}")
