@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import attrs
 import torch
 from torch import Tensor, nn
 
 from attacks import builtin
 from attacks.classifier import Classifier
-from attacks.engine import Best, Engine, verify
+from attacks.engine import Best, Engine, Outcome, verify
 from attacks.result import AttackResult, build_result
-from attacks.spec import AttackSpec, GroupSpec, RefineSpec
+from attacks.spec import AttackSpec, GroupSpec, RefineSpec, default_c
 from attacks.targets import TargetChoice, expand_targets
 
 
@@ -86,15 +87,15 @@ class LinfAttack(Attack):
 class Refine:
     """Refine any perturbation under its own support (Sec. 4.2; usable after any attack).
 
-    ``Refine(model, spec)(images, labels, delta, targets)``: keeps the refined answer where it
-    succeeds, else the given one (if that one is adversarial), else reports failure.
+    ``Refine(model, spec)(images, labels, delta, targets)`` re-solves the spec's loss and
+    distortion on the support of ``delta`` (minus its smallest ``quantile`` entries), starting
+    from ``delta``; it keeps the refined answer where that succeeds, else ``delta`` where that is
+    adversarial, else reports failure. ``c`` defaults to the spec's (or the dataset's) constant.
     """
 
     def __init__(self, model: nn.Module, spec: Optional[AttackSpec] = None, *,
                  quantile: float = 0.03, iterations: int = 200, c: Optional[float] = None,
                  normalize: Optional[tuple] = None, seed: int = 0):
-        import attrs
-        from attacks.spec import default_c  # noqa: F401  (documented default)
         spec = spec or builtin.cw_l2()
         self.spec = attrs.evolve(spec, refine=RefineSpec(quantile, iterations))
         self.c = c
@@ -103,7 +104,6 @@ class Refine:
 
     def __call__(self, images: Tensor, labels: Tensor, delta: Tensor,
                  targets: TargetChoice = None) -> AttackResult:
-        from attacks.spec import default_c
         images, labels = self.classifier.check_inputs(images, labels)
         if not isinstance(delta, Tensor) or delta.shape != images.shape:
             raise ValueError(f"delta must be a tensor of the images' shape {tuple(images.shape)}")
@@ -112,16 +112,15 @@ class Refine:
         delta = delta.to(images.device, images.dtype)
         index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
         shape = tuple(images.shape[1:])
-        engine = Engine(self.classifier, self.spec, shape)
-        start, found = verify(self.classifier, images, delta, torch.ones_like(labels, dtype=torch.bool), tg)
+        start, found = verify(self.classifier, images, delta,
+                              torch.ones_like(labels, dtype=torch.bool), tg)
         best = Best.empty(images)
         best.delta, best.found = start, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
-        grads = torch.zeros_like(labels)
-        fwd = torch.zeros_like(labels)
-        refined = engine.refine(images, tg, best, grads, fwd)
+        grads, fwd = torch.zeros_like(labels), torch.zeros_like(labels)
+        refined = Engine(self.classifier, self.spec, shape).refine(images, tg, best, grads, fwd)
         final, success = verify(self.classifier, images, best.delta, best.found, tg)
-        from attacks.engine import Outcome
-        o = Outcome(delta=final, success=success, c=best.c, gradient_evals=grads,
-                    forward_evals=fwd + 2, refined=refined & success)
-        return Attack._result(self, images, index, tg, o, shape)
+        outcome = Outcome(delta=final, success=success, c=best.c, gradient_evals=grads,
+                          forward_evals=fwd + 2, refined=refined & success)
+        return build_result(f"refined-{self.spec.name}", images, index, tg, outcome,
+                            self.spec.groups(shape) or GroupSpec().resolve(shape))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
+import attrs
+
 from attacks.spec import (AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec, SolverSpec,
                           TermSpec)
 
@@ -61,7 +63,6 @@ def linf(*, eps: float = 0.3, tau: float = 2.0, c: Optional[float] = None, kappa
     """ℓ∞-constrained structured attack (Table 2): γ = 0, ||δ||∞ ≤ ε, then refined."""
     spec = strattack(tau=tau, gamma=0.0, eps=eps, c=c, kappa=kappa, group_size=group_size,
                      stride=stride, search=search, solver=solver)
-    import attrs
     return attrs.evolve(spec, name="linf", description=f"ℓ∞-constrained structured attack "
                         f"(ε = {eps}), γ = 0, refined under fixed support (paper Table 2)")
 
