@@ -1,0 +1,107 @@
+"""Class activation maps: CAM (Zhou et al. 2016) and Grad-CAM (Selvaraju et al. 2017).
+
+Both return one map per image for one class per image, (B, H, W) at the input's resolution
+(bilinear upsampling of the feature-map resolution, ``align_corners=False``), batched: one
+forward pass and one backward pass for the whole batch (the model must be in eval mode so that
+the examples do not interact).
+
+* CAM needs a network that ends in global average pooling followed by a linear classifier:
+  ``Z_c = Σ_k w_{c,k} · mean_{u,v} f_k(u, v) + b_c``. Then ``CAM_c(u, v) = Σ_k w_{c,k} f_k(u, v)``
+  (no bias, no ReLU: the raw weighted sum, which may be negative).
+* Grad-CAM works for any convolutional network: with ``A`` the output of a chosen layer
+  (default: the last ``nn.Conv2d``), ``α_k = mean_{u,v} ∂Z_c/∂A_k(u, v)`` and
+  ``Grad-CAM_c = ReLU(Σ_k α_k A_k)``, computed at the layer's resolution and then upsampled.
+  On a GAP + linear network whose last conv layer is the feature map, ``α_k = w_{c,k}/(h·w)``,
+  so Grad-CAM = ReLU(CAM)/(h·w) before upsampling (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attacks.interpret.saliency import Classes, _classes
+
+
+def _upsample(maps: Tensor, size) -> Tensor:
+    """(B, h, w) -> (B, H, W), bilinear; a no-op when the sizes already agree."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear",
+                         align_corners=False).squeeze(1)
+
+
+def class_activation_map(features: Callable[[Tensor], Tensor],
+                         classifier: Union[nn.Linear, Tensor], x: Tensor, classes: Classes,
+                         *, upsample: bool = True) -> Tensor:
+    """CAM of ``classes`` (B,) for a GAP network ``classifier(mean_{u,v} features(x))``.
+
+    ``features``: maps x (B, C, H, W) to the last convolutional feature map (B, K, h, w) (the
+    part of the network before the global average pooling); ``classifier``: the linear layer
+    after the pooling (or its weight matrix, (num_classes, K)). Returns (B, H, W) (or
+    (B, h, w) with ``upsample=False``).
+    """
+    w = classifier.weight if isinstance(classifier, nn.Module) else torch.as_tensor(classifier)
+    with torch.no_grad():
+        f = features(x)
+        if f.ndim != 4:
+            raise ValueError(f"features must return (B, K, h, w); got {tuple(f.shape)}")
+        if w.ndim != 2 or w.shape[1] != f.shape[1]:
+            raise ValueError(f"classifier weight {tuple(w.shape)} does not match the "
+                             f"{f.shape[1]} feature channels")
+        c = _classes(classes, f.shape[0], f.device)
+        maps = torch.einsum("bk,bkhw->bhw", w.to(f.dtype)[c], f)
+    return _upsample(maps, x.shape[-2:]) if upsample else maps
+
+
+def last_conv(model: nn.Module) -> nn.Module:
+    """The last ``nn.Conv2d`` in ``model.modules()`` order (registration order, which for the
+    zoo models is also the order of the forward pass)."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError("the model has no nn.Conv2d; pass layer= (a module whose output is "
+                         "a (B, K, h, w) feature map)")
+    return convs[-1]
+
+
+def grad_cam(model: nn.Module, x: Tensor, classes: Classes, *,
+             layer: Optional[nn.Module] = None, upsample: bool = True) -> Tensor:
+    """Grad-CAM of ``classes`` (B,) at ``layer`` (default :func:`last_conv`): (B, H, W) ≥ 0.
+
+    ``model`` maps [0, 1] images to logits (B, num_classes); gradients are those of the logits
+    (before any softmax). The layer must be called exactly once per forward pass.
+    """
+    layer = layer if layer is not None else last_conv(model)
+    store = []
+    handle = layer.register_forward_hook(lambda m, i, o: store.append(o))
+    try:
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            z = model(xg)
+    finally:
+        handle.remove()
+    if len(store) != 1:
+        raise ValueError(f"the layer ran {len(store)} times in one forward pass; Grad-CAM "
+                         "needs a layer that runs exactly once")
+    a = store[0]
+    if not isinstance(a, Tensor) or a.ndim != 4:
+        raise ValueError(f"the layer must output (B, K, h, w); got "
+                         f"{tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__}")
+    if z.ndim != 2 or z.shape[0] != x.shape[0]:
+        raise ValueError(f"the model must return logits (B, K); got {tuple(z.shape)}")
+    c = _classes(classes, x.shape[0], z.device)
+    (g,) = torch.autograd.grad(z.gather(1, c.view(-1, 1)).sum(), a)
+    alpha = g.mean(dim=(2, 3), keepdim=True)
+    maps = torch.relu((alpha * a).sum(1)).detach()
+    return _upsample(maps, x.shape[-2:]) if upsample else maps
+
+
+def normalize_maps(maps: Tensor) -> Tensor:
+    """Per-sample min-max scaling to [0, 1] (for display; constant maps become 0)."""
+    flat = maps.flatten(1)
+    lo = flat.min(1, keepdim=True).values
+    span = flat.max(1, keepdim=True).values - lo
+    return ((flat - lo) / torch.where(span > 0, span, torch.ones_like(span))).view_as(maps)
