@@ -19,19 +19,19 @@ from cli.spec_dict import field_names, spec_to_dict
 DOCS: Dict[str, str] = {
     "name": "short name, used in outputs",
     "description": "one line for `admm-attack specs list`",
-    "eps": "ℓ∞ bound on δ; absent: none (pixels always stay in [0, 1])",
+    "eps": "ℓ∞ bound on δ; absent: none (x₀ + δ stays in [0, 1])",
     "decision": "rank successes by: objective | l0 | l1 | l2 | linf",
     "loss.kind": "C&W margin loss, paper eq. (3)",
     "loss.kappa": "confidence κ >= 0",
-    "loss.c": "initial loss constant; absent: 0.5 MNIST, 0.25 CIFAR, 2.5 larger",
+    "loss.c": "first c; absent: 0.5 MNIST, 0.25 CIFAR, 2.5 larger",
     "terms.name": "address for --set terms.<name>.…",
     "terms.kind": "squared_l2 | l1 | elastic_net | group_l2",
     "terms.role": "distortion (kept by refine) | regularizer",
     "terms.params.weight": "multiplier of the term",
     "terms.params.l1": "β, weight of ||δ||₁",
     "terms.params.l2": "weight of ||δ||₂²",
-    "terms.groups.size": "group side in pixels; absent: 2 (3 overlapping), 13 above 64 px",
-    "terms.groups.stride": "absent: the default for size (stride = size if size is set)",
+    "terms.groups.size": "group side; absent: 2 (3 overlapping), 13 above 64 px",
+    "terms.groups.stride": "absent: default for size (= size if size is set)",
     "terms.groups.copies": "local (general-form consensus) | full (paper eq. 16)",
     "terms.groups.overlapping": "use the overlapping defaults (3×3, stride 2)",
     "solver.rho": "ADMM penalty ρ > 0",
@@ -43,7 +43,7 @@ DOCS: Dict[str, str] = {
     "search.track_every": "test the candidate for success every N iterations",
     "search.growth": "multiply c by this until a success bounds it",
     "search.warm_start": "start each solve from the best success so far",
-    "search.patience_tol": "stop an example when a success improves < this (relative)",
+    "search.patience_tol": "stop when a success improves by < this (relative)",
     "refine.quantile": "zero |δ| below this quantile of the non-zeros (eq. 19)",
     "refine.iterations": "ADMM iterations of the fixed-support re-solve (eq. 20)",
 }
@@ -54,7 +54,7 @@ TABLE_DOCS = {
     "terms": "one objective term; several [[terms]] are summed",
     "solver": "linearised ADMM (paper appendix F)",
     "search": "per-example search over c",
-    "refine": "fixed-support refine stage (paper Sec. 4.2); remove the table to skip it",
+    "refine": "fixed-support refine (paper Sec. 4.2); delete to skip",
 }
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _COMMENT_COLUMN = 30
@@ -117,8 +117,8 @@ def dumps_spec(spec: AttackSpec) -> str:
     """The spec as a TOML document with comments (see the module docstring)."""
     d = spec_to_dict(spec)
     out = [f"# Attack spec {spec.name!r} for admm-attack (docs/tutorial-spec.md).",
-           "# Run it:  admm-attack solve --spec THIS.toml --model mnist-cw "
-           "--data mnist-test20 --out runs/x",
+           "# Run: admm-attack solve --spec THIS.toml --model mnist-cw --data mnist-test20 "
+           "--out DIR",
            ""]
     for k in ("name", "description", "eps", "decision"):
         out.append(_line(k, d[k], k) if k in d else _absent(k, k))

@@ -29,8 +29,9 @@ def _restore_threads():
 
 
 def solve(out, *extra, spec="strattack", n=4, budget=TINY_REFINE):
+    """A tiny-budget run; no figures unless ``extra`` asks for them (the last option wins)."""
     return invoke("solve", "--spec", spec, *FAST, *budget, "-n", n, "--batch-size", 2,
-                  "--out", out, *extra)
+                  "--figures", 0, "--out", out, *extra)
 
 
 def test_solve_builtin_spec_writes_consistent_outputs(tmp_path):
@@ -115,7 +116,7 @@ def test_solve_custom_formulation_from_toml_alone(tmp_path, name):
     """Formulations that are none of the built-ins run from their TOML file."""
     path = ROOT / "cli" / "specs" / f"{name}.toml"
     out = tmp_path / "run"
-    r = solve(out, spec=str(path), n=3)
+    r = solve(out, "--figures", 3, spec=str(path), n=3)
     assert r.exit_code == 0, r.output
     rows, summary, arrays = check_run_dir(out, examples=3, figures=3)
     ran = spec_from_dict(tomllib.loads((out / "spec.toml").read_text()))
@@ -214,7 +215,7 @@ def test_resume_recomputes_only_a_missing_batch(tmp_path, monkeypatch):
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"
     n = torch.get_num_threads()
-    assert solve(out, "--figures", 0, n=2).exit_code == 0
+    assert solve(out, n=2).exit_code == 0
     torch.set_num_threads(n)
     return out
 
@@ -229,7 +230,7 @@ def finished_run(tmp_path_factory):
 def test_resume_refused_when_the_run_differs(tmp_path, finished_run, change, field):
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
-    r = solve(out, "--figures", 0, *change, n=2)
+    r = solve(out, *change, n=2)
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "--restart" in lines[0]
@@ -241,7 +242,7 @@ def test_restart_discards_a_different_run(tmp_path, finished_run):
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     (out / "notes.txt").write_text("mine")
-    r = solve(out, "--figures", 0, "--seed", "5", "--restart", n=1)
+    r = solve(out, "--seed", "5", "--restart", n=1)
     assert r.exit_code == 0, r.output
     check_run_dir(out, examples=1)
     assert read_json(out / "provenance.json")["resume_key"]["seed"] == 5
@@ -252,13 +253,13 @@ def test_restart_discards_a_different_run(tmp_path, finished_run):
 def test_untargeted_and_explicit_targets(tmp_path):
     out = tmp_path / "u"
     r = invoke("solve", "--spec", "cw-l2", *FAST, *TINY, "-n", 2, "--targets", "untargeted",
-               "--out", out)
+               "--figures", 0, "--out", out)
     assert r.exit_code == 0, r.output
     rows, _, _ = check_run_dir(out, examples=2)
     assert all(r["targeted"] == "false" and r["target"] == r["label"] for r in rows)
     out = tmp_path / "t"  # mnist-test20 labels start 7, 2
     r = invoke("solve", "--spec", "cw-l2", *FAST, *TINY, "-n", 2, "--targets", "3,5",
-               "--out", out)
+               "--figures", 0, "--out", out)
     assert r.exit_code == 0, r.output
     rows, _, _ = check_run_dir(out, examples=2)
     assert [int(r["target"]) for r in rows] == [3, 5]
