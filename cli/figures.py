@@ -47,7 +47,8 @@ def example_figure(path: Path, *, original: np.ndarray, delta: np.ndarray, label
                  fontweight="bold")
     _show_image(axes[0], original, f"original x₀ (label {_name(label, class_names)})")
     seen = "" if predicted is None else f" (classified {_name(predicted, class_names)})"
-    _show_image(axes[1], adversarial, f"adversarial x₀ + δ{seen}")
+    _show_image(axes[1], adversarial, f"adversarial x₀ + δ{seen}" if success
+                else f"returned x₀: none found{seen}")
 
     ax = axes[2]
     if delta.shape[0] == 1:
@@ -62,7 +63,8 @@ def example_figure(path: Path, *, original: np.ndarray, delta: np.ndarray, label
         cb = fig.colorbar(im, ax=ax, shrink=0.85)
         cb.set_label("‖δ‖₂ over channels")
     l0, l2 = metrics.get("l0", np.nan), metrics.get("l2", np.nan)
-    ax.set_title(f"perturbation δ  (ℓ0 = {l0:.0f}, ℓ2 = {l2:.3f})", fontsize=10)
+    ax.set_title(f"perturbation δ  (ℓ0 = {l0:.0f}, ℓ2 = {l2:.3f})" if success
+                 else "perturbation δ = 0 (attack failed)", fontsize=10)
     ax.set_xlabel("pixel column")
     ax.set_ylabel("pixel row")
 

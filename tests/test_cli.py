@@ -295,3 +295,48 @@ def test_subprocess_console_run_with_progress(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: unknown spec 'nope'")
     assert "Traceback" not in bad.stderr + bad.stdout
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace/save in torch 2.13
+def test_user_models_and_image_folder(tmp_path, monkeypatch):
+    """--model as a TorchScript file and as module:factory + --weights; --data as a folder."""
+    from PIL import Image
+
+    from attacks.data import load_dataset
+    from attacks.models import load_model
+
+    images, labels = load_dataset("mnist-test20", 2)
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    rows = []
+    for i, (x, y) in enumerate(zip(images, labels)):
+        Image.fromarray((x[0].numpy() * 255).round().astype("uint8")).save(folder / f"{i}.png")
+        rows.append(f"{i}.png,{int(y)}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    zoo = load_model("mnist-cw")
+    scripted = tmp_path / "net.pt"
+    torch.jit.save(torch.jit.trace(zoo, images[:1]), str(scripted))
+    out = tmp_path / "ts"
+    r = invoke("solve", "--spec", "cw-l2", "--model", scripted, "--data", folder, *TINY,
+               "--threads", "1", "-q", "--figures", 1, "--targets", "untargeted", "--out", out)
+    assert r.exit_code == 0, r.output
+    check_run_dir(out, examples=2, figures=1)
+    assert read_json(out / "provenance.json")["resume_key"]["model"] == str(scripted)
+
+    (tmp_path / "my_nets.py").write_text(
+        "from attacks.models import ImageClassifier, mnist_cw\n"
+        "def make():\n    return ImageClassifier(mnist_cw(), 0.1307, 0.3081)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = tmp_path / "w.pt"
+    torch.save(zoo.state_dict(), weights)
+    out = tmp_path / "factory"
+    r = invoke("solve", "--spec", "cw-l2", "--model", "my_nets:make", "--weights", weights,
+               "--data", folder, *TINY, "--threads", "1", "-q", "--figures", 0,
+               "--targets", "untargeted", "--out", out)
+    assert r.exit_code == 0, r.output
+    check_run_dir(out, examples=2)
+    # the same network on the same images: the same outcome as the TorchScript file
+    pick = lambda run: [(r["label"], r["success"]) for r in read_csv(run / "metrics.csv")]
+    assert pick(out) == pick(tmp_path / "ts")
+    assert [int(r[0]) for r in pick(out)] == labels.tolist()
