@@ -3,13 +3,14 @@ saliency map (ASM, eq. 61), class activation maps (CAM, Grad-CAM), the Boolean m
 percentile threshold ν and the interpretability score IS (eq. 23) with its curve against ν.
 See docs/interpretability.md."""
 
-from attacks.interpret.cam import class_activation_map, grad_cam, last_conv, normalize_maps
+from attacks.interpret.cam import (class_activation_map, default_cam_layer, grad_cam, last_conv,
+                                   normalize_maps)
 from attacks.interpret.saliency import (adversarial_saliency_map, asm_from_gradients,
                                         logit_gradients, percentile_mask)
 from attacks.interpret.score import (DEFAULT_NUS, ISCurve, interpretability_score, is_curve,
                                      mean_score, result_maps, results_is_curve, write_csv)
 
 __all__ = ["adversarial_saliency_map", "asm_from_gradients", "logit_gradients",
-           "percentile_mask", "class_activation_map", "grad_cam", "last_conv", "normalize_maps",
+           "percentile_mask", "class_activation_map", "grad_cam", "last_conv", "default_cam_layer", "normalize_maps",
            "interpretability_score", "is_curve", "results_is_curve", "result_maps", "mean_score",
            "ISCurve", "DEFAULT_NUS", "write_csv"]

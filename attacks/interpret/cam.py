@@ -9,7 +9,7 @@ the examples do not interact).
   ``Z_c = Σ_k w_{c,k} · mean_{u,v} f_k(u, v) + b_c``. Then ``CAM_c(u, v) = Σ_k w_{c,k} f_k(u, v)``
   (no bias, no ReLU: the raw weighted sum, which may be negative).
 * Grad-CAM works for any convolutional network: with ``A`` the output of a chosen layer
-  (default: the last ``nn.Conv2d``), ``α_k = mean_{u,v} ∂Z_c/∂A_k(u, v)`` and
+  (default: the output of the last convolutional block, see :func:`default_cam_layer`), ``α_k = mean_{u,v} ∂Z_c/∂A_k(u, v)`` and
   ``Grad-CAM_c = ReLU(Σ_k α_k A_k)``, computed at the layer's resolution and then upsampled.
   On a GAP + linear network whose last conv layer is the feature map, ``α_k = w_{c,k}/(h·w)``,
   so Grad-CAM = ReLU(CAM)/(h·w) before upsampling (tested).
@@ -67,14 +67,57 @@ def last_conv(model: nn.Module) -> nn.Module:
     return convs[-1]
 
 
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
+                nn.BatchNorm2d, nn.Identity, nn.Dropout, nn.Dropout2d)
+
+
+def default_cam_layer(model: nn.Module, x: Tensor, min_size: int = 4) -> nn.Module:
+    """The output of the last convolutional block whose feature map is at least
+    ``min_size``×``min_size``: traces one forward pass (on ``x[:1]``), takes the last
+    ``nn.Conv2d`` with such an output, then follows the per-pixel modules called right after it
+    (activations, batch norm, dropout) so that the map is the block's output, not the
+    pre-activation. Falls back to :func:`last_conv` when nothing qualifies.
+
+    Why not simply the last ``nn.Conv2d``: in both zoo models its output is the
+    pre-activation (negative values that the next ReLU discards dominate Σ α_k A_k, and the
+    true-label map of many MNIST digits is 0 everywhere), and in ``cifar10-cnn`` it is 1×1
+    (a constant map after upsampling). mnist-cw -> ``net.features[8]`` (ReLU, 8×8);
+    cifar10-cnn -> ``net.bns[3]`` (10×10).
+    """
+    calls = []
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, o))) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    shape = lambda o: tuple(o.shape) if isinstance(o, Tensor) else ()
+    convs = [k for k, (m, o) in enumerate(calls) if isinstance(m, nn.Conv2d)
+             and len(shape(o)) == 4 and min(shape(o)[2:]) >= min_size]
+    if not convs:
+        return last_conv(model)
+    k = convs[-1]
+    once = lambda m: sum(c[0] is m for c in calls) == 1
+    while (k + 1 < len(calls) and isinstance(calls[k + 1][0], _ELEMENTWISE)
+           and shape(calls[k + 1][1]) == shape(calls[k][1]) and once(calls[k + 1][0])):
+        k += 1
+    return calls[k][0]
+
+
 def grad_cam(model: nn.Module, x: Tensor, classes: Classes, *,
              layer: Optional[nn.Module] = None, upsample: bool = True) -> Tensor:
-    """Grad-CAM of ``classes`` (B,) at ``layer`` (default :func:`last_conv`): (B, H, W) ≥ 0.
+    """Grad-CAM of ``classes`` (B,) at ``layer``: (B, H, W) ≥ 0.
+
+    ``layer``: the module whose output (B, K, h, w) is the feature map A; default
+    :func:`default_cam_layer` (the last conv block's output); ``last_conv(model)`` gives the
+    plain last ``nn.Conv2d``.
 
     ``model`` maps [0, 1] images to logits (B, num_classes); gradients are those of the logits
     (before any softmax). The layer must be called exactly once per forward pass.
     """
-    layer = layer if layer is not None else last_conv(model)
+    layer = layer if layer is not None else default_cam_layer(model, x)
     store = []
     handle = layer.register_forward_hook(lambda m, i, o: store.append(o))
     try:

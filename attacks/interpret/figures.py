@@ -1,0 +1,163 @@
+"""Figures: the IS-vs-ν curve (paper Fig. 3(a)) and a per-example overlay of ASM, B_ASM ∘ δ and
+class activation maps (paper Figs. 3(b)-(c), A2). Matplotlib with the Agg backend; every
+function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from attacks.interpret.cam import normalize_maps  # noqa: E402
+from attacks.interpret.saliency import percentile_mask  # noqa: E402
+from attacks.interpret.score import ISCurve, interpretability_score  # noqa: E402
+
+MAP_TITLES = {
+    "asm": "B from ASM(x0, t) (eq. 61)",
+    "gradcam-true": "B from Grad-CAM of the true label t0",
+    "gradcam-target": "B from Grad-CAM of the target label t",
+}
+
+
+def plot_is_curves(path, curves: Sequence[ISCurve], *, title: Optional[str] = None) -> Path:
+    """One panel per curve (per map): mean IS of each attack against the percentile ν."""
+    path = Path(path)
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.8), squeeze=False)
+    markers = "osD^v<>"
+    for ax, c in zip(axes[0], curves):
+        nus = c.nus.numpy()
+        for k, (name, m) in enumerate(c.mean.items()):
+            ax.plot(nus, m.numpy(), marker=markers[k % len(markers)], lw=1.8,
+                    label=f"{name} (n = {c.count[name]})")
+        ax.set_xlabel("ν: percentile of the map used as threshold")
+        ax.set_ylabel("mean IS = ||B∘δ||₂ / ||δ||₂")
+        rule = "map > ν-th percentile" if c.strict else "map ≥ ν-th percentile"
+        ax.set_title(f"{MAP_TITLES.get(c.map, c.map)}\nB: {rule}", fontsize=9)
+        ax.set_ylim(0, 1.02)
+        ax.set_xticks(nus)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _gray(image: Tensor) -> np.ndarray:
+    return image.detach().float().mean(0).cpu().numpy()
+
+
+def _show_image(ax, image: Tensor, alpha: float = 1.0):
+    if image.shape[0] == 3:
+        ax.imshow(image.detach().float().permute(1, 2, 0).clamp(0, 1).cpu().numpy(),
+                  alpha=alpha)
+    else:
+        ax.imshow(_gray(image), cmap="gray", vmin=0, vmax=1, alpha=alpha)
+
+
+def _perturbation(ax, fig, image: Tensor, delta: Tensor, lim: float, title: str,
+                  outline: Optional[np.ndarray] = None):
+    """The clean image faded, the perturbation on top (zero entries transparent)."""
+    ax.imshow(_gray(image), cmap="gray", vmin=0, vmax=1, alpha=0.35)
+    d = delta.detach().float().sum(0).cpu().numpy()
+    im = ax.imshow(np.ma.masked_where(d == 0, d), cmap="seismic", vmin=-lim, vmax=lim)
+    if outline is not None and outline.any() and not outline.all():
+        ax.contour(outline.astype(float), levels=[0.5], colors="limegreen", linewidths=1.0)
+    ax.set_title(title, fontsize=8)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cb.set_label("δ (pixel change)" + (", summed over RGB" if delta.shape[0] == 3 else ""),
+                 fontsize=7)
+    cb.ax.tick_params(labelsize=7)
+
+
+def _heat(ax, fig, image: Tensor, heat: np.ndarray, cmap: str, title: str, label: str,
+          over_image: bool):
+    if over_image:
+        _show_image(ax, image)
+        im = ax.imshow(heat, cmap=cmap, alpha=0.55, vmin=0, vmax=1)
+    else:
+        im = ax.imshow(heat, cmap=cmap, vmin=0, vmax=float(heat.max()) or 1.0)
+    ax.set_title(title, fontsize=8)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cb.set_label(label, fontsize=7)
+    cb.ax.tick_params(labelsize=7)
+
+
+def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
+                 cam_true: Tensor, cam_target: Tensor, *, label: int, target: int,
+                 nu: float = 90, strict: bool = True,
+                 class_names: Optional[Sequence[str]] = None, title: Optional[str] = None,
+                 cam_name: str = "Grad-CAM") -> Path:
+    """Overlay figure for one example (one image, one target, several attacks).
+
+    ``image`` (C, H, W) in [0, 1]; ``asm`` (C, H, W); ``deltas`` name -> (C, H, W);
+    ``cam_true``/``cam_target`` (H, W) maps of the true and target labels at the clean image.
+
+    Row 1 (paper Fig. 3(b)): the image, ASM(x0, t), and B_ASM ∘ δ for every attack, B_ASM at
+    the ν-th percentile. Row 2 (Figs. 3(c), 4): the CAM of the true and the target label over
+    the image, and every attack's whole δ with the B_CAM(t0) region outlined.
+    """
+    path = Path(path)
+    names = list(deltas)
+    cols = 2 + len(names)
+    fig, axes = plt.subplots(2, cols, figsize=(3.0 * cols, 6.4), squeeze=False)
+    name_of = (lambda c: f"{c} ({class_names[c]})") if class_names else str
+    b_asm = percentile_mask(asm.unsqueeze(0), nu, strict=strict)[0]
+    b_cam = percentile_mask(cam_true.unsqueeze(0), nu, strict=strict)[0]
+    lim = max(float(d.detach().float().sum(0).abs().max()) for d in deltas.values()) or 1.0
+
+    ax = axes[0, 0]
+    _show_image(ax, image)
+    ax.set_title(f"original x0\ntrue t0 = {name_of(label)}, target t = {name_of(target)}",
+                 fontsize=8)
+    a = asm.detach().float().sum(0).cpu().numpy()
+    _heat(axes[0, 1], fig, image, a, "magma_r", f"ASM(x0, t) (eq. 61)\n"
+          f"B_ASM = top {100 - nu:g} % (ν = {nu:g})", "ASM score (darker = larger)", False)
+    axes[0, 1].contour(b_asm.any(0).cpu().numpy().astype(float), levels=[0.5],
+                       colors="limegreen", linewidths=0.8)
+    for j, n in enumerate(names):
+        d = deltas[n]
+        iss = float(interpretability_score(d.unsqueeze(0).double(), b_asm.unsqueeze(0))[0])
+        _perturbation(axes[0, 2 + j], fig, image, d * b_asm, lim,
+                      f"B_ASM ∘ δ, {n}\nIS_ASM = {iss:.2f} (ν = {nu:g})")
+
+    ct = normalize_maps(cam_true.unsqueeze(0))[0].cpu().numpy()
+    cg = normalize_maps(cam_target.unsqueeze(0))[0].cpu().numpy()
+    _heat(axes[1, 0], fig, image, ct, "jet", f"{cam_name} of true label t0 = {name_of(label)}",
+          f"{cam_name} (scaled to [0, 1])", True)
+    axes[1, 0].contour(b_cam.cpu().numpy().astype(float), levels=[0.5], colors="white",
+                       linewidths=1.0)
+    _heat(axes[1, 1], fig, image, cg, "jet", f"{cam_name} of target t = {name_of(target)}",
+          f"{cam_name} (scaled to [0, 1])", True)
+    for j, n in enumerate(names):
+        d = deltas[n]
+        l0 = int((d != 0).sum())
+        iss = float(interpretability_score(d.unsqueeze(0).double(), b_cam.unsqueeze(0))[0])
+        _perturbation(axes[1, 2 + j], fig, image, d, lim,
+                      f"δ, {n} ({l0} non-zero)\nIS_CAM(t0) = {iss:.2f}; green: B_CAM(t0)",
+                      outline=b_cam.cpu().numpy())
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    rule = ">" if strict else "≥"
+    fig.text(0.5, 0.005,
+             f"Top row: where the saliency map ASM (green outline: B_ASM, ASM {rule} its "
+             f"{nu:g}th percentile) says a pixel change helps t and hurts t0, and the part of "
+             "each perturbation inside it.\nBottom row: class activation maps of the clean "
+             f"image, and each attack's whole perturbation (red: pixel brighter, blue: darker); "
+             f"green outline: B_CAM(t0), {cam_name} of t0 {rule} its {nu:g}th percentile.",
+             ha="center", va="bottom", fontsize=7.5)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
