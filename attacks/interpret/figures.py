@@ -80,12 +80,16 @@ def _perturbation(ax, fig, image: Tensor, delta: Tensor, lim: float, title: str,
 
 
 def _heat(ax, fig, image: Tensor, heat: np.ndarray, cmap: str, title: str, label: str,
-          over_image: bool):
-    if over_image:
+          sparse: bool):
+    """A heat map over the image: blended (dense maps, CAM) or with its zero entries left
+    transparent over the faded image (sparse maps, ASM)."""
+    if sparse:
+        ax.imshow(_gray(image), cmap="gray", vmin=0, vmax=1, alpha=0.35)
+        im = ax.imshow(np.ma.masked_where(heat <= 0, heat), cmap=cmap, vmin=0,
+                       vmax=float(heat.max()) or 1.0)
+    else:
         _show_image(ax, image)
         im = ax.imshow(heat, cmap=cmap, alpha=0.55, vmin=0, vmax=1)
-    else:
-        im = ax.imshow(heat, cmap=cmap, vmin=0, vmax=float(heat.max()) or 1.0)
     ax.set_title(title, fontsize=8)
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     cb.set_label(label, fontsize=7)
@@ -110,7 +114,11 @@ def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
     names = list(deltas)
     cols = 2 + len(names)
     fig, axes = plt.subplots(2, cols, figsize=(3.0 * cols, 6.4), squeeze=False)
-    name_of = (lambda c: f"{c} ({class_names[c]})") if class_names else str
+    def name_of(c: int) -> str:
+        if not class_names or str(class_names[c]) == str(c):
+            return str(c)
+        return f"{c} ({class_names[c]})"
+
     b_asm = percentile_mask(asm.unsqueeze(0), nu, strict=strict)[0]
     b_cam = percentile_mask(cam_true.unsqueeze(0), nu, strict=strict)[0]
     lim = max(float(d.detach().float().sum(0).abs().max()) for d in deltas.values()) or 1.0
@@ -121,7 +129,8 @@ def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
                  fontsize=8)
     a = asm.detach().float().sum(0).cpu().numpy()
     _heat(axes[0, 1], fig, image, a, "magma_r", f"ASM(x0, t) (eq. 61)\n"
-          f"B_ASM = top {100 - nu:g} % (ν = {nu:g})", "ASM score (darker = larger)", False)
+          f"green: B_ASM, top {100 - nu:g} % (ν = {nu:g})", "ASM score (darker = larger; 0 not drawn)",
+          True)
     axes[0, 1].contour(b_asm.any(0).cpu().numpy().astype(float), levels=[0.5],
                        colors="limegreen", linewidths=0.8)
     for j, n in enumerate(names):
@@ -132,12 +141,13 @@ def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
 
     ct = normalize_maps(cam_true.unsqueeze(0))[0].cpu().numpy()
     cg = normalize_maps(cam_target.unsqueeze(0))[0].cpu().numpy()
-    _heat(axes[1, 0], fig, image, ct, "jet", f"{cam_name} of true label t0 = {name_of(label)}",
-          f"{cam_name} (scaled to [0, 1])", True)
+    _heat(axes[1, 0], fig, image, ct, "jet", f"{cam_name} of true label t0 = {name_of(label)}\n"
+          f"white: B_CAM(t0), top {100 - nu:g} %",
+          f"{cam_name} (scaled to [0, 1])", False)
     axes[1, 0].contour(b_cam.cpu().numpy().astype(float), levels=[0.5], colors="white",
                        linewidths=1.0)
     _heat(axes[1, 1], fig, image, cg, "jet", f"{cam_name} of target t = {name_of(target)}",
-          f"{cam_name} (scaled to [0, 1])", True)
+          f"{cam_name} (scaled to [0, 1])", False)
     for j, n in enumerate(names):
         d = deltas[n]
         l0 = int((d != 0).sum())
@@ -149,11 +159,12 @@ def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
         ax.set_xticks([]), ax.set_yticks([])
     rule = ">" if strict else "≥"
     fig.text(0.5, 0.005,
-             f"Top row: where the saliency map ASM (green outline: B_ASM, ASM {rule} its "
-             f"{nu:g}th percentile) says a pixel change helps t and hurts t0, and the part of "
-             "each perturbation inside it.\nBottom row: class activation maps of the clean "
+             f"Top row: where the saliency map ASM says a pixel increase helps t and hurts t0 "
+             f"(green outline: B_ASM, ASM {rule} its {nu:g}th percentile), and the part of each "
+             "perturbation inside B_ASM.\nBottom row: class activation maps of the clean "
              f"image, and each attack's whole perturbation (red: pixel brighter, blue: darker); "
-             f"green outline: B_CAM(t0), {cam_name} of t0 {rule} its {nu:g}th percentile.",
+             f"white/green outline: B_CAM(t0), {cam_name} of t0 {rule} its {nu:g}th percentile. "
+             "IS = ||B∘δ||₂ / ||δ||₂ (eq. 23).",
              ha="center", va="bottom", fontsize=7.5)
     if title:
         fig.suptitle(title, fontsize=10)
