@@ -5,6 +5,8 @@ mnist-cw) with one seeded random target per image (the same targets for both att
 measures the interpretability score IS = ||B∘δ||₂/||δ||₂ (eq. 23) against the percentile ν of
 three maps B is cut from: the adversarial saliency map ASM(x0, t) (eq. 61), Grad-CAM of the
 true label t0 and Grad-CAM of the target t. Means are over the examples both attacks fooled.
+For reference the curves also hold the score of a perturbation spread evenly over the image
+(IS = sqrt(|B|/d), what a perturbation that ignores the map gets).
 Writes to --out:
 
     is_curve.csv           map, rule, ν, attack, mean IS, examples (ASM also with the ≥ rule)
@@ -67,14 +69,16 @@ def main() -> None:
         print(f"{name:10s} ASR {s['asr']:5.1f}%  ℓ0 {s['l0']:6.1f}  ℓ2 {s['l2']:.3f}  "
               f"{s['seconds']} s")
 
-    curves = [results_is_curve(model, x, results, m) for m in MAPS]
-    loose = results_is_curve(model, x, results, "asm", strict=False)
+    curves = [results_is_curve(model, x, results, m, reference=True) for m in MAPS]
+    loose = results_is_curve(model, x, results, "asm", strict=False, reference=True)
     write_csv(a.out / "is_curve.csv", curves + [loose])
     with (a.out / "is_per_example.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["map", "nu", "attack", "example", "source_index", "label", "target", "is"])
         for c in curves:
             for name, per in c.per_example.items():
+                if name not in results:
+                    continue
                 r = results[name]
                 for i in range(per.shape[0]):
                     for j, nu in enumerate(c.nus.tolist()):

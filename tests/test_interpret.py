@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.interpret import (adversarial_saliency_map, asm_from_gradients, class_activation_map,
-                               default_cam_layer, grad_cam, interpretability_score, is_curve,
+from attacks.interpret import (REFERENCE, adversarial_saliency_map, asm_from_gradients,
+                               class_activation_map, default_cam_layer, grad_cam, interpretability_score, is_curve,
                                last_conv, logit_gradients, mean_score, percentile_mask,
                                results_is_curve, write_csv)
 
@@ -185,15 +185,19 @@ def test_results_is_curve_common_examples_and_alignment(tmp_path):
     b = fake_result(rand(3, 1, 16, 16, seed=3) - 0.5, [True, False, True], labels, targets)
     common = results_is_curve(model, x, {"a": a, "b": b}, "asm")
     assert common.count == {"a": 1, "b": 1}
-    own = results_is_curve(model, x, {"a": a, "b": b}, "gradcam-true", common=False)
-    assert own.count == {"a": 2, "b": 2}
+    own = results_is_curve(model, x, {"a": a, "b": b}, "gradcam-true", common=False,
+                           reference=True)
+    assert own.count == {"a": 2, "b": 2, REFERENCE: 1}
+    # a perturbation spread evenly scores sqrt(|B|/d)
+    b_map = percentile_mask(grad_cam(model, x[:1], labels[:1]), 50)
+    assert own.mean[REFERENCE][2] == pytest.approx(math.sqrt(b_map.double().mean()))
     assert all(((m >= 0) & (m <= 1)).all() for m in own.mean.values())
     other = fake_result(a.delta, [True] * 3, labels, torch.tensor([2, 2, 3]))
     with pytest.raises(ValueError, match="targets"):
         results_is_curve(model, x, {"a": a, "other": other})
     path = write_csv(tmp_path / "curve.csv", [common, own])
     lines = path.read_text().splitlines()
-    assert lines[0] == "map,rule,nu,attack,mean_is,examples" and len(lines) == 1 + 2 * 2 * 7
+    assert lines[0] == "map,rule,nu,attack,mean_is,examples" and len(lines) == 1 + 5 * 7
 
 
 # ------------------------------------------------------------------------ CAM, Grad-CAM

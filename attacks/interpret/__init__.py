@@ -7,10 +7,12 @@ from attacks.interpret.cam import (class_activation_map, default_cam_layer, grad
                                    normalize_maps)
 from attacks.interpret.saliency import (adversarial_saliency_map, asm_from_gradients,
                                         logit_gradients, percentile_mask)
-from attacks.interpret.score import (DEFAULT_NUS, ISCurve, interpretability_score, is_curve,
-                                     mean_score, result_maps, results_is_curve, write_csv)
+from attacks.interpret.score import (DEFAULT_NUS, REFERENCE, ISCurve, interpretability_score,
+                                     is_curve, mean_score, result_maps, results_is_curve,
+                                     write_csv)
 
 __all__ = ["adversarial_saliency_map", "asm_from_gradients", "logit_gradients",
-           "percentile_mask", "class_activation_map", "grad_cam", "last_conv", "default_cam_layer", "normalize_maps",
-           "interpretability_score", "is_curve", "results_is_curve", "result_maps", "mean_score",
-           "ISCurve", "DEFAULT_NUS", "write_csv"]
+           "percentile_mask", "class_activation_map", "grad_cam", "last_conv",
+           "default_cam_layer", "normalize_maps", "interpretability_score", "is_curve",
+           "results_is_curve", "result_maps", "mean_score", "ISCurve", "DEFAULT_NUS",
+           "REFERENCE", "write_csv"]

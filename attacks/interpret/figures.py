@@ -17,7 +17,7 @@ from torch import Tensor  # noqa: E402
 
 from attacks.interpret.cam import normalize_maps  # noqa: E402
 from attacks.interpret.saliency import percentile_mask  # noqa: E402
-from attacks.interpret.score import ISCurve, interpretability_score  # noqa: E402
+from attacks.interpret.score import REFERENCE, ISCurve, interpretability_score  # noqa: E402
 
 MAP_TITLES = {
     "asm": "B from ASM(x0, t) (eq. 61)",
@@ -34,6 +34,10 @@ def plot_is_curves(path, curves: Sequence[ISCurve], *, title: Optional[str] = No
     for ax, c in zip(axes[0], curves):
         nus = c.nus.numpy()
         for k, (name, m) in enumerate(c.mean.items()):
+            if name == REFERENCE:
+                ax.plot(nus, m.numpy(), ls="--", color="gray", lw=1.2,
+                        label="δ spread evenly (IS = √(|B|/d))")
+                continue
             ax.plot(nus, m.numpy(), marker=markers[k % len(markers)], lw=1.8,
                     label=f"{name} (n = {c.count[name]})")
         ax.set_xlabel("ν: percentile of the map used as threshold")

@@ -23,6 +23,7 @@ from attacks.interpret.saliency import adversarial_saliency_map, percentile_mask
 
 DEFAULT_NUS = tuple(range(30, 91, 10))  # paper Fig. 3(a): 30th to 90th percentile
 MAPS = ("asm", "gradcam-true", "gradcam-target")
+REFERENCE = "uniform δ (reference)"
 
 
 def _broadcast_mask(mask: Tensor, delta: Tensor) -> Tensor:
@@ -135,18 +136,26 @@ def result_maps(model, images: Tensor, results: Mapping, map: str = "asm", *,
 
 def results_is_curve(model, images: Tensor, results: Mapping, map: str = "asm",
                      nus: Sequence[float] = DEFAULT_NUS, *, strict: bool = True,
-                     common: bool = True, layer=None) -> ISCurve:
+                     common: bool = True, layer=None, reference: bool = False) -> ISCurve:
     """The IS curve of several attacks' results on the same images (paper Fig. 3(a)).
 
     ``results``: name -> AttackResult, all with the same source_index, labels and targets
     (e.g. every attack run with the same explicit targets). ``common=True`` counts only the
     examples on which every attack succeeded (so all curves average the same examples);
-    ``common=False`` counts each attack's own successes.
+    ``common=False`` counts each attack's own successes. ``reference=True`` adds the curve of
+    a perturbation spread evenly over every pixel (:data:`REFERENCE`, IS = sqrt(|B|/d)): the
+    score of a perturbation that ignores the map, counted on the examples every attack fooled.
     """
     scores = result_maps(model, images, results, map, layer=layer)
     success = {n: r.success.to(scores.device) for n, r in results.items()}
     valid = torch.stack(list(success.values())).all(0) if common else success
     deltas = {n: r.delta.to(scores.device) for n, r in results.items()}
+    if reference:
+        if REFERENCE in deltas:
+            raise ValueError(f"{REFERENCE!r} is the name of the reference curve")
+        deltas[REFERENCE] = torch.ones_like(next(iter(deltas.values())))
+        all_ok = torch.stack(list(success.values())).all(0)
+        valid = valid if common else {**valid, REFERENCE: all_ok}
     return is_curve(deltas, scores, nus, valid=valid, strict=strict, map_name=map)
 
 
