@@ -9,7 +9,8 @@ the examples do not interact).
   ``Z_c = Σ_k w_{c,k} · mean_{u,v} f_k(u, v) + b_c``. Then ``CAM_c(u, v) = Σ_k w_{c,k} f_k(u, v)``
   (no bias, no ReLU: the raw weighted sum, which may be negative).
 * Grad-CAM works for any convolutional network: with ``A`` the output of a chosen layer
-  (default: the output of the last convolutional block, see :func:`default_cam_layer`), ``α_k = mean_{u,v} ∂Z_c/∂A_k(u, v)`` and
+  (default: the output of the last convolutional block, see :func:`default_cam_layer`),
+  ``α_k = mean_{u,v} ∂Z_c/∂A_k(u, v)`` and
   ``Grad-CAM_c = ReLU(Σ_k α_k A_k)``, computed at the layer's resolution and then upsampled.
   On a GAP + linear network whose last conv layer is the feature map, ``α_k = w_{c,k}/(h·w)``,
   so Grad-CAM = ReLU(CAM)/(h·w) before upsampling (tested).

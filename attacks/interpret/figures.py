@@ -133,8 +133,8 @@ def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
                  fontsize=8)
     a = asm.detach().float().sum(0).cpu().numpy()
     _heat(axes[0, 1], fig, image, a, "magma_r", f"ASM(x0, t) (eq. 61)\n"
-          f"green: B_ASM, top {100 - nu:g} % (ν = {nu:g})", "ASM score (darker = larger; 0 not drawn)",
-          True)
+          f"green: B_ASM, top {100 - nu:g} % (ν = {nu:g})",
+          "ASM score (darker = larger; 0 not drawn)", True)
     axes[0, 1].contour(b_asm.any(0).cpu().numpy().astype(float), levels=[0.5],
                        colors="limegreen", linewidths=0.8)
     for j, n in enumerate(names):

@@ -3,14 +3,14 @@
 Papernot et al. (2016, "The limitations of deep learning in adversarial settings", eq. 60 of
 the StrAttack paper) define, for a target class t and the forward derivative of the network,
 
-    S(X, t)[i] = 0                                           if ∂Z_t/∂X_i < 0  or  Σ_{j≠t} ∂Z_j/∂X_i > 0
-               = (∂Z_t/∂X_i) · |Σ_{j≠t} ∂Z_j/∂X_i|           otherwise.
+    S(X, t)[i] = 0                                  if ∂Z_t/∂X_i < 0  or  Σ_{j≠t} ∂Z_j/∂X_i > 0
+               = (∂Z_t/∂X_i) · |Σ_{j≠t} ∂Z_j/∂X_i|  otherwise.
 
 The StrAttack paper keeps only the true label t0 in place of the sum over all other classes
 (the sum is expensive with 1,000 classes). Our reading of the (garbled) eq. 61 is therefore
 
-    ASM(X, t)[i] = 0                                          if ∂Z_t/∂X_i < 0  or  ∂Z_t0/∂X_i > 0
-                 = (∂Z_t/∂X_i) · |∂Z_t0/∂X_i|                 otherwise,
+    ASM(X, t)[i] = 0                              if ∂Z_t/∂X_i < 0  or  ∂Z_t0/∂X_i > 0
+                 = (∂Z_t/∂X_i) · |∂Z_t0/∂X_i|     otherwise,
 
 i.e. a pixel scores when increasing it promotes the target logit (∂Z_t/∂X_i ≥ 0) *and* demotes
 the true-label logit (∂Z_t0/∂X_i ≤ 0); the score is the product of the two magnitudes, so it
