@@ -27,7 +27,7 @@ class Attack:
 
     def __init__(self, model: nn.Module, spec: Optional[AttackSpec] = None, *,
                  normalize: Optional[tuple] = None, seed: int = 0,
-                 batch_size: Optional[int] = None, **params):
+                 batch_size: Optional[int] = None, grid: bool = False, **params):
         if spec is None:
             if self.builder is None:
                 raise TypeError("Attack needs a spec (or use StrAttack, CWL2, EAD, LinfAttack)")
@@ -40,13 +40,14 @@ class Attack:
         self.classifier = Classifier(model, normalize)
         self.seed = seed
         self.batch_size = batch_size
+        self.grid = grid  # final examples on the 8-bit grid, re-verified (attacks.grid)
 
     def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
                  ) -> AttackResult:
         images, labels = self.classifier.check_inputs(images, labels)
         index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
         shape = tuple(images.shape[1:])
-        engine = Engine(self.classifier, self.spec, shape)
+        engine = Engine(self.classifier, self.spec, shape, grid=self.grid)
         n = index.shape[0]
         step = self.batch_size or n
         parts = []
@@ -61,7 +62,7 @@ class Attack:
 
     def _result(self, x0, idx, tg, o, shape) -> AttackResult:
         groups = self.spec.groups(shape) or GroupSpec().resolve(shape)
-        return build_result(self.spec.name, x0, idx, tg, o, groups)
+        return build_result(self.spec.name, x0, idx, tg, o, groups, grid=self.grid)
 
 
 class StrAttack(Attack):
@@ -115,12 +116,12 @@ class Refine:
         start, found = verify(self.classifier, images, delta,
                               torch.ones_like(labels, dtype=torch.bool), tg)
         best = Best.empty(images)
-        best.delta, best.found = start, found
+        best.delta, best.found = start - images, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
         grads, fwd = torch.zeros_like(labels), torch.zeros_like(labels)
         refined = Engine(self.classifier, self.spec, shape).refine(images, tg, best, grads, fwd)
         final, success = verify(self.classifier, images, best.delta, best.found, tg)
-        outcome = Outcome(delta=final, success=success, c=best.c, gradient_evals=grads,
+        outcome = Outcome(adversarial=final, success=success, c=best.c, gradient_evals=grads,
                           forward_evals=fwd + 2, refined=refined & success)
         return build_result(f"refined-{self.spec.name}", images, index, tg, outcome,
                             self.spec.groups(shape) or GroupSpec().resolve(shape))

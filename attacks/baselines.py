@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from attacks.classifier import Classifier
 from attacks.engine import Outcome, Targets, verify
+from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial
 from attacks.result import AttackResult, build_result
 from attacks.spec import GroupSpec
@@ -36,7 +37,7 @@ class GradientAttack:
 
     def __init__(self, model: nn.Module, *, norm: str = "inf", iterations: int = 10,
                  search_steps: int = 12, eps_max: Optional[float] = None,
-                 normalize: Optional[tuple] = None, seed: int = 0):
+                 normalize: Optional[tuple] = None, seed: int = 0, grid: bool = False):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
         for key, v in (("iterations", iterations), ("search_steps", search_steps)):
@@ -48,6 +49,7 @@ class GradientAttack:
         self.eps_max = eps_max
         self.classifier = Classifier(model, normalize)
         self.seed = seed
+        self.grid = grid
         self.name = f"{'fgm' if iterations == 1 else 'ifgsm'}-l{norm}"
 
     def _direction(self, x: Tensor, tg: Targets) -> Tensor:
@@ -97,14 +99,16 @@ class GradientAttack:
             hi = torch.where(ok, eps, hi)
             lo = torch.where(ok, lo, eps)
             eps = (lo + hi) / 2
-        delta, success = verify(self.classifier, x0, best, found, tg)
+        adv, success = verify(self.classifier, x0, best, found, tg)
+        if self.grid:
+            adv, success = snap_to_grid(self.classifier, x0, adv - x0, success, tg)
         grads = torch.full((b,), (self.search_steps + 1) * self.iterations, device=x0.device)
-        outcome = Outcome(delta=delta, success=success,
+        outcome = Outcome(adversarial=adv, success=success,
                           c=torch.where(success, hi, torch.full_like(hi, math.nan)),
                           gradient_evals=grads, forward_evals=grads // self.iterations + 1,
                           refined=torch.zeros_like(success))
         groups = GroupSpec().resolve(tuple(x0.shape[1:]))
-        return build_result(self.name, x0, index, tg, outcome, groups)
+        return build_result(self.name, x0, index, tg, outcome, groups, grid=self.grid)
 
 
 def FGM(model: nn.Module, *, norm: str = "inf", **kw) -> GradientAttack:

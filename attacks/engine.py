@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from admmkit.solver import LinearizedADMM
+from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial
 from attacks.problems import (attack_problem, candidate, loss_term, refine_problem,
                               support_mask, term_blocks)
@@ -84,9 +85,10 @@ class Targets:
 
 @attrs.define
 class Outcome:
-    """What the engine returns, per example: the verified perturbation and the accounting."""
+    """What the engine returns, per example: the verified image (exactly the one the model saw;
+    the clean image on failure) and the accounting."""
 
-    delta: Tensor
+    adversarial: Tensor
     success: Tensor
     c: Tensor
     gradient_evals: Tensor
@@ -95,9 +97,11 @@ class Outcome:
 
 
 class Engine:
-    def __init__(self, model: Callable[[Tensor], Tensor], spec: AttackSpec, shape):
+    def __init__(self, model: Callable[[Tensor], Tensor], spec: AttackSpec, shape,
+                 grid: bool = False):
         self.model = model
         self.spec = spec
+        self.grid = grid  # snap the final examples onto the 8-bit grid (attacks.grid)
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
 
     # -- one ADMM solve with success tracking --------------------------------------------
@@ -201,18 +205,19 @@ class Engine:
         fwd = torch.zeros_like(grads)
         best = self.search(x0, tg, grads, fwd)
         refined = self.refine(x0, tg, best, grads, fwd)
-        delta, success = verify(self.model, x0, best.delta, best.found, tg)
-        return Outcome(delta=delta, success=success, c=torch.where(success, best.c,
+        adv, success = verify(self.model, x0, best.delta, best.found, tg)
+        if self.grid:
+            adv, success = snap_to_grid(self.model, x0, adv - x0, success, tg)
+        return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,
                        torch.full_like(best.c, math.nan)), gradient_evals=grads,
                        forward_evals=fwd + 1, refined=refined & success)
 
 
 def verify(model, x0: Tensor, delta: Tensor, found: Tensor, tg: Targets):
-    """Fresh forward pass on the final image ``clip(x0 + δ, 0, 1)``; failures become δ = 0."""
+    """Fresh forward pass on the final image ``clip(x0 + δ, 0, 1)``: returns the images that
+    were checked (the clean image where the attack failed) and the success mask."""
     adv = (x0 + delta).clamp(0, 1)
     with torch.no_grad():
         logits = model(adv)
     success = found & is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
-    delta = torch.where(success.view(-1, *([1] * (x0.dim() - 1))), adv - x0,
-                        torch.zeros_like(x0))
-    return delta, success
+    return torch.where(success.view(-1, *([1] * (x0.dim() - 1))), adv, x0), success

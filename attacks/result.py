@@ -17,8 +17,8 @@ class AttackResult:
     """All per-example fields are batched over the examples attacked (B,)."""
 
     attack: str
-    adversarial: Tensor        # (B, C, H, W), clip(x0 + δ) on success, x0 on failure
-    delta: Tensor              # (B, C, H, W), zero on failure
+    adversarial: Tensor        # (B, C, H, W), the verified image; x0 on failure
+    delta: Tensor              # (B, C, H, W), adversarial − x0 (zero on failure)
     success: Tensor            # (B,) bool, verified by a fresh forward pass
     labels: Tensor             # (B,) true labels
     targets: Tensor            # (B,) targets (== labels for untargeted examples)
@@ -29,6 +29,7 @@ class AttackResult:
     gradient_evals: Tensor     # (B,) gradient evaluations spent on the example
     forward_evals: Tensor      # (B,) forward-only evaluations (success checks)
     refined: Optional[Tensor] = None  # (B,) bool: the refine stage improved the answer
+    grid: bool = False         # adversarial examples lie on the 8-bit grid (attacks.grid)
 
     def __len__(self) -> int:
         return self.success.shape[0]
@@ -41,7 +42,7 @@ class AttackResult:
         """ASR (%) and the mean of every metric over the successful examples."""
         ok = self.success
         out = {"examples": len(self), "successes": int(ok.sum()),
-               "asr": 100.0 * self.success_rate}
+               "asr": 100.0 * self.success_rate, "grid": self.grid}
         for k, v in self.metrics.items():
             out[k] = float(v[ok].double().mean()) if ok.any() else math.nan
         out["gradient_evals"] = float(self.gradient_evals.double().mean())
@@ -62,17 +63,20 @@ class AttackResult:
         fields = {f.name: cat(f.name) for f in attrs.fields(AttackResult)
                   if isinstance(getattr(first, f.name), Tensor)}
         fields["metrics"] = {k: torch.cat([p.metrics[k] for p in parts]) for k in first.metrics}
-        return AttackResult(attack=first.attack, **fields)
+        return AttackResult(attack=first.attack, grid=first.grid, **fields)
 
 
-def build_result(name: str, x0: Tensor, index: Tensor, tg, outcome, groups) -> AttackResult:
+def build_result(name: str, x0: Tensor, index: Tensor, tg, outcome, groups,
+                 grid: bool = False) -> AttackResult:
     """Assemble a result from an engine ``Outcome``; distortions of failures become NaN."""
     from attacks.metrics import distortions
     fail = ~outcome.success
+    delta = outcome.adversarial - x0
     metrics = {k: v.masked_fill(fail, float("nan"))
-               for k, v in distortions(outcome.delta, groups).items()}
-    return AttackResult(attack=name, adversarial=x0 + outcome.delta, delta=outcome.delta,
+               for k, v in distortions(delta, groups).items()}
+    return AttackResult(attack=name, adversarial=outcome.adversarial, delta=delta,
                         success=outcome.success, labels=tg.labels, targets=tg.targets,
                         targeted=tg.targeted, source_index=index, metrics=metrics, c=outcome.c,
                         gradient_evals=outcome.gradient_evals,
-                        forward_evals=outcome.forward_evals, refined=outcome.refined)
+                        forward_evals=outcome.forward_evals, refined=outcome.refined,
+                        grid=grid)
