@@ -2,6 +2,7 @@
 figures. Tiny float64 models; known answers by construction."""
 
 import math
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -266,6 +267,11 @@ def test_grad_cam_rejects_a_layer_called_twice():
                           nn.Linear(2 * 4 * 4, 3)).double()
     with pytest.raises(ValueError, match="exactly once"):
         grad_cam(model, rand(1, 1, 8, 8), 0, layer=relu)
+    with warnings.catch_warnings():  # TorchScript's deprecation notice
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(relu_cnn())
+    with pytest.raises(ValueError, match="TorchScript"):
+        grad_cam(scripted, rand(1, 1, 16, 16), 0)
 
 
 # ----------------------------------------------------------------------------- figures

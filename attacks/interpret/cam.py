@@ -68,6 +68,14 @@ def last_conv(model: nn.Module) -> nn.Module:
     return convs[-1]
 
 
+def _no_script(model) -> None:
+    scripted = [m for m in ([model] + list(model.modules() if isinstance(model, nn.Module) else []))
+                if isinstance(m, torch.jit.ScriptModule)]
+    if scripted:
+        raise ValueError("Grad-CAM needs forward hooks, which TorchScript modules do not run; "
+                         "load the model as a Python nn.Module")
+
+
 _ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
                 nn.BatchNorm2d, nn.Identity, nn.Dropout, nn.Dropout2d)
 
@@ -85,6 +93,7 @@ def default_cam_layer(model: nn.Module, x: Tensor, min_size: int = 4) -> nn.Modu
     (a constant map after upsampling). mnist-cw -> ``net.features[8]`` (ReLU, 8×8);
     cifar10-cnn -> ``net.bns[3]`` (10×10).
     """
+    _no_script(model)
     calls = []
     leaves = [m for m in model.modules() if not list(m.children())]
     hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, o))) for m in leaves]
@@ -118,6 +127,7 @@ def grad_cam(model: nn.Module, x: Tensor, classes: Classes, *,
     ``model`` maps [0, 1] images to logits (B, num_classes); gradients are those of the logits
     (before any softmax). The layer must be called exactly once per forward pass.
     """
+    _no_script(model)
     layer = layer if layer is not None else default_cam_layer(model, x)
     store = []
     handle = layer.register_forward_hook(lambda m, i, o: store.append(o))

@@ -93,8 +93,8 @@ def percentile_mask(scores: Tensor, nu: float, *, strict: bool = True) -> Tensor
     ≈ 100−ν %); ``strict=False`` (``scores ≥ q_ν``) keeps the same entries except when
     ν/100·(n−1) is an integer, where it also keeps the entry equal to q_ν.
 
-    The two differ a lot on ties: ASM is exactly 0 wherever the eq.-61 sign test fails (about
-    50–70 % of the pixels of an MNIST digit on mnist-cw), so for every ν below that fraction
+    The two differ a lot on ties: ASM is exactly 0 wherever the eq.-61 sign test fails (41–87 %
+    of the pixels of the mnist-test20 digits on mnist-cw), so for every ν below that fraction
     q_ν = 0; ``strict=True`` then keeps exactly the pixels with a positive score, while
     ``strict=False`` keeps every pixel (B = 1, IS = 1 for any δ).
     """
