@@ -30,13 +30,13 @@ def _show_image(ax, img: np.ndarray, title: str) -> None:
     ax.set_yticks([])
 
 
-def example_figure(path: Path, *, original: np.ndarray, delta: np.ndarray, label: int,
+def example_figure(path: Path, *, original: np.ndarray, adversarial: np.ndarray,
+                   delta: np.ndarray, label: int,
                    target: int, targeted: bool, success: bool, groups: SlidingGroups,
                    attack: str, index: int, source_index: int, metrics: dict,
                    predicted: Optional[int] = None,
                    class_names: Optional[Sequence[str]] = None) -> None:
     """Write one example's figure (4 panels with colour bars) to ``path``."""
-    adversarial = np.clip(original + delta, 0, 1)
     norms = groups.group_norms(torch.from_numpy(delta[None]).float())[0].numpy()
     fig = Figure(figsize=(13.5, 3.9), dpi=110, layout="constrained")
     axes = fig.subplots(1, 4)

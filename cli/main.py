@@ -69,6 +69,10 @@ def solve(
     seed: Annotated[int, typer.Option(help="Seed of the random targets (and torch).")] = 0,
     figures: Annotated[int, typer.Option(
         help="How many example figures to draw (successes first).")] = 4,
+    grid: Annotated[bool, typer.Option(
+        "--grid", help="Round the final examples to the 8-bit grid (multiples of 1/255, "
+                       "savable as PNG) and re-verify them; failures to repair count as "
+                       "failed.")] = False,
     restart: Annotated[bool, typer.Option(
         "--restart", help="Discard a previous run in --out instead of resuming it.")] = False,
     threads: Annotated[int, typer.Option(
@@ -94,7 +98,7 @@ def solve(
         summ = run_solve(spec=spec, sets=sets, model=model, weights=weights, data=data, n=n,
                          targets=targets, device=device, batch_size=batch_size, seed=seed,
                          out=out, figures=figures, restart=restart, threads=threads,
-                         quiet=quiet)
+                         grid=grid, quiet=quiet)
     except UserError as e:
         fail(str(e))
     except KeyboardInterrupt as e:

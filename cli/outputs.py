@@ -38,10 +38,11 @@ def merge(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def to_result(arrays: Dict[str, np.ndarray], attack: str) -> AttackResult:
+def to_result(arrays: Dict[str, np.ndarray], attack: str, grid: bool = False) -> AttackResult:
     t = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
     metrics = {k[len("metric_"):]: v for k, v in t.items() if k.startswith("metric_")}
-    return AttackResult(attack=attack, metrics=metrics, **{k: t[k] for k in _FIELDS})
+    return AttackResult(attack=attack, metrics=metrics, grid=grid,
+                        **{k: t[k] for k in _FIELDS})
 
 
 def _cell(v) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from attacks.api import Attack
+from attacks.grid import on_grid
 from attacks.spec import AttackSpec, GroupSpec, SpecError
 from cli.errors import UserError
 from cli.figures import example_figure, pick_examples
@@ -54,7 +55,7 @@ def _figures(run: RunDir, a: Dict[str, np.ndarray], originals: np.ndarray, spec:
     if not chosen:
         return []
     with torch.no_grad():
-        adv = torch.from_numpy(np.clip(originals[chosen] + a["delta"][chosen], 0, 1))
+        adv = torch.from_numpy(a["adversarial"][chosen])
         predicted = net(adv.to(device)).argmax(1).tolist()
     class_names = getattr(net, "class_names", None)
     paths = []
@@ -62,7 +63,8 @@ def _figures(run: RunDir, a: Dict[str, np.ndarray], originals: np.ndarray, spec:
         p = run.figures / f"example-{i:04d}.png"
         metrics = {k[len("metric_"):]: float(v[i]) for k, v in a.items()
                    if k.startswith("metric_")}
-        example_figure(p, original=originals[i], delta=a["delta"][i], label=int(a["labels"][i]),
+        example_figure(p, original=originals[i], adversarial=a["adversarial"][i],
+                       delta=a["delta"][i], label=int(a["labels"][i]),
                        target=int(a["targets"][i]), targeted=bool(a["targeted"][i]),
                        success=bool(a["success"][i]), groups=groups, attack=spec.name, index=i,
                        source_index=int(a["source_index"][i]), metrics=metrics,
@@ -73,13 +75,14 @@ def _figures(run: RunDir, a: Dict[str, np.ndarray], originals: np.ndarray, spec:
 
 def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], data: str,
           n: Optional[int], targets: str, device: str, batch_size: int, seed: int, out: Path,
-          figures: int, restart: bool, quiet: bool, threads: int = 0) -> Dict[str, Any]:
+          figures: int, restart: bool, quiet: bool, threads: int = 0,
+          grid: bool = False) -> Dict[str, Any]:
     """Everything ``admm-attack solve`` does; returns the summary. User errors raise
     :class:`UserError`; an interruption leaves the finished batches in ``out``."""
     options = dict(spec=spec, set=list(sets), model=model, weights=weights, data=data, n=n,
                    targets=targets, device=device, batch_size=batch_size, seed=seed,
                    out=str(out), figures=figures, restart=restart, threads=threads,
-                   quiet=quiet)
+                   grid=grid, quiet=quiet)
     if batch_size <= 0:
         raise UserError(f"--batch-size {batch_size}: expected a positive integer")
     if figures < 0:
@@ -95,12 +98,14 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     num_classes = check_compatible(net, images, labels, model, data)
     check_spec_fits(loaded.spec, tuple(images.shape[1:]), f"--spec {spec}")
     index, tg = parse_targets(targets, labels, num_classes, seed)
+    if grid and not on_grid(images):
+        raise UserError(f"--grid needs 8-bit images (multiples of 1/255); --data {data} is not")
 
     run = RunDir(out)
     key = {"spec": spec_to_dict(loaded.spec), "model": model, "weights": weights,
            "model_sha256_16": model_fingerprint(net), "data": data, "n": n,
            "data_sha256_16": fingerprint(images, labels), "targets": targets, "seed": seed,
-           "batch_size": batch_size}
+           "batch_size": batch_size, "grid": grid}
     if restart:
         run.clear()
     resuming = run.check_resume(key)
@@ -116,7 +121,7 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     write_json(run.path(PROVENANCE), {**record, "history": history + [entry]})
 
     torch.manual_seed(seed)
-    attack = Attack(net, loaded.spec, seed=seed)
+    attack = Attack(net, loaded.spec, seed=seed, grid=grid)
     plan = Plan(images, labels, index, tg, batch_size)
     start = time.perf_counter()
     try:
@@ -130,7 +135,7 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     seconds = time.perf_counter() - start
 
     arrays = merge(parts)
-    result = to_result(arrays, loaded.spec.name)
+    result = to_result(arrays, loaded.spec.name, grid=grid)
     originals = images.index_select(0, index.cpu()).numpy()
     summ = summary(result, images=int(images.shape[0]), batches=len(parts), resumed=resumed,
                    seconds=seconds)

@@ -340,3 +340,12 @@ def test_user_models_and_image_folder(tmp_path, monkeypatch):
     pick = lambda run: [(r["label"], r["success"]) for r in read_csv(run / "metrics.csv")]
     assert pick(out) == pick(tmp_path / "ts")
     assert [int(r[0]) for r in pick(out)] == labels.tolist()
+
+
+def test_grid_output_is_8_bit_and_verified(tmp_path):
+    out = tmp_path / "grid"
+    assert solve(out, "--grid", n=3).exit_code == 0
+    rows, summary, arrays = check_run_dir(out, examples=3)
+    assert summary["grid"] is True and read_json(out / "provenance.json")["resume_key"]["grid"]
+    q = arrays["adversarial"] * 255
+    np.testing.assert_allclose(q, q.round(), atol=1e-3)

@@ -10,10 +10,10 @@ from test_cli_helpers import FAST, TINY, invoke
 GOOD = {"--spec": "strattack", "--model": "mnist-cw", "--data": "mnist-test20", "-n": "2"}
 
 
-def solve_with(tmp_path, **changes):
+def solve_with(tmp_path, *flags, **changes):
     opts = {**GOOD, "--out": str(tmp_path / "run"), **changes}
-    args = [x for k, v in opts.items() if v is not None for x in (k, v)]
-    return invoke("solve", *args, "--threads", "1", "-q")
+    args = [x for k, v in opts.items() for x in (k, v)]
+    return invoke("solve", *args, *flags, "--threads", "1", "-q")
 
 
 def assert_user_error(r, *fragments):
@@ -141,3 +141,12 @@ def test_fast_args_are_valid(tmp_path):
     r = invoke("solve", "--spec", "cw-l2", *FAST, *TINY, "-n", 1, "--figures", 0,
                "--out", tmp_path / "ok")
     assert r.exit_code == 0, r.output
+
+
+def test_grid_needs_8_bit_images(tmp_path, monkeypatch):
+    import cli.solve
+    from attacks.data import load_dataset
+
+    x, y = load_dataset("mnist-test20", 2)
+    monkeypatch.setattr(cli.solve, "resolve_data", lambda name, n: ((x * 0.999), y))
+    assert_user_error(solve_with(tmp_path, "--grid"), "--grid needs 8-bit images")
