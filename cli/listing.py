@@ -111,7 +111,8 @@ def show_spec(name: str, sets: Iterable[str], resolved: bool) -> str:
     sets = list(sets)
     loaded = load_spec(name, sets)
     if not sets and not resolved and not loaded.origin.startswith("builtin:"):
-        path = example_specs()[name] if loaded.origin.startswith("example:") else Path(name)
+        path = (example_specs()[name] if loaded.origin.startswith("example:")
+                else Path(loaded.origin))
         return path.read_text(encoding="utf-8")
     return dumps_spec(loaded.spec)
 

@@ -1,4 +1,7 @@
-"""The ``admm-attack`` command line (Typer): solve, specs, models, datasets."""
+"""The ``admm-attack`` command line (Typer): solve, specs, models, datasets.
+
+The commands import their modules (and so torch) only when they run: ``--help`` stays quick.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from cli import listing
 from cli.errors import UserError, fail, one_line, user_errors
 
 app = typer.Typer(
@@ -105,6 +107,7 @@ def solve(
         sys.stderr.write(f"interrupted: {one_line(str(e)) or 'stopped'}; run the same command "
                          "again to resume\n")
         raise typer.Exit(130)
+    from cli import listing
     listing.print_summary(summ, out)
 
 
@@ -116,6 +119,7 @@ def models(long: Annotated[bool, typer.Option("--long", "-l", help="Full details
     Example: `admm-attack models`, then `admm-attack solve --model mnist-cw ...`.
     Your own models: `--model net.pt` (TorchScript) or `--model pkg.mod:factory --weights w.pt`.
     """
+    from cli import listing
     listing.print_models(long)
 
 
@@ -127,6 +131,7 @@ def datasets(long: Annotated[bool, typer.Option("--long", "-l", help="Full detai
     Example: `admm-attack datasets`, then `admm-attack solve --data mnist-test20 ...`.
     A directory of MNIST/CIFAR-10 files or an image folder also works as --data.
     """
+    from cli import listing
     listing.print_datasets(long)
 
 
@@ -137,6 +142,7 @@ def specs_list():
 
     Example: `admm-attack specs list`
     """
+    from cli import listing
     listing.print_specs()
 
 
@@ -159,6 +165,7 @@ def specs_show(
 
     * `admm-attack specs show sparse-group-lasso`
     """
+    from cli import listing
     sys.stdout.write(listing.show_spec(name, sets, resolved))
 
 
@@ -172,6 +179,7 @@ def specs_check(
 
     Example: `admm-attack specs check my.toml --set solver.rho=2`
     """
+    from cli import listing
     for f in files:
         typer.echo(listing.check_spec(f, sets))
 
