@@ -11,11 +11,11 @@ the refine stage, ``refine=true`` adds one with default settings. Values are TOM
 from __future__ import annotations
 
 import copy
-import tomllib
 from typing import Any, Dict, Iterable, Tuple
 
 from attacks.spec import TERM_KINDS, GroupSpec, SpecError
 from cli.spec_dict import TABLES, TERM_KEYS, TOP_KEYS, field_names, suggest
+from cli.tomlcompat import tomllib
 
 
 def parse_value(text: str) -> Any:

@@ -7,7 +7,6 @@ file and the key.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Dict, Iterable, Tuple
 
@@ -19,6 +18,7 @@ from cli.errors import UserError
 from cli.overrides import apply_overrides
 from cli.spec_dict import spec_from_dict, spec_to_dict
 from cli.specs import example_specs
+from cli.tomlcompat import tomllib
 
 
 @attrs.frozen

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import torch
 
 import cli.runner
 from cli.spec_dict import spec_from_dict
+from cli.tomlcompat import tomllib
 from test_cli_helpers import (FAST, ROOT, TINY, TINY_REFINE, check_run_dir, invoke, read_csv,
                               read_json)
 

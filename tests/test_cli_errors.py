@@ -150,3 +150,24 @@ def test_grid_needs_8_bit_images(tmp_path, monkeypatch):
     x, y = load_dataset("mnist-test20", 2)
     monkeypatch.setattr(cli.solve, "resolve_data", lambda name, n: ((x * 0.999), y))
     assert_user_error(solve_with(tmp_path, "--grid"), "--grid needs 8-bit images")
+
+
+def test_console_script_entry_point(tmp_path):
+    """pyproject's ``admm-attack = "cli.main:app"`` resolves and runs as a program."""
+    import os
+    import subprocess
+    import sys
+    from cli.tomlcompat import tomllib
+
+    from test_cli_helpers import ROOT
+
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"][
+        "admm-attack"]
+    module, attr = target.split(":")
+    code = (f"import sys; sys.argv[0] = 'admm-attack'; import {module}; "
+            f"sys.exit({module}.{attr}())")
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: admm-attack" in done.stdout and "solve" in done.stdout

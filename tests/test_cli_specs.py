@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 
 import attrs
 import pytest
@@ -18,6 +17,7 @@ from attacks.spec import (AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpe
 from cli.overrides import apply_overrides, parse_value
 from cli.spec_dict import spec_from_dict, spec_to_dict
 from cli.spec_toml import dumps_spec, toml_value
+from cli.tomlcompat import tomllib
 from test_cli_helpers import ROOT, invoke
 
 SPEC_DIR = ROOT / "cli" / "specs"
