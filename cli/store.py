@@ -109,6 +109,8 @@ class RunDir:
 
     def clear(self) -> None:
         """Delete what ``solve`` writes here (and nothing else)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"--out {self.root}: exists and is not a directory")
         for name in OUTPUTS:
             self.path(name).unlink(missing_ok=True)
         for d, pattern in ((self.batches, "batch-*.npz"), (self.figures, "example-*.png")):

@@ -85,6 +85,7 @@ def test_bad_spec_file_names_file_and_key(tmp_path):
 def test_out_is_a_file(tmp_path):
     (tmp_path / "run").write_text("not a directory")
     assert_user_error(solve_with(tmp_path), "exists and is not a directory")
+    assert_user_error(solve_with(tmp_path, "--restart"), "exists and is not a directory")
 
 
 def test_unreadable_provenance_is_refused(tmp_path):
