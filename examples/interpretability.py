@@ -119,7 +119,7 @@ def main() -> None:
           f"(ν = {', '.join(f'{v:g}' for v in curves[0].nus.tolist())}):")
     for m, row in table.items():
         for n, vals in row.items():
-            print(f"  {m:15s} {n:10s} " + " ".join(f"{v:.3f}" for v in vals))
+            print(f"  {m:15s} {n:22s} " + " ".join(f"{v:.3f}" for v in vals))
     print(f"wrote {a.out}/is_curve.csv, is_per_example.csv, is_curve.png, example_*.png, "
           "summary.json")
 
