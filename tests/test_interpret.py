@@ -11,8 +11,8 @@ from torch import nn
 
 from attacks.interpret import (REFERENCE, adversarial_saliency_map, asm_from_gradients,
                                class_activation_map, default_cam_layer, grad_cam,
-                               interpretability_score, is_curve, last_conv, logit_gradients, mean_score, percentile_mask,
-                               results_is_curve, write_csv)
+                               interpretability_score, is_curve, last_conv, logit_gradients,
+                               mean_score, percentile_mask, results_is_curve, write_csv)
 
 D = torch.float64
 
