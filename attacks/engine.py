@@ -148,7 +148,7 @@ class Engine:
             before = part.score.clone()
             problem = attack_problem(spec, x, loss_term(self.model, x, t.labels, t.targets,
                                                         t.targeted, cc, spec.loss.kappa))
-            if s.warm_start:
+            if s.warm_start:  # from the best success so far, else from where the last step ended
                 z0 = torch.where(part.found.view(-1, *([1] * (x.dim() - 1))), part.delta,
                                  last_z.index_select(0, idx))
             else:
@@ -169,7 +169,27 @@ class Engine:
             c.index_copy_(0, idx, c_i)
             stalled = hit & torch.isfinite(before) & (part.score > before * (1 - s.patience_tol))
             running.index_copy_(0, idx, ~stalled)
+        self._rescue(x0, tg, best, grads, fwd, spec.loss.c or default_c(tuple(x0.shape[1:])))
         return best
+
+    def _rescue(self, x0, tg: Targets, best: Best, grads, fwd, c0: float) -> None:
+        """Samples that never succeeded get one cold restart at ``c0·growth²`` with twice the
+        iterations: a warm start from a failed large-c step can sit far outside the valid
+        box, where the linearization point is meaningless."""
+        s = self.spec.search
+        idx = (~best.found).nonzero().squeeze(1)
+        if s.rescue_iterations == 0 or idx.numel() == 0:
+            return
+        x, t, part = x0.index_select(0, idx), tg.select(idx), best.select(idx)
+        cc = torch.full((idx.numel(),), c0 * s.growth ** 2, dtype=x.dtype, device=x.device)
+        problem = attack_problem(self.spec, x, loss_term(self.model, x, t.labels, t.targets,
+                                                         t.targeted, cc, self.spec.loss.kappa))
+        f = torch.zeros(idx.numel(), dtype=torch.long, device=x.device)
+        result, _ = self._solve(problem, x, t, cc, part, torch.zeros_like(x),
+                                s.rescue_iterations, self.spec.output_term, f)
+        best.put(idx, part)
+        grads.index_add_(0, idx, result.iterations)
+        fwd.index_add_(0, idx, f)
 
     # -- refine (Sec. 4.2) -------------------------------------------------------------------
     def refine(self, x0: Tensor, tg: Targets, best: Best, grads: Tensor, fwd: Tensor) -> Tensor:

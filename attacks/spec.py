@@ -61,6 +61,10 @@ def _pos_int(instance, attribute, value):
     _number(attribute.name, value, positive=True, integer=True)
 
 
+def _nonneg_int(instance, attribute, value):
+    _number(attribute.name, value, non_negative=True, integer=True)
+
+
 def _nonneg(instance, attribute, value):
     _number(attribute.name, value, non_negative=True)
 
@@ -172,6 +176,8 @@ class SearchSpec:
     warm_start   start each step from the best success so far (else from 0)
     patience_tol a sample stops once a step succeeds without improving its best distortion
                  by more than this relative amount
+    rescue_iterations  samples with no success after all steps get one cold restart at
+                 c0·growth² with this many iterations (0: none)
     """
 
     steps: int = attrs.field(default=6, validator=_pos_int)
@@ -180,6 +186,7 @@ class SearchSpec:
     growth: float = attrs.field(default=10.0, validator=_pos)
     warm_start: bool = True
     patience_tol: float = attrs.field(default=1e-3, validator=_nonneg)
+    rescue_iterations: int = attrs.field(default=400, validator=_nonneg_int)
 
 
 @attrs.frozen
