@@ -44,6 +44,7 @@ DOCS: Dict[str, str] = {
     "search.growth": "multiply c by this until a success bounds it",
     "search.warm_start": "start each solve from the best success so far",
     "search.patience_tol": "stop when a success improves by < this (relative)",
+    "search.rescue_iterations": "cold restart at c0·growth² for examples with no success",
     "refine.quantile": "zero |δ| below this quantile of the non-zeros (eq. 19)",
     "refine.iterations": "ADMM iterations of the fixed-support re-solve (eq. 20)",
 }
