@@ -95,7 +95,7 @@ class Refine:
     """
 
     def __init__(self, model: nn.Module, spec: Optional[AttackSpec] = None, *,
-                 quantile: float = 0.03, iterations: int = 200, c: Optional[float] = None,
+                 quantile: float = 0.03, iterations: int = 400, c: Optional[float] = None,
                  normalize: Optional[tuple] = None, seed: int = 0):
         spec = spec or builtin.cw_l2()
         self.spec = attrs.evolve(spec, refine=RefineSpec(quantile, iterations))

@@ -195,7 +195,7 @@ class RefineSpec:
     the sample's non-zero |δ*|, then minimise loss + distortion on the remaining support."""
 
     quantile: float = attrs.field(default=0.03, validator=_nonneg)
-    iterations: int = attrs.field(default=200, validator=_pos_int)
+    iterations: int = attrs.field(default=400, validator=_pos_int)
 
     def __attrs_post_init__(self):
         _check(self.quantile < 1, "refine.quantile", "a number in [0, 1)", self.quantile)
