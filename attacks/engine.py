@@ -227,7 +227,7 @@ class Engine:
         refined = self.refine(x0, tg, best, grads, fwd)
         adv, success = verify(self.model, x0, best.delta, best.found, tg)
         if self.grid:
-            adv, success = snap_to_grid(self.model, x0, adv - x0, success, tg)
+            adv, success = snap_to_grid(self.model, x0, adv - x0, success, tg, self.spec.eps)
         return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,
                        torch.full_like(best.c, math.nan)), gradient_evals=grads,
                        forward_evals=fwd + 1, refined=refined & success)

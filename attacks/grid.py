@@ -11,7 +11,8 @@ that no candidate repairs is reported as failed, never as a success.
 
 from __future__ import annotations
 
-from typing import Callable, Tuple
+import math
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -31,19 +32,24 @@ def on_grid(x: Tensor, levels: int = LEVELS) -> bool:
 
 
 def round_to_grid(x0: Tensor, delta: Tensor, rounding: str = "nearest", scale: float = 1.0,
-                  levels: int = LEVELS) -> Tensor:
+                  eps: Optional[float] = None, levels: int = LEVELS) -> Tensor:
     """``x0 + scale·δ`` clipped to [0, 1] and rounded onto the grid where ``δ ≠ 0``; ``x0``
-    (itself on the grid) where ``δ = 0``. ``rounding="away"`` rounds away from ``x0``."""
+    (itself on the grid) where ``δ = 0``. ``rounding="away"`` rounds away from ``x0``. With
+    ``eps`` the result stays in the ℓ∞ ball: at most ``floor(levels·ε)`` steps from ``x0``."""
     q = (x0 + scale * delta).clamp(0, 1) * levels
     if rounding == "nearest":
         q = q.round()
     else:
         q = torch.where(delta > 0, q.ceil(), q.floor())
+    if eps is not None:
+        q0 = (x0 * levels).round()
+        k = math.floor(levels * eps + 1e-6)
+        q = torch.minimum(torch.maximum(q, q0 - k), q0 + k)
     return torch.where(delta != 0, (q / levels).clamp(0, 1), x0)
 
 
 def snap_to_grid(model: Callable[[Tensor], Tensor], x0: Tensor, delta: Tensor, success: Tensor,
-                 tg) -> Tuple[Tensor, Tensor]:
+                 tg, eps: Optional[float] = None) -> Tuple[Tensor, Tensor]:
     """Grid-valued adversarial images (the clean image where none succeeds) and their
     re-verified success mask, (B, ...) and (B,)."""
     if not on_grid(x0):
@@ -53,7 +59,7 @@ def snap_to_grid(model: Callable[[Tensor], Tensor], x0: Tensor, delta: Tensor, s
     out = x0.clone()
     done = torch.zeros_like(success)
     for rounding, scale in REPAIRS:
-        adv = round_to_grid(x0, delta, rounding, scale)
+        adv = round_to_grid(x0, delta, rounding, scale, eps)
         with torch.no_grad():
             ok = success & ~done & is_adversarial(model(adv), tg.labels, tg.targets, tg.targeted)
         out = torch.where(view(ok), adv, out)

@@ -71,10 +71,11 @@ def solve(
     seed: Annotated[int, typer.Option(help="Seed of the random targets (and torch).")] = 0,
     figures: Annotated[int, typer.Option(
         help="How many example figures to draw (successes first).")] = 4,
-    grid: Annotated[bool, typer.Option(
-        "--grid", help="Round the final examples to the 8-bit grid (multiples of 1/255, "
-                       "savable as PNG) and re-verify them; failures to repair count as "
-                       "failed.")] = False,
+    grid: Annotated[Optional[bool], typer.Option(
+        "--grid/--no-grid", help="Round the final examples to the 8-bit grid (multiples of "
+                                 "1/255), re-verify them (failures to repair count as failed) "
+                                 "and write them as PNG files. Default: on when the images are "
+                                 "8-bit.")] = None,
     restart: Annotated[bool, typer.Option(
         "--restart", help="Discard a previous run in --out instead of resuming it.")] = False,
     threads: Annotated[int, typer.Option(

@@ -87,3 +87,18 @@ def write_outputs(root: Path, a: Dict[str, np.ndarray], originals: np.ndarray,
         "adversarial": a["adversarial"], "delta": a["delta"], "original": originals,
         "success": a["success"], "source_index": a["source_index"], "labels": a["labels"],
         "targets": a["targets"], "targeted": a["targeted"]}))
+
+
+def write_pngs(folder: Path, a: Dict[str, np.ndarray]) -> None:
+    """Every adversarial example as a lossless 8-bit PNG (grid runs only: then the file *is*
+    the example the model was verified on). Names carry index, label, target and success."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(a["adversarial"]):
+        pixels = np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
+        pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+        ok = "ok" if a["success"][i] else "failed"
+        name = f"{i:05d}_label{int(a['labels'][i])}_target{int(a['targets'][i])}_{ok}.png"
+        tmp = folder / (name + ".tmp")
+        Image.fromarray(pixels).save(tmp, format="PNG")
+        tmp.replace(folder / name)

@@ -13,6 +13,7 @@ import torch
 
 from attacks.api import Attack
 from attacks.grid import on_grid
+from cli.outputs import write_pngs
 from attacks.spec import AttackSpec, GroupSpec, SpecError
 from cli.errors import UserError
 from cli.figures import example_figure, pick_examples
@@ -76,7 +77,7 @@ def _figures(run: RunDir, a: Dict[str, np.ndarray], originals: np.ndarray, spec:
 def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], data: str,
           n: Optional[int], targets: str, device: str, batch_size: int, seed: int, out: Path,
           figures: int, restart: bool, quiet: bool, threads: int = 0,
-          grid: bool = False) -> Dict[str, Any]:
+          grid: Optional[bool] = None) -> Dict[str, Any]:
     """Everything ``admm-attack solve`` does; returns the summary. User errors raise
     :class:`UserError`; an interruption leaves the finished batches in ``out``."""
     options = dict(spec=spec, set=list(sets), model=model, weights=weights, data=data, n=n,
@@ -98,7 +99,9 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     num_classes = check_compatible(net, images, labels, model, data)
     check_spec_fits(loaded.spec, tuple(images.shape[1:]), f"--spec {spec}")
     index, tg = parse_targets(targets, labels, num_classes, seed)
-    if grid and not on_grid(images):
+    if grid is None:  # on by default wherever the images are 8-bit (PNG-savable)
+        grid = on_grid(images)
+    elif grid and not on_grid(images):
         raise UserError(f"--grid needs 8-bit images (multiples of 1/255); --data {data} is not")
 
     run = RunDir(out)
@@ -140,6 +143,8 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     summ = summary(result, images=int(images.shape[0]), batches=len(parts), resumed=resumed,
                    seconds=seconds)
     write_outputs(run.root, arrays, originals, summ)
+    if grid:
+        write_pngs(run.path("png"), arrays)
     _figures(run, arrays, originals, loaded.spec, figures, net, dev)
     entry.update(finished=_now(), batches_computed=len(parts) - resumed,
                  batches_resumed=resumed)

@@ -6,6 +6,7 @@ Layout (``--out DIR``)::
     spec.toml         the resolved spec (runnable: --spec DIR/spec.toml)
     batches/          one batch-NNNNN.npz per finished batch (written atomically)
     metrics.csv  summary.json  adversarial.npz  figures/*.png   (merged at the end)
+    png/              every adversarial example as an 8-bit PNG (grid runs)
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class RunDir:
             raise UserError(f"--out {self.root}: exists and is not a directory")
         for name in OUTPUTS:
             self.path(name).unlink(missing_ok=True)
-        for d, pattern in ((self.batches, "batch-*.npz"), (self.figures, "example-*.png")):
+        for d, pattern in ((self.batches, "batch-*.npz"), (self.figures, "example-*.png"),
+                           (self.path("png"), "*.png*")):
             for f in d.glob(pattern):
                 f.unlink()
             for f in d.glob(".*.tmp"):

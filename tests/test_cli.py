@@ -349,3 +349,37 @@ def test_grid_output_is_8_bit_and_verified(tmp_path):
     assert summary["grid"] is True and read_json(out / "provenance.json")["resume_key"]["grid"]
     q = arrays["adversarial"] * 255
     np.testing.assert_allclose(q, q.round(), atol=1e-3)
+
+
+def test_grid_is_on_by_default_and_pngs_reload_as_verified_successes(tmp_path):
+    """8-bit data: the examples are written as PNG files that stay adversarial when reloaded."""
+    import json
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from attacks.models import load_model
+    from cli.main import app
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["solve", "--spec", "strattack", "--model", "mnist-cw",
+                                 "--data", "mnist-test20", "-n", "3", "--targets", "random",
+                                 "--threads", "1", "-q", "--out", str(out),
+                                 "--set", "search.steps=3", "--set", "search.iterations=60",
+                                 "--set", "refine.iterations=40"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["grid"] is True
+    files = sorted((out / "png").glob("*.png"))
+    assert len(files) == 3
+    model = load_model("mnist-cw")
+    saved = np.load(out / "adversarial.npz")
+    for i, f in enumerate(files):
+        img = torch.from_numpy(np.array(Image.open(f))).float().div(255).view(1, 1, 28, 28)
+        assert np.array_equal(img.numpy()[0], saved["adversarial"][i])
+        if saved["success"][i]:
+            assert f.name.endswith("_ok.png")
+            with torch.no_grad():
+                assert model(img).argmax(1).item() == saved["targets"][i]

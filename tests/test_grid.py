@@ -66,3 +66,13 @@ def test_grid_needs_8bit_clean_images():
     with pytest.raises(ValueError, match="8-bit grid"):
         snap_to_grid(nn.Flatten(), torch.full((1, 1, 2, 2), 0.1234), torch.zeros(1, 1, 2, 2),
                      torch.tensor([True]), tg)
+
+
+def test_rounding_respects_the_linf_bound():
+    torch.manual_seed(1)
+    x0 = torch.randint(0, 256, (3, 1, 5, 5)).float() / 255
+    eps = 0.1
+    delta = (torch.rand(3, 1, 5, 5) * 2 - 1) * eps
+    for rounding, scale in (("nearest", 1.0), ("away", 1.0), ("away", 2.0)):
+        adv = round_to_grid(x0, delta, rounding, scale, eps=eps)
+        assert on_grid(adv) and ((adv - x0).abs() <= eps + 1e-6).all()
