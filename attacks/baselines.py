@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from admmkit.solver.state import batch_where
 from attacks.classifier import Classifier
 from attacks.engine import Outcome, Targets, verify
 from attacks.grid import snap_to_grid
@@ -94,7 +95,7 @@ class GradientAttack:
             adv = self.perturb(x0, tg, eps)
             with torch.no_grad():
                 ok = is_adversarial(self.classifier(adv), tg.labels, tg.targets, tg.targeted)
-            best = torch.where(_view(ok, x0), adv - x0, best)
+            best = batch_where(ok, adv - x0, best)
             found = found | ok
             hi = torch.where(ok, eps, hi)
             lo = torch.where(ok, lo, eps)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from admmkit.solver import LinearizedADMM
+from admmkit.solver.state import batch_where
 from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial
 from attacks.problems import (attack_problem, candidate, loss_term, refine_problem,
@@ -44,8 +45,7 @@ class Best:
 
     def offer(self, delta: Tensor, success: Tensor, score: Tensor, c: Tensor) -> None:
         better = success & (score < self.score)
-        view = better.view(-1, *([1] * (delta.dim() - 1)))
-        self.delta = torch.where(view, delta, self.delta)
+        self.delta = batch_where(better, delta, self.delta)
         self.score = torch.where(better, score, self.score)
         self.found = self.found | better
         self.c = torch.where(better, c, self.c)
@@ -149,8 +149,7 @@ class Engine:
             problem = attack_problem(spec, x, loss_term(self.model, x, t.labels, t.targets,
                                                         t.targeted, cc, spec.loss.kappa))
             if s.warm_start:  # from the best success so far, else from where the last step ended
-                z0 = torch.where(part.found.view(-1, *([1] * (x.dim() - 1))), part.delta,
-                                 last_z.index_select(0, idx))
+                z0 = batch_where(part.found, part.delta, last_z.index_select(0, idx))
             else:
                 z0 = torch.zeros_like(x)
             f = torch.zeros(idx.numel(), dtype=torch.long, device=x.device)
@@ -213,7 +212,7 @@ class Engine:
         grads.index_add_(0, idx, result.iterations)
         fwd.index_add_(0, idx, f)
         keep = fresh.found
-        part.delta = torch.where(keep.view(-1, *([1] * (x.dim() - 1))), fresh.delta, part.delta)
+        part.delta = batch_where(keep, fresh.delta, part.delta)
         best.put(idx, part)
         refined.index_copy_(0, idx, keep)
         return refined
@@ -240,4 +239,4 @@ def verify(model, x0: Tensor, delta: Tensor, found: Tensor, tg: Targets):
     with torch.no_grad():
         logits = model(adv)
     success = found & is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
-    return torch.where(success.view(-1, *([1] * (x0.dim() - 1))), adv, x0), success
+    return batch_where(success, adv, x0), success

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
+from admmkit.solver.state import batch_where
 from attacks.losses import is_adversarial
 
 LEVELS = 255
@@ -55,14 +56,13 @@ def snap_to_grid(model: Callable[[Tensor], Tensor], x0: Tensor, delta: Tensor, s
     if not on_grid(x0):
         raise ValueError("grid output needs clean images on the 8-bit grid (multiples of 1/255); "
                          "these are not — load 8-bit images or turn grid output off")
-    view = lambda m: m.view(-1, *([1] * (x0.dim() - 1)))
     out = x0.clone()
     done = torch.zeros_like(success)
     for rounding, scale in REPAIRS:
         adv = round_to_grid(x0, delta, rounding, scale, eps)
         with torch.no_grad():
             ok = success & ~done & is_adversarial(model(adv), tg.labels, tg.targets, tg.targeted)
-        out = torch.where(view(ok), adv, out)
+        out = batch_where(ok, adv, out)
         done = done | ok
         if bool((done == success).all()):  # outside any inner loop: one check per candidate
             break
