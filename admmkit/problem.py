@@ -37,8 +37,6 @@ class Identity:
     def cover(self, like: Tensor) -> float:
         return 1.0
 
-    num_groups = 1
-
 
 COPIES = ("local", "full")
 

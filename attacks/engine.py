@@ -11,7 +11,7 @@ the spec's decision rule.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import attrs
 import torch
@@ -105,59 +105,66 @@ class Engine:
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
 
     # -- one ADMM solve with success tracking --------------------------------------------
-    def _solve(self, problem, x0, tg: Targets, c, best: Best, z0, iterations, out, fwd):
+    def _solve(self, idx: Tensor, x0: Tensor, tg: Targets, c: Tensor, best: Best, z0: Tensor,
+               iterations: int, grads: Tensor, fwd: Tensor, support: Optional[Tensor] = None):
+        """One ADMM solve for the samples ``idx`` — the attack problem, or with ``support`` the
+        refine problem — offering every tracked success to ``best`` (already restricted to
+        ``idx``) and adding the evaluations spent to ``grads``/``fwd``. Returns the solver's
+        result and which samples succeeded at any check."""
         spec = self.spec
-        project = lambda v: valid_box(x0, spec.eps).prox(v, 1.0)
+        x, t = x0.index_select(0, idx), tg.select(idx)
+        smooth = loss_term(self.model, x, t.labels, t.targets, t.targeted, c, spec.loss.kappa)
+        if support is None:
+            problem, out = attack_problem(spec, x, smooth), spec.output_term
+        else:  # the block that carries the fixed support is the last one
+            problem = refine_problem(spec, x, smooth, support)
+            out = len(problem.blocks) - 1
+        project = lambda v: valid_box(x, spec.eps).prox(v, 1.0)
         every = spec.search.track_every
         hit = torch.zeros_like(best.found)
+        checks = torch.zeros_like(idx)
 
         def track(info):
             if info.k % every and info.k != iterations:
                 return None
             cand = candidate(problem, info.state, out, project)
             with torch.no_grad():
-                logits = self.model(x0 + cand)
-            success = is_adversarial(logits, tg.labels, tg.targets, tg.targeted,
-                                     spec.loss.kappa)
+                logits = self.model(x + cand)
+            success = is_adversarial(logits, t.labels, t.targets, t.targeted, spec.loss.kappa)
             hit.logical_or_(success)
-            fwd.add_(1)
+            checks.add_(1)
             best.offer(cand, success, decision_score(spec, self.terms, cand), c)
             return None
 
-        solver = LinearizedADMM(spec.solver.settings(iterations))
-        result = solver.solve(problem, z0, callback=track)
+        result = LinearizedADMM(spec.solver.settings(iterations)).solve(problem, z0,
+                                                                       callback=track)
+        grads.index_add_(0, idx, result.iterations)
+        fwd.index_add_(0, idx, checks)
         return result, hit
 
     # -- the search over c -----------------------------------------------------------------
     def search(self, x0: Tensor, tg: Targets, grads: Tensor, fwd: Tensor) -> Best:
         spec, s = self.spec, self.spec.search
         b = x0.shape[0]
-        c = torch.full((b,), spec.loss.c or default_c(tuple(x0.shape[1:])), dtype=x0.dtype,
-                       device=x0.device)
+        c0 = spec.loss.c or default_c(tuple(x0.shape[1:]))
+        c = torch.full((b,), c0, dtype=x0.dtype, device=x0.device)
         lo, hi = torch.zeros_like(c), torch.full_like(c, math.inf)
         best = Best.empty(x0)
         last_z = torch.zeros_like(x0)
         running = torch.ones(b, dtype=torch.bool, device=x0.device)
-        out = spec.output_term
         for _ in range(s.steps):
             idx = running.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            x, t, cc = x0.index_select(0, idx), tg.select(idx), c.index_select(0, idx)
-            part = best.select(idx)
+            cc, part = c.index_select(0, idx), best.select(idx)
             before = part.score.clone()
-            problem = attack_problem(spec, x, loss_term(self.model, x, t.labels, t.targets,
-                                                        t.targeted, cc, spec.loss.kappa))
             if s.warm_start:  # from the best success so far, else from where the last step ended
                 z0 = batch_where(part.found, part.delta, last_z.index_select(0, idx))
             else:
-                z0 = torch.zeros_like(x)
-            f = torch.zeros(idx.numel(), dtype=torch.long, device=x.device)
-            result, hit = self._solve(problem, x, t, cc, part, z0, s.iterations, out, f)
+                z0 = torch.zeros_like(part.delta)
+            result, hit = self._solve(idx, x0, tg, cc, part, z0, s.iterations, grads, fwd)
             best.put(idx, part)
             last_z.index_copy_(0, idx, result.z)
-            grads.index_add_(0, idx, result.iterations)
-            fwd.index_add_(0, idx, f)
             # per-sample binary search on c
             lo_i, hi_i = lo.index_select(0, idx), hi.index_select(0, idx)
             hi_i = torch.where(hit, torch.minimum(hi_i, cc), hi_i)
@@ -168,27 +175,16 @@ class Engine:
             c.index_copy_(0, idx, c_i)
             stalled = hit & torch.isfinite(before) & (part.score > before * (1 - s.patience_tol))
             running.index_copy_(0, idx, ~stalled)
-        self._rescue(x0, tg, best, grads, fwd, spec.loss.c or default_c(tuple(x0.shape[1:])))
-        return best
-
-    def _rescue(self, x0, tg: Targets, best: Best, grads, fwd, c0: float) -> None:
-        """Samples that never succeeded get one cold restart at ``c0·growth²`` with twice the
-        iterations: a warm start from a failed large-c step can sit far outside the valid
-        box, where the linearization point is meaningless."""
-        s = self.spec.search
+        # Samples that never succeeded get one cold restart at c0·growth²: a warm start from a
+        # failed large-c step can sit far outside the valid box, where linearizing is useless.
         idx = (~best.found).nonzero().squeeze(1)
-        if s.rescue_iterations == 0 or idx.numel() == 0:
-            return
-        x, t, part = x0.index_select(0, idx), tg.select(idx), best.select(idx)
-        cc = torch.full((idx.numel(),), c0 * s.growth ** 2, dtype=x.dtype, device=x.device)
-        problem = attack_problem(self.spec, x, loss_term(self.model, x, t.labels, t.targets,
-                                                         t.targeted, cc, self.spec.loss.kappa))
-        f = torch.zeros(idx.numel(), dtype=torch.long, device=x.device)
-        result, _ = self._solve(problem, x, t, cc, part, torch.zeros_like(x),
-                                s.rescue_iterations, self.spec.output_term, f)
-        best.put(idx, part)
-        grads.index_add_(0, idx, result.iterations)
-        fwd.index_add_(0, idx, f)
+        if s.rescue_iterations and idx.numel():
+            part = best.select(idx)
+            cc = torch.full_like(part.score, c0 * s.growth ** 2)
+            self._solve(idx, x0, tg, cc, part, torch.zeros_like(part.delta),
+                        s.rescue_iterations, grads, fwd)
+            best.put(idx, part)
+        return best
 
     # -- refine (Sec. 4.2) -------------------------------------------------------------------
     def refine(self, x0: Tensor, tg: Targets, best: Best, grads: Tensor, fwd: Tensor) -> Tensor:
@@ -198,23 +194,14 @@ class Engine:
         idx = best.found.nonzero().squeeze(1)
         if spec.refine is None or idx.numel() == 0:
             return refined
-        x, t, part = x0.index_select(0, idx), tg.select(idx), best.select(idx)
+        part = best.select(idx)
         support = support_mask(part.delta, spec.refine.quantile)
-        smooth = loss_term(self.model, x, t.labels, t.targets, t.targeted, part.c,
-                           spec.loss.kappa)
-        problem = refine_problem(spec, x, smooth, support)
-        fresh = Best.empty(x)
-        f = torch.zeros(idx.numel(), dtype=torch.long, device=x.device)
-        iters = spec.refine.iterations
-        out = len(problem.blocks) - 1  # the block that carries the fixed support
-        result, _ = self._solve(problem, x, t, part.c, fresh, part.delta * support, iters,
-                                out, f)
-        grads.index_add_(0, idx, result.iterations)
-        fwd.index_add_(0, idx, f)
-        keep = fresh.found
-        part.delta = batch_where(keep, fresh.delta, part.delta)
+        fresh = Best.empty(part.delta)
+        self._solve(idx, x0, tg, part.c, fresh, part.delta * support, spec.refine.iterations,
+                    grads, fwd, support=support)
+        part.delta = batch_where(fresh.found, fresh.delta, part.delta)
         best.put(idx, part)
-        refined.index_copy_(0, idx, keep)
+        refined.index_copy_(0, idx, fresh.found)
         return refined
 
     # -- everything, verified ----------------------------------------------------------------

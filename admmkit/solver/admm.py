@@ -17,8 +17,11 @@ from __future__ import annotations
 import math
 from typing import Callable, List, Optional
 
+import attrs
 import torch
 from torch import Tensor
+
+from admmkit.prox.base import batch_view
 
 from admmkit.problem import Problem
 from admmkit.solver.settings import ADMMSettings
@@ -37,7 +40,7 @@ def _sq_norm(x: Tensor) -> Tensor:
 
 
 def _per_sample(t: Tensor, like: Tensor) -> Tensor:
-    return t.reshape(-1, *([1] * (like.dim() - 1)))
+    return batch_view(t, like)
 
 
 class LinearizedADMM:
@@ -46,7 +49,7 @@ class LinearizedADMM:
 
     def __init__(self, settings: Optional[ADMMSettings] = None, **overrides):
         settings = settings or ADMMSettings()
-        self.settings = settings if not overrides else _evolve(settings, overrides)
+        self.settings = attrs.evolve(settings, **overrides) if overrides else settings
 
     # -- set-up ----------------------------------------------------------------------------
     def init_state(self, problem: Problem, z0: Tensor) -> ADMMState:
@@ -73,17 +76,17 @@ class LinearizedADMM:
                 for b, u in zip(problem.blocks, s.us)]
 
     def z_step(self, problem: Problem, s: ADMMState, xs: List[Tensor], grad, eta: float,
-               weights: List) -> Tensor:
+               copies: List[Tensor], damping: List[Optional[Tensor]]) -> Tensor:
         """Minimise the linearized augmented Lagrangian in z (eqs. 14-15, 18, 59)."""
         z = s.z
         num = eta * z - grad
         den = eta
-        for b, x, u, w, extra in zip(problem.blocks, xs, s.us, weights[0], weights[1]):
+        for b, x, u, n, extra in zip(problem.blocks, xs, s.us, copies, damping):
             rho_b = _per_sample(s.rho * b.rho_scale, z)
             num = num + rho_b * b.coupling.scatter(x + u)
-            if not isinstance(extra, float):  # paper's full copies: damping towards z^k
+            if extra is not None:  # paper's full copies: damping towards z^k
                 num = num + rho_b * extra * z
-            den = den + rho_b * w
+            den = den + rho_b * n
         z_new = num / den
         return z_new if problem.support is None else z_new * problem.support
 
@@ -93,7 +96,7 @@ class LinearizedADMM:
 
     # -- residuals, stopping, penalty ------------------------------------------------------
     def check(self, problem: Problem, s: ADMMState, z_prev: Tensor, k: int, eta: float,
-              smooth_value: Optional[Tensor], weights: List) -> IterationStats:
+              smooth_value: Optional[Tensor], copies: List[Tensor]) -> IterationStats:
         """Primal/dual residuals with absolute+relative tolerances (OSQP/SCS style), per sample;
         marks converged samples and, if enabled, balances ρ."""
         st = self.settings
@@ -102,9 +105,9 @@ class LinearizedADMM:
         rho_sq = [(s.rho * b.rho_scale) ** 2 for b in problem.blocks]
         # dual residual of the linearized z-step: ρ-weighted copies of Δz plus η·Δz, the
         # part the linearization adds (without it a large η would fake convergence)
-        s2 = sum(r * _sum(w * dz.pow(2)) for r, w in zip(rho_sq, _full(weights[0], z)))
+        s2 = sum(r * _sum(w * dz.pow(2)) for r, w in zip(rho_sq, copies))
         x_norm = sum(_sq_norm(x) for x in s.xs).sqrt()
-        az_norm = sum(_sum(w * z.pow(2)) for w in _full(weights[0], z)).sqrt()
+        az_norm = sum(_sum(w * z.pow(2)) for w in copies).sqrt()
         y_norm = sum(r * _sq_norm(u) for r, u in zip(rho_sq, s.us)).sqrt()
         p = sum(x[0].numel() for x in s.xs)
         primal, dual = r2.sqrt(), s2.sqrt() + eta * _sq_norm(dz).sqrt()
@@ -149,9 +152,12 @@ class LinearizedADMM:
             s.converged = torch.zeros_like(s.converged)
         st = self.settings
         n_iter = st.max_iter if max_iter is None else max_iter
-        weights = ([b.coupling.cover(s.z) for b in problem.blocks],
-                   [b.extra_damping(s.z) for b in problem.blocks])
-        weights = ([w + e for w, e in zip(*weights)], weights[1])
+        # per block: copies of each coordinate (diag AᵀA, plus the paper's phantom copies for
+        # copies="full") and that extra damping alone; fixed for the whole solve
+        ones = torch.ones_like(s.z[:1])
+        damping = [b.extra_damping(s.z) if b.copies == "full" else None for b in problem.blocks]
+        copies = [ones * b.coupling.cover(s.z) + (0.0 if d is None else d)
+                  for b, d in zip(problem.blocks, damping)]
         history: List[IterationStats] = []
         for k in range(1, n_iter + 1):
             eta = float(st.eta(k))
@@ -161,7 +167,7 @@ class LinearizedADMM:
                 value, grad, aux = problem.smooth.value_and_grad(s.z)
             else:
                 value, grad, aux = None, 0.0, None
-            z_new = self.z_step(problem, s, xs, grad, eta, weights)
+            z_new = self.z_step(problem, s, xs, grad, eta, copies, damping)
             us = self.dual_step(problem, s, xs, z_new)
             # non-finite guard: stop the affected samples, keep their last finite iterate
             finite = torch.isfinite(z_new).flatten(1).all(1)
@@ -176,7 +182,7 @@ class LinearizedADMM:
             stats = None
             checking = k % st.check_every == 0 or k == n_iter
             if checking:
-                stats = self.check(problem, s, z_prev, k, eta, value, weights)
+                stats = self.check(problem, s, z_prev, k, eta, value, copies)
                 history.append(stats)
             if callback is not None:
                 stop = callback(IterationInfo(k=k, eta=eta, state=s, smooth_value=value,
@@ -186,13 +192,3 @@ class LinearizedADMM:
             if checking and not bool(s.active.any()):
                 break
         return ADMMResult(state=s, history=history)
-
-
-def _full(weights, z):
-    """Broadcast scalar cover weights (identity couplings) to tensors for the residual norms."""
-    return [w if isinstance(w, Tensor) else torch.full_like(z[:1], float(w)) for w in weights]
-
-
-def _evolve(settings: ADMMSettings, overrides: dict) -> ADMMSettings:
-    import attrs
-    return attrs.evolve(settings, **overrides)
