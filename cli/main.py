@@ -188,3 +188,7 @@ def specs_check(
 def main() -> None:
     """Console entry point (``python -m cli``)."""
     app(prog_name="admm-attack")
+
+
+# Commands kept in their own modules register themselves on ``app`` when imported.
+from cli import eval_command, explain_command  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""``admm-attack eval`` (the paper's evaluation protocol): registered on :data:`cli.main.app`."""

@@ -1,0 +1,1 @@
+"""``admm-attack explain`` (interpretability maps and scores): registered on :data:`cli.main.app`."""
