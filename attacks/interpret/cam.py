@@ -7,7 +7,9 @@ the examples do not interact).
 
 * CAM needs a network that ends in global average pooling followed by a linear classifier:
   ``Z_c = Σ_k w_{c,k} · mean_{u,v} f_k(u, v) + b_c``. Then ``CAM_c(u, v) = Σ_k w_{c,k} f_k(u, v)``
-  (no bias, no ReLU: the raw weighted sum, which may be negative).
+  (no bias, no ReLU: the raw weighted sum, which may be negative). :func:`find_gap_head`
+  finds that structure in any ``nn.Module`` by checking it numerically on a forward pass;
+  :func:`gap_cam` is CAM for such a model.
 * Grad-CAM works for any convolutional network: with ``A`` the output of a chosen layer
   (default: the output of the last convolutional block, see :func:`default_cam_layer`),
   ``α_k = mean_{u,v} ∂Z_c/∂A_k(u, v)`` and
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Union
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,6 +59,99 @@ def class_activation_map(features: Callable[[Tensor], Tensor],
         c = _classes(classes, f.shape[0], f.device)
         maps = torch.einsum("bk,bkhw->bhw", w.to(f.dtype)[c], f)
     return _upsample(maps, x.shape[-2:]) if upsample else maps
+
+
+@attrs.frozen(eq=False)
+class GapHead:
+    """Where a model is ``logits = linear(mean_{u,v} A)``: A (B, K, h, w) is the output of
+    ``module`` (its first input when ``use_input``, e.g. an ``nn.AdaptiveAvgPool2d``)."""
+
+    module: nn.Module
+    use_input: bool
+    linear: nn.Linear
+
+
+def _trace(model: nn.Module, x: Tensor):
+    """Every leaf module call of one forward pass (no grad): [(module, inputs, output)], and
+    the model's output."""
+    calls = []
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, i, o))) for m in leaves]
+    try:
+        with torch.no_grad():
+            z = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return calls, z
+
+
+def find_gap_head(model: nn.Module, x: Tensor, rtol: float = 1e-4) -> Optional[GapHead]:
+    """The GAP head of ``model`` if it has one, else None, checked on a forward pass of ``x``.
+
+    A GAP head: the last module call is an ``nn.Linear`` whose output *is* the model's output
+    (the logits) and whose input u (B, K) equals the spatial mean of a feature map A (B, K, h, w),
+    h·w > 1, that some earlier module (called once) returned or received. Then
+    Z = W·mean_{u,v} A + b exactly, so CAM_c = Σ_k W_ck A_k is defined. Found numerically (no
+    naming convention), so it works for any wrapper (e.g. input normalisation in front).
+    """
+    _no_script(model)
+    calls, z = _trace(model, x)
+    if not calls:
+        return None
+    linear, inputs, out = calls[-1]
+    if not (isinstance(linear, nn.Linear) and isinstance(out, Tensor) and isinstance(z, Tensor)
+            and out.shape == z.shape and torch.equal(out, z) and inputs
+            and isinstance(inputs[0], Tensor) and inputs[0].ndim == 2):
+        return None
+    u = inputs[0]
+    atol = rtol * float(u.abs().max()) + 1e-12
+    once = lambda m: sum(c[0] is m for c in calls) == 1
+    for module, ins, o in reversed(calls[:-1]):
+        for use_input, a in ((False, o), (True, ins[0] if ins else None)):
+            if (isinstance(a, Tensor) and a.ndim == 4 and tuple(a.shape[:2]) == tuple(u.shape)
+                    and a.shape[2] * a.shape[3] > 1 and once(module)
+                    and torch.allclose(a.mean(dim=(2, 3)), u, rtol=rtol, atol=atol)):
+                return GapHead(module, use_input, linear)
+    return None
+
+
+def gap_cam(model: nn.Module, x: Tensor, classes: Classes, *, head: Optional[GapHead] = None,
+            upsample: bool = True) -> Tensor:
+    """CAM (Zhou et al. 2016) of ``classes`` (B,) for a model with a GAP head: (B, H, W)
+    (or (B, h, w) with ``upsample=False``), ``CAM_c = Σ_k W_ck A_k``.
+
+    ``head``: from :func:`find_gap_head` (found on ``x`` when not given); a model without one
+    is a ValueError.
+    """
+    head = head if head is not None else find_gap_head(model, x)
+    if head is None:
+        raise ValueError("CAM needs a model whose logits are a linear layer applied to the "
+                         "global average pooling of a feature map (a GAP head); this model has "
+                         "none: use Grad-CAM (grad_cam)")
+
+    def features(inp: Tensor) -> Tensor:
+        store = []
+        hook = head.module.register_forward_hook(
+            lambda m, i, o: store.append(i[0] if head.use_input else o))
+        try:
+            model(inp)
+        finally:
+            hook.remove()
+        if len(store) != 1:
+            raise ValueError(f"the GAP head's feature layer ran {len(store)} times in one "
+                             "forward pass; expected once")
+        return store[0]
+
+    return class_activation_map(features, head.linear, x, classes, upsample=upsample)
+
+
+def module_name(model: nn.Module, module: nn.Module) -> str:
+    """The qualified name of ``module`` inside ``model`` (e.g. ``net.features.8``)."""
+    for name, m in model.named_modules():
+        if m is module:
+            return name or "(the model)"
+    return type(module).__name__
 
 
 def last_conv(model: nn.Module) -> nn.Module:

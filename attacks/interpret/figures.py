@@ -21,17 +21,27 @@ from attacks.interpret.score import REFERENCE, ISCurve, interpretability_score  
 
 MAP_TITLES = {
     "asm": "B from ASM(x0, t) (eq. 61)",
+    "cam-true": "B from CAM of the true label t0",
+    "cam-target": "B from CAM of the target label t",
     "gradcam-true": "B from Grad-CAM of the true label t0",
     "gradcam-target": "B from Grad-CAM of the target label t",
 }
 
 
 def plot_is_curves(path, curves: Sequence[ISCurve], *, title: Optional[str] = None) -> Path:
-    """One panel per curve (per map): mean IS of each attack against the percentile ν."""
+    """One panel per curve (per map), three to a row: mean IS of each attack against the
+    percentile ν."""
     path = Path(path)
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.8), squeeze=False)
+    if not curves:
+        raise ValueError("no curves to plot")
+    cols = min(3, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows + 0.4),
+                             squeeze=False)
+    for ax in axes.flat[len(curves):]:
+        ax.axis("off")
     markers = "osD^v<>"
-    for ax, c in zip(axes[0], curves):
+    for ax, c in zip(axes.flat, curves):
         nus = c.nus.numpy()
         for k, (name, m) in enumerate(c.mean.items()):
             if name == REFERENCE:
@@ -101,14 +111,15 @@ def _heat(ax, fig, image: Tensor, heat: np.ndarray, cmap: str, title: str, label
 
 
 def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
-                 cam_true: Tensor, cam_target: Tensor, *, label: int, target: int,
-                 nu: float = 90, strict: bool = True,
+                 cam_true: Optional[Tensor] = None, cam_target: Optional[Tensor] = None, *,
+                 label: int, target: int, nu: float = 90, strict: bool = True,
                  class_names: Optional[Sequence[str]] = None, title: Optional[str] = None,
                  cam_name: str = "Grad-CAM") -> Path:
     """Overlay figure for one example (one image, one target, several attacks).
 
     ``image`` (C, H, W) in [0, 1]; ``asm`` (C, H, W); ``deltas`` name -> (C, H, W);
-    ``cam_true``/``cam_target`` (H, W) maps of the true and target labels at the clean image.
+    ``cam_true``/``cam_target`` (H, W) maps of the true and target labels at the clean image
+    (``cam_name`` says which kind), or None (then the figure has only the first row).
 
     Row 1 (paper Fig. 3(b)): the image, ASM(x0, t), and B_ASM ∘ δ for every attack, B_ASM at
     the ν-th percentile. Row 2 (Figs. 3(c), 4): the CAM of the true and the target label over
@@ -117,14 +128,16 @@ def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
     path = Path(path)
     names = list(deltas)
     cols = 2 + len(names)
-    fig, axes = plt.subplots(2, cols, figsize=(3.0 * cols, 6.4), squeeze=False)
+    with_cam = cam_true is not None and cam_target is not None
+    rows = 2 if with_cam else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.3 * rows + 0.5), squeeze=False)
+
     def name_of(c: int) -> str:
         if not class_names or str(class_names[c]) == str(c):
             return str(c)
         return f"{c} ({class_names[c]})"
 
     b_asm = percentile_mask(asm.unsqueeze(0), nu, strict=strict)[0]
-    b_cam = percentile_mask(cam_true.unsqueeze(0), nu, strict=strict)[0]
     lim = max(float(d.detach().float().sum(0).abs().max()) for d in deltas.values()) or 1.0
 
     ax = axes[0, 0]
@@ -140,39 +153,47 @@ def plot_example(path, image: Tensor, asm: Tensor, deltas: Mapping[str, Tensor],
     for j, n in enumerate(names):
         d = deltas[n]
         iss = float(interpretability_score(d.unsqueeze(0).double(), b_asm.unsqueeze(0))[0])
-        _perturbation(axes[0, 2 + j], fig, image, d * b_asm, lim,
-                      f"B_ASM ∘ δ, {n}\nIS_ASM = {iss:.2f} (ν = {nu:g})")
-
-    ct = normalize_maps(cam_true.unsqueeze(0))[0].cpu().numpy()
-    cg = normalize_maps(cam_target.unsqueeze(0))[0].cpu().numpy()
-    _heat(axes[1, 0], fig, image, ct, "jet", f"{cam_name} of true label t0 = {name_of(label)}\n"
-          f"white: B_CAM(t0), top {100 - nu:g} %",
-          f"{cam_name} (scaled to [0, 1])", False)
-    axes[1, 0].contour(b_cam.cpu().numpy().astype(float), levels=[0.5], colors="white",
-                       linewidths=1.0)
-    _heat(axes[1, 1], fig, image, cg, "jet", f"{cam_name} of target t = {name_of(target)}",
-          f"{cam_name} (scaled to [0, 1])", False)
-    for j, n in enumerate(names):
-        d = deltas[n]
         l0 = int((d != 0).sum())
-        iss = float(interpretability_score(d.unsqueeze(0).double(), b_cam.unsqueeze(0))[0])
-        _perturbation(axes[1, 2 + j], fig, image, d, lim,
-                      f"δ, {n} ({l0} non-zero)\nIS_CAM(t0) = {iss:.2f}; green: B_CAM(t0)",
-                      outline=b_cam.cpu().numpy())
+        _perturbation(axes[0, 2 + j], fig, image, d * b_asm, lim,
+                      f"B_ASM ∘ δ, {n} (ℓ0 of δ: {l0})\nIS_ASM = {_fmt(iss)} (ν = {nu:g})")
+
+    rule = ">" if strict else "≥"
+    caption = (f"Top row: where the saliency map ASM says a pixel increase helps t and hurts "
+               f"t0 (green outline: B_ASM, ASM {rule} its {nu:g}th percentile), and the part of "
+               "each perturbation inside B_ASM (red: pixel brighter, blue: darker).")
+    if with_cam:
+        b_cam = percentile_mask(cam_true.unsqueeze(0), nu, strict=strict)[0]
+        ct = normalize_maps(cam_true.unsqueeze(0))[0].cpu().numpy()
+        cg = normalize_maps(cam_target.unsqueeze(0))[0].cpu().numpy()
+        _heat(axes[1, 0], fig, image, ct, "jet",
+              f"{cam_name} of true label t0 = {name_of(label)}\n"
+              f"white: B_CAM(t0), top {100 - nu:g} %", f"{cam_name} (scaled to [0, 1])", False)
+        axes[1, 0].contour(b_cam.cpu().numpy().astype(float), levels=[0.5], colors="white",
+                           linewidths=1.0)
+        _heat(axes[1, 1], fig, image, cg, "jet", f"{cam_name} of target t = {name_of(target)}",
+              f"{cam_name} (scaled to [0, 1])", False)
+        for j, n in enumerate(names):
+            d = deltas[n]
+            iss = float(interpretability_score(d.unsqueeze(0).double(), b_cam.unsqueeze(0))[0])
+            _perturbation(axes[1, 2 + j], fig, image, d, lim,
+                          f"whole δ, {n}\nIS_CAM(t0) = {_fmt(iss)}; green: B_CAM(t0)",
+                          outline=b_cam.cpu().numpy())
+        caption += (f"\nBottom row: {cam_name} of the clean image for t0 and t, and each "
+                    f"attack's whole perturbation; white/green outline: B_CAM(t0), {cam_name} "
+                    f"of t0 {rule} its {nu:g}th percentile. IS = ||B∘δ||₂ / ||δ||₂ (eq. 23).")
+    else:
+        caption += " IS = ||B∘δ||₂ / ||δ||₂ (eq. 23)."
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
-    rule = ">" if strict else "≥"
-    fig.text(0.5, 0.005,
-             f"Top row: where the saliency map ASM says a pixel increase helps t and hurts t0 "
-             f"(green outline: B_ASM, ASM {rule} its {nu:g}th percentile), and the part of each "
-             "perturbation inside B_ASM.\nBottom row: class activation maps of the clean "
-             f"image, and each attack's whole perturbation (red: pixel brighter, blue: darker); "
-             f"white/green outline: B_CAM(t0), {cam_name} of t0 {rule} its {nu:g}th percentile. "
-             "IS = ||B∘δ||₂ / ||δ||₂ (eq. 23).",
-             ha="center", va="bottom", fontsize=7.5)
+    fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7.5, wrap=True)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.09 if rows == 1 else 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _fmt(v: float) -> str:
+    """An IS value, or "n/a (δ = 0)" for an attack that failed."""
+    return "n/a (δ = 0: failed)" if np.isnan(v) else f"{v:.2f}"

@@ -18,12 +18,28 @@ import attrs
 import torch
 from torch import Tensor
 
-from attacks.interpret.cam import grad_cam
+from attacks.interpret.cam import gap_cam, grad_cam
 from attacks.interpret.saliency import adversarial_saliency_map, percentile_mask
 
 DEFAULT_NUS = tuple(range(30, 91, 10))  # paper Fig. 3(a): 30th to 90th percentile
-MAPS = ("asm", "gradcam-true", "gradcam-target")
+MAPS = ("asm", "cam-true", "cam-target", "gradcam-true", "gradcam-target")
 REFERENCE = "uniform δ (reference)"
+
+
+def example_maps(model, x0: Tensor, labels: Tensor, targets: Tensor, map: str, *,
+                 layer=None, head=None) -> Tensor:
+    """The map B is cut from, at the clean images ``x0`` (B, C, H, W): ``"asm"`` (eq. 61, of
+    (labels, targets); (B, C, H, W)), ``"cam-true"``/``"cam-target"`` (CAM of the label or
+    the target for a GAP model, ``head`` from ``find_gap_head``; (B, H, W)) or
+    ``"gradcam-true"``/``"gradcam-target"`` (Grad-CAM at ``layer``; (B, H, W))."""
+    if map not in MAPS:
+        raise ValueError(f"map must be one of {', '.join(MAPS)}; got {map!r}")
+    if map == "asm":
+        return adversarial_saliency_map(model, x0, labels, targets)
+    classes = labels if map.endswith("-true") else targets
+    if map.startswith("cam"):
+        return gap_cam(model, x0, classes, head=head)
+    return grad_cam(model, x0, classes, layer=layer)
 
 
 def _broadcast_mask(mask: Tensor, delta: Tensor) -> Tensor:
@@ -122,16 +138,15 @@ def _check_aligned(results: Mapping) -> tuple:
 
 def result_maps(model, images: Tensor, results: Mapping, map: str = "asm", *,
                 layer=None) -> Tensor:
-    """The map (``"asm"``, ``"gradcam-true"`` or ``"gradcam-target"``) of each example of
+    """The map (one of :data:`MAPS`, see :func:`example_maps`) of each example of
     ``results`` (aligned AttackResults), computed at the clean images ``images[source_index]``.
-    ASM uses (true label, target); Grad-CAM the true or the target label."""
+    ASM uses (true label, target); CAM and Grad-CAM the true or the target label."""
     if map not in MAPS:
-        raise ValueError(f"map must be one of {MAPS}; got {map!r}")
+        raise ValueError(f"map must be one of {', '.join(MAPS)}; got {map!r}")
     idx, labels, targets = _check_aligned(results)
     x0 = images.index_select(0, idx.to(images.device))
-    if map == "asm":
-        return adversarial_saliency_map(model, x0, labels, targets)
-    return grad_cam(model, x0, labels if map == "gradcam-true" else targets, layer=layer)
+    dev = x0.device
+    return example_maps(model, x0, labels.to(dev), targets.to(dev), map, layer=layer)
 
 
 def results_is_curve(model, images: Tensor, results: Mapping, map: str = "asm",

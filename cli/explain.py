@@ -1,0 +1,232 @@
+"""``admm-attack explain``: run several attacks on the same examples (each a resumable
+``solve`` run under ``OUT/attacks/NAME``), then compare where their perturbations lie through
+the interpretability maps (ASM, CAM, Grad-CAM) and the score IS (eq. 23).
+
+Layout of ``--out DIR``::
+
+    attacks/NAME/        one ``solve`` run directory per attack (resumes like solve)
+    is_curve.csv  is_per_example.csv  is_curve.png  figures/example-NNNN.png  summary.json
+    provenance.json      options, attacks (resolved specs), maps, versions, timings
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from attacks.interpret.report import Comparison, map_settings, write_report
+from attacks.interpret.score import MAPS
+from cli.errors import UserError
+from cli.provenance import environment
+from cli.resolve import (check_compatible, describe_device, parse_targets, resolve_data,
+                         resolve_device, resolve_model)
+from cli.solve import _now, solve
+from cli.spec_load import load_spec
+from cli.spec_toml import dumps_spec
+from cli.store import PROVENANCE, write_json
+
+ALIASES = {"cam": ("cam-true", "cam-target"), "gradcam": ("gradcam-true", "gradcam-target")}
+MAP_CHOICES = ("auto",) + MAPS + tuple(ALIASES)
+
+
+def split_list(text: str, option: str) -> List[str]:
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise UserError(f"{option} {text!r}: expected a comma-separated list without empty "
+                        "entries")
+    return items
+
+
+def parse_nus(text: str) -> List[float]:
+    """``--nu 30,40,...``: percentiles in [0, 100], sorted, without repeats."""
+    values = []
+    for item in split_list(text, "--nu"):
+        try:
+            v = float(item)
+        except ValueError:
+            raise UserError(f"--nu {text!r}: {item!r} is not a number; expected percentiles "
+                            "in [0, 100], e.g. 30,40,50,60,70,80,90") from None
+        if not 0 <= v <= 100:
+            raise UserError(f"--nu {text!r}: {item} is outside [0, 100]")
+        values.append(v)
+    return sorted(set(values))
+
+
+def parse_maps(text: str) -> List[str]:
+    """``--maps``: ``auto`` or names among :data:`MAP_CHOICES` (aliases expanded)."""
+    out: List[str] = []
+    for item in split_list(text, "--maps"):
+        if item not in MAP_CHOICES:
+            raise UserError(f"--maps {text!r}: unknown map {item!r}; expected auto or a comma "
+                            f"list of {', '.join(MAPS + tuple(ALIASES))}")
+        for m in ALIASES.get(item, (item,)):
+            if m not in out:
+                out.append(m)
+    if "auto" in out and len(out) > 1:
+        raise UserError(f"--maps {text!r}: auto stands alone")
+    return out
+
+
+def resolve_maps(requested: List[str], net, images, model: str) -> List[str]:
+    """The maps to measure: ``auto`` is ASM plus CAM where the model has a GAP head and
+    Grad-CAM where it has a convolutional layer; an explicit map the model cannot give is a
+    user error."""
+    if requested == ["auto"]:
+        s = map_settings(net, images, required=False)
+        return (["asm"] + (list(ALIASES["cam"]) if s.head is not None else [])
+                + (list(ALIASES["gradcam"]) if s.layer is not None else []))
+    for m in requested:
+        try:
+            map_settings(net, images, [m])
+        except ValueError as e:
+            raise UserError(f"--maps {m}: --model {model}: {e}") from None
+    return requested
+
+
+def attack_sets(sets: List[str], names: List[str]) -> List[List[str]]:
+    """The ``--set`` overrides of each attack: ``KEY=VALUE`` applies to every attack,
+    ``NAME:KEY=VALUE`` only to the attack given as NAME in --attacks."""
+    per: List[List[str]] = [[] for _ in names]
+    for item in sets:
+        key = item.partition("=")[0]
+        if ":" not in key:
+            for p in per:
+                p.append(item)
+            continue
+        who, _, rest = item.partition(":")
+        if who.strip() not in names:
+            raise UserError(f"--set {item}: no attack {who.strip()!r} in --attacks "
+                            f"({', '.join(names)}); NAME:KEY=VALUE sets KEY of attack NAME only")
+        for i, name in enumerate(names):
+            if name == who.strip():
+                per[i].append(rest)
+    return per
+
+
+def attack_labels(specs) -> List[str]:
+    """Directory/legend name per attack: the spec's name, -2, -3... on repeats."""
+    labels: List[str] = []
+    for s in specs:
+        base, k = s.spec.name, 1
+        label = base
+        while label in labels:
+            k += 1
+            label = f"{base}-{k}"
+        labels.append(label)
+    return labels
+
+
+def load_comparison(runs: Dict[str, Path]) -> Comparison:
+    """The attacks' examples from their ``adversarial.npz`` (aligned: same images, labels and
+    targets, which the shared --targets/--seed guarantee; checked)."""
+    arrays = {}
+    for label, root in runs.items():
+        with np.load(root / "adversarial.npz") as z:
+            arrays[label] = {k: z[k] for k in z.files}
+    first = next(iter(arrays.values()))
+    for label, a in arrays.items():
+        for key in ("source_index", "labels", "targets"):
+            if not np.array_equal(a[key], first[key]):
+                raise UserError(f"--attacks: the run of {label} differs in {key} from the "
+                                "first attack's; use a fresh --out or --restart")
+    t = lambda v: torch.from_numpy(np.asarray(v))
+    return Comparison(t(first["original"]).float(), t(first["labels"]).long(),
+                      t(first["targets"]).long(), t(first["source_index"]).long(),
+                      {k: t(a["delta"]).float() for k, a in arrays.items()},
+                      {k: t(a["success"]).bool() for k, a in arrays.items()})
+
+
+def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
+            n: Optional[int], targets: str, maps: str, nus: str, figures: int,
+            figure_nu: float, device: str, batch_size: int, seed: int, out: Path,
+            restart: bool, quiet: bool, threads: int = 0,
+            grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
+    """Everything ``admm-attack explain`` does; returns the summary (None on torchrun ranks
+    other than 0, which only attack). User errors raise :class:`UserError`."""
+    options = dict(attacks=attacks, set=list(sets), model=model, weights=weights, data=data,
+                   n=n, targets=targets, maps=maps, nu=nus, figures=figures,
+                   figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
+                   out=str(out), restart=restart, threads=threads, grid=grid, quiet=quiet)
+    if batch_size <= 0:
+        raise UserError(f"--batch-size {batch_size}: expected a positive integer")
+    if figures < 0:
+        raise UserError(f"--figures {figures}: expected 0 or more")
+    if threads < 0:
+        raise UserError(f"--threads {threads}: expected 0 (torch's default) or more")
+    if not 0 <= figure_nu <= 100:
+        raise UserError(f"--figure-nu {figure_nu:g}: expected a percentile in [0, 100]")
+    if targets.strip() == "untargeted":
+        raise UserError("--targets untargeted: the maps need a target class t (ASM(x0, t), "
+                        "CAM of t); use random, all or class indices")
+    nu_values = parse_nus(nus)
+    requested = parse_maps(maps)
+    names = split_list(attacks, "--attacks")
+    if threads:
+        torch.set_num_threads(threads)
+    overrides = attack_sets(list(sets), names)
+    specs = [load_spec(a, o) for a, o in zip(names, overrides)]
+    labels = attack_labels(specs)
+
+    dev = resolve_device(device)
+    net = resolve_model(model, weights, dev)
+    images, y = resolve_data(data, n)
+    num_classes = check_compatible(net, images, y, model, data)
+    parse_targets(targets, y, num_classes, seed)  # a bad --targets fails before any attack
+    chosen = resolve_maps(requested, net, images, model)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+
+    record = {"tool": "admm-attack explain", "status": "running", "seed": seed,
+              "options": options, "argv": sys.argv, "device": describe_device(dev),
+              "maps": chosen, "nus": nu_values, "started": _now(),
+              "attacks": {lab: {"spec": name, "set": o, "spec_origin": s.origin,
+                                "run": f"attacks/{lab}", "spec_toml": dumps_spec(s.spec)}
+                          for lab, name, o, s in zip(labels, names, overrides, specs)},
+              **environment()}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / PROVENANCE, record)
+
+    runs, attack_summaries = {}, {}
+    for lab, name, o in zip(labels, names, overrides):
+        summ = solve(spec=name, sets=o, model=model, weights=weights, data=data, n=n,
+                     targets=targets, device=device, batch_size=batch_size, seed=seed,
+                     out=out / "attacks" / lab, figures=0, restart=restart, quiet=quiet,
+                     threads=threads, grid=grid)
+        if summ is None:  # torchrun rank other than 0: rank 0 writes the report
+            return None
+        runs[lab] = out / "attacks" / lab
+        attack_summaries[lab] = {k: summ.get(k) for k in (
+            "examples", "successes", "asr", "l0", "l2", "groups_nonzero", "gradient_evals",
+            "seconds_this_run", "batches_resumed")}
+
+    start = time.perf_counter()
+    comp = load_comparison(runs)
+    summary = write_report(
+        out, net, comp, maps=chosen, nus=nu_values, figures=figures, figure_nu=figure_nu,
+        batch_size=batch_size, class_names=getattr(net, "class_names", None),
+        title=f"{model} on {data}",
+        extra={"model": model, "data": data, "targets": targets, "seed": seed,
+               "attacks": attack_summaries})
+    summary["seconds_maps_and_figures"] = round(time.perf_counter() - start, 3)
+    write_json(out / "summary.json", summary)
+    write_json(out / PROVENANCE, {**record, "status": "complete", "finished": _now(),
+                                  "map_settings": summary["map_settings"]})
+    return summary
+
+
+def format_table(summary: Dict[str, Any]) -> str:
+    """The mean IS per map and attack against ν, as printed after a run."""
+    nus = summary["nus"]
+    lines = [f"mean IS over the {summary['counted']} of {summary['examples']} examples fooled "
+             f"by every attack ({summary['rule']})",
+             f"{'map':15s} {'attack':24s} " + " ".join(f"ν={v:<5g}" for v in nus)]
+    for m, row in summary["mean_is"].items():
+        for name, vals in row.items():
+            cells = " ".join(f"{'nan' if v is None else f'{v:.3f}':7s}" for v in vals)
+            lines.append(f"{m:15s} {name:24s} {cells}")
+    return "\n".join(lines)
