@@ -64,6 +64,20 @@ def test_mnist_cw_accuracy_on_real_digits(mnist_model):
     assert acc_heldout == pytest.approx(recorded["mnist-heldout"], abs=0.003)
 
 
+def test_mnist_gap_is_a_cam_network():
+    """logits = classifier(mean_uv features(x)): the mean over (u, v) of the class activation
+    map plus the bias is the logit, and features() takes the [0, 1] images as they are."""
+    model = load_model("mnist-gap")
+    assert model.input_shape == (1, 28, 28)
+    net = model.net
+    assert isinstance(net.classifier, nn.Linear) and net.classifier.in_features == 128
+    x, _ = load_dataset("mnist-test20", n=4)
+    f = net.features(x)
+    assert f.shape == (4, 128, 7, 7) and (f >= 0).all()
+    cam = torch.einsum("ck,bkhw->bchw", net.classifier.weight, f)
+    assert torch.allclose(cam.mean(dim=(2, 3)) + net.classifier.bias, model(x), atol=1e-4)
+
+
 def test_cifar10_cnn_accuracy_on_real_images(cifar_model):
     assert _frozen_eval(cifar_model)
     x, y = load_dataset("cifar10-test20")

@@ -5,7 +5,18 @@ Every model returned by :func:`load_model` is in eval mode with frozen parameter
 0-255 scaling) is inside the model. See docs/models.md.
 """
 
-from .architectures import CWNet, KerasCIFAR10CNN, cifar_cw, mnist_cw
+from .architectures import (
+    MLP,
+    CWNet,
+    GAPNet,
+    KerasCIFAR10CNN,
+    LeNet,
+    cifar_cw,
+    mnist_cw,
+    mnist_gap,
+    mnist_lenet,
+    mnist_mlp,
+)
 from .keras_convert import convert_keras_cifar10, keras_h5_path
 from .wrappers import ImageClassifier, Normalize
 from .zoo import (
@@ -19,6 +30,9 @@ from .zoo import (
 
 __all__ = [
     "CWNet",
+    "GAPNet",
+    "LeNet",
+    "MLP",
     "ImageClassifier",
     "KerasCIFAR10CNN",
     "ModelInfo",
@@ -31,5 +45,8 @@ __all__ = [
     "load_model",
     "load_state_dict_file",
     "mnist_cw",
+    "mnist_gap",
+    "mnist_lenet",
+    "mnist_mlp",
     "model_info",
 ]

@@ -32,21 +32,31 @@ import torch
 from torch import nn
 
 from ..data import load_dataset
-from .architectures import NORMALIZATION, cifar_cw, mnist_cw
+from .architectures import NORMALIZATION, cifar_cw, mnist_cw, mnist_gap, mnist_lenet, mnist_mlp
 from .wrappers import ImageClassifier
 
 ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
     "mnist-cw": (mnist_cw, (1, 28, 28)),
+    "mnist-gap": (mnist_gap, (1, 28, 28)),
+    "mnist-lenet": (mnist_lenet, (1, 28, 28)),
+    "mnist-mlp": (mnist_mlp, (1, 28, 28)),
     "cifar10-cw": (cifar_cw, (3, 32, 32)),
 }
 # random affine augmentation of the training batches: rotation (radians), scale, shift (pixels)
+_MNIST_AFFINE = dict(rotate=0.17, scale=0.1, shift=2, flip=False)
 AUGMENT = {
-    "mnist-cw": dict(rotate=0.17, scale=0.1, shift=2, flip=False),
+    "mnist-cw": _MNIST_AFFINE,
+    "mnist-gap": _MNIST_AFFINE,
+    "mnist-lenet": _MNIST_AFFINE,
+    "mnist-mlp": _MNIST_AFFINE,
     "cifar10-cw": dict(rotate=0.0, scale=0.0, shift=2, flip=True),
 }
 DEFAULTS = {
     # epochs, batch size, learning rate (Adam, cosine decay to 0)
     "mnist-cw": dict(epochs=12, batch_size=64, lr=2e-3),
+    "mnist-gap": dict(epochs=12, batch_size=64, lr=2e-3),
+    "mnist-lenet": dict(epochs=12, batch_size=64, lr=2e-3),
+    "mnist-mlp": dict(epochs=12, batch_size=64, lr=1e-3),
     "cifar10-cw": dict(epochs=30, batch_size=128, lr=1e-3),
 }
 
@@ -149,19 +159,16 @@ def train_classifier(
 
 
 def _datasets(arch: str, data: Path | None, limit: int | None):
-    if arch == "mnist-cw" and data is None:
+    mnist = arch.startswith("mnist-")
+    if mnist and data is None:
         train = load_dataset("mnist-train4k", n=limit)
         evals = {"mnist-heldout": load_dataset("mnist-heldout"), "mnist-test20": load_dataset("mnist-test20")}
         return train, evals
     if data is None:
         raise SystemExit(f"{arch} needs --data DIR (a directory of CIFAR-10 binary batches)")
     train = load_dataset(data, n=limit, split="train")
-    prefix = "mnist" if arch == "mnist-cw" else "cifar10"
-    evals = {f"{prefix}-test": load_dataset(data, split="test")}
-    if arch == "cifar10-cw":
-        evals["cifar10-test20"] = load_dataset("cifar10-test20")
-    else:
-        evals["mnist-test20"] = load_dataset("mnist-test20")
+    prefix = "mnist" if mnist else "cifar10"
+    evals = {f"{prefix}-test": load_dataset(data, split="test"), f"{prefix}-test20": load_dataset(f"{prefix}-test20")}
     return train, evals
 
 

