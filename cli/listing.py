@@ -144,3 +144,20 @@ def print_summary(summary: Dict[str, object], out: Path) -> None:
             "provenance.json")
 
 
+
+
+def print_eval(summary: Dict[str, object], out: Path) -> None:
+    """The eval's table: one row per attack and case (the Markdown file has the paper's
+    wide layout)."""
+    from cli.eval import HEADERS, _fmt as cell
+    t = Table(title=str(summary["title"]), box=box.SIMPLE_HEAD)
+    keys = ("asr", "l0", "l1", "l2", "linf")
+    for col in ("attack", "case", "images", *[HEADERS[k] for k in keys]):
+        t.add_column(col, justify="left" if col in ("attack", "case") else "right")
+    for r in summary["rows"]:
+        t.add_row(r["attack"], r["case"], f"{r['successes']}/{r['images']}",
+                  *[cell(k, r[k]) for k in keys])
+    c = _console()
+    c.print(t)
+    c.print(f"wrote {out}/: table.md table.csv summary.json provenance.json and one run "
+            "directory per attack")

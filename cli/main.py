@@ -108,8 +108,9 @@ def solve(
         sys.stderr.write(f"interrupted: {one_line(str(e)) or 'stopped'}; run the same command "
                          "again to resume\n")
         raise typer.Exit(130)
-    from cli import listing
-    listing.print_summary(summ, out)
+    if summ is not None:  # None: a torchrun rank other than 0 (rank 0 prints)
+        from cli import listing
+        listing.print_summary(summ, out)
 
 
 @app.command()

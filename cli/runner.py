@@ -3,7 +3,7 @@ one atomically as it finishes, and show progress with live ASR and mean â„“0 / â
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import attrs
 import numpy as np
@@ -12,9 +12,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from torch import Tensor
 
-from attacks.api import Attack
 from attacks.engine import Targets
 from attacks.result import AttackResult
+from cli.distributed import Ranks
 from cli.outputs import result_arrays
 from cli.store import RunDir
 
@@ -38,7 +38,7 @@ class Plan:
         return [slice(i, min(n, i + b)) for i in range(0, n, b)]
 
 
-def run_batch(attack: Attack, plan: Plan, sl: slice) -> AttackResult:
+def run_batch(attack: Callable, plan: Plan, sl: slice) -> AttackResult:
     """Attack the examples ``sl`` of the plan; source indices refer to the full image set."""
     idx = plan.index[sl]
     targets = plan.targets.targets[sl] if bool(plan.targets.targeted.all()) else None
@@ -59,28 +59,42 @@ def live_stats(parts: List[Optional[Dict[str, np.ndarray]]]) -> str:
     return text
 
 
-def run_all(run: RunDir, attack: Attack, plan: Plan, *, quiet: bool = False
-            ) -> Tuple[List[Dict[str, np.ndarray]], int]:
-    """All batches' arrays in order, and how many were loaded from ``run`` (not recomputed)."""
+def run_all(run: RunDir, attack: Callable, plan: Plan, *, label: str, quiet: bool = False,
+            ranks: Ranks = Ranks()) -> Tuple[Optional[List[Dict[str, np.ndarray]]], int]:
+    """All batches' arrays in order, and how many were loaded from ``run`` (not recomputed).
+
+    Under torchrun each rank computes the missing batches it owns (:class:`Ranks`); after a
+    barrier rank 0 reads every batch back and returns them, the other ranks return ``None``.
+    """
     slices = plan.slices()
-    parts: List[Optional[Dict[str, np.ndarray]]] = []
-    for i, sl in enumerate(slices):
-        parts.append(run.load_batch(i, plan.index[sl].numpy(), plan.targets.targets[sl].numpy()))
+    stored = lambda i: run.load_batch(i, plan.index[slices[i]].numpy(),
+                                      plan.targets.targets[slices[i]].numpy())
+    parts: List[Optional[Dict[str, np.ndarray]]] = [stored(i) for i in range(len(slices))]
     resumed = sum(p is not None for p in parts)
+    todo = [i for i, p in enumerate(parts) if p is None and ranks.owns(i)]
     console = Console(stderr=True)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(bar_width=16),
                MofNCompleteColumn(), TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
                TimeRemainingColumn())
+    if ranks.world > 1:
+        label += f" [rank {ranks.rank}/{ranks.world}]"
     with Progress(*columns, console=console, disable=quiet) as progress:
-        label = f"{attack.spec.name}" + (f" (resumed {resumed})" if resumed else "")
-        task = progress.add_task(label, total=len(slices), completed=resumed,
-                                 stats=live_stats(parts))
-        for i, sl in enumerate(slices):
-            if parts[i] is not None:
-                continue
-            result = run_batch(attack, plan, sl)
-            arrays = result_arrays(result)
+        mine = [p for i, p in enumerate(parts) if ranks.owns(i) and p is not None]
+        task = progress.add_task(label + (f" (resumed {resumed})" if resumed else ""),
+                                 total=len(todo) + len(mine), completed=len(mine),
+                                 stats=live_stats(mine))
+        for i in todo:
+            arrays = result_arrays(run_batch(attack, plan, slices[i]))
             run.save_batch(i, arrays)
             parts[i] = arrays
-            progress.update(task, advance=1, stats=live_stats(parts))
+            mine.append(arrays)
+            progress.update(task, advance=1, stats=live_stats(mine))
+    ranks.barrier()
+    if not ranks.main:
+        return None, resumed
+    parts = [p if p is not None else stored(i) for i, p in enumerate(parts)]
+    missing = [i for i, p in enumerate(parts) if p is None]
+    if missing:
+        raise RuntimeError(f"batches {missing} were not found in {run.batches} after every "
+                           "rank finished: do all ranks see the same --out directory?")
     return parts, resumed  # type: ignore[return-value]

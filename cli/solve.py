@@ -15,6 +15,7 @@ from attacks.api import Attack
 from attacks.grid import on_grid
 from cli.outputs import write_pngs
 from attacks.spec import AttackSpec, GroupSpec, SpecError
+from cli import distributed
 from cli.errors import UserError
 from cli.figures import example_figure, pick_examples
 from cli.outputs import merge, summary, to_result, write_outputs
@@ -77,9 +78,10 @@ def _figures(run: RunDir, a: Dict[str, np.ndarray], originals: np.ndarray, spec:
 def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], data: str,
           n: Optional[int], targets: str, device: str, batch_size: int, seed: int, out: Path,
           figures: int, restart: bool, quiet: bool, threads: int = 0,
-          grid: Optional[bool] = None) -> Dict[str, Any]:
-    """Everything ``admm-attack solve`` does; returns the summary. User errors raise
-    :class:`UserError`; an interruption leaves the finished batches in ``out``."""
+          grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
+    """Everything ``admm-attack solve`` does; returns the summary (``None`` on torchrun
+    ranks other than 0). User errors raise :class:`UserError`; an interruption leaves the
+    finished batches in ``out``."""
     options = dict(spec=spec, set=list(sets), model=model, weights=weights, data=data, n=n,
                    targets=targets, device=device, batch_size=batch_size, seed=seed,
                    out=str(out), figures=figures, restart=restart, threads=threads,
@@ -93,7 +95,8 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     if threads:
         torch.set_num_threads(threads)
     loaded = load_spec(spec, sets)
-    dev = resolve_device(device)
+    ranks = distributed.current()
+    dev = resolve_device(distributed.rank_device(device, ranks))
     net = resolve_model(model, weights, dev)
     images, labels = resolve_data(data, n)
     num_classes = check_compatible(net, images, labels, model, data)
@@ -109,33 +112,34 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
            "model_sha256_16": model_fingerprint(net), "data": data, "n": n,
            "data_sha256_16": fingerprint(images, labels), "targets": targets, "seed": seed,
            "batch_size": batch_size, "grid": grid}
-    if restart:
-        run.clear()
-    resuming = run.check_resume(key)
-    history = (run.stored_provenance() or {}).get("history", []) if resuming else []
     spec_text = dumps_spec(loaded.spec)
-    atomic_write(run.path("spec.toml"), spec_text.encode("utf-8"))
     record = {"tool": "admm-attack solve", "status": "running", "resume_key": key,
               "spec_toml": spec_text, "spec_origin": loaded.origin, "seed": seed,
               "options": options, "argv": sys.argv, "device": describe_device(dev),
-              "examples": int(index.shape[0]), "images": int(images.shape[0]),
-              **environment()}
-    entry = {"started": _now(), "device": describe_device(dev), "options": options}
-    write_json(run.path(PROVENANCE), {**record, "history": history + [entry]})
+              "processes": ranks.world, "examples": int(index.shape[0]),
+              "images": int(images.shape[0]), **environment()}
+    entry = {"started": _now(), "device": describe_device(dev), "processes": ranks.world,
+             "options": options}
+    history = ranks.run_on_main(lambda: start_run(run, key, record, entry, restart,
+                                                  {"spec.toml": spec_text}))
 
     torch.manual_seed(seed)
     attack = Attack(net, loaded.spec, seed=seed, grid=grid)
     plan = Plan(images, labels, index, tg, batch_size)
     start = time.perf_counter()
     try:
-        parts, resumed = run_all(run, attack, plan, quiet=quiet)
+        parts, resumed = run_all(run, attack, plan, label=loaded.spec.name,
+                                 quiet=quiet or not ranks.main, ranks=ranks)
     except KeyboardInterrupt:
         done = len(list(run.batches.glob("batch-*.npz")))
-        entry.update(finished=_now(), interrupted=True)
-        write_json(run.path(PROVENANCE), {**record, "status": "interrupted",
-                                          "history": history + [entry]})
+        if ranks.main:
+            entry.update(finished=_now(), interrupted=True)
+            write_json(run.path(PROVENANCE), {**record, "status": "interrupted",
+                                              "history": history + [entry]})
         raise KeyboardInterrupt(f"{done} of {len(plan.slices())} batches saved in {out}")
     seconds = time.perf_counter() - start
+    if parts is None:  # a rank other than 0: its batches are stored, rank 0 merges
+        return None
 
     arrays = merge(parts)
     result = to_result(arrays, loaded.spec.name, grid=grid)
@@ -151,3 +155,17 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     write_json(run.path(PROVENANCE), {**record, "status": "complete",
                                       "history": history + [entry]})
     return summ
+
+
+def start_run(run: RunDir, key: Dict[str, Any], record: Dict[str, Any],
+              entry: Dict[str, Any], restart: bool, files: Dict[str, str]) -> List[Any]:
+    """Clear (``restart``) or check that ``run`` holds the same run (resume), write ``files``
+    and the provenance with this ``entry`` appended; return the earlier history."""
+    if restart:
+        run.clear()
+    resuming = run.check_resume(key)
+    history = (run.stored_provenance() or {}).get("history", []) if resuming else []
+    for name, text in files.items():
+        atomic_write(run.path(name), text.encode("utf-8"))
+    write_json(run.path(PROVENANCE), {**record, "history": history + [entry]})
+    return history

@@ -1,0 +1,265 @@
+"""``admm-attack eval``: the paper's protocol (appendix F) for several attacks on one model and
+the same images — best / average / worst case ASR and ℓ0, ℓ1, ℓ2, ℓ∞ — as tables.
+
+Layout of ``--out DIR``::
+
+    provenance.json        the eval: options, attacks, versions, history of invocations
+    table.md  table.csv    the result tables (Markdown, long-format CSV)
+    summary.json           every number of the tables, plus each attack's cost
+    <attack>/              one run directory per attack, like ``solve``'s (batches/, metrics.csv,
+                           summary.json, provenance.json, spec.toml): resumed independently, so
+                           adding an attack to a finished eval only runs the new one
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import attrs
+import torch
+from torch import nn
+
+from attacks.api import Attack
+from attacks.spec import AttackSpec
+from attacks.baselines import GradientAttack
+from attacks.evaluation import CASES, DISTORTIONS, evaluate_cases, summary_rows
+from attacks.grid import on_grid
+from attacks.targets import expand_targets
+from cli import distributed
+from cli.errors import UserError
+from cli.outputs import merge, summary, to_result, write_csv
+from cli.provenance import environment
+from cli.resolve import (check_compatible, describe_device, fingerprint, model_fingerprint,
+                         resolve_data, resolve_device, resolve_model)
+from cli.runner import Plan, run_all
+from cli.solve import _now, check_spec_fits, start_run
+from cli.spec_dict import spec_to_dict
+from cli.spec_load import load_spec
+from cli.spec_toml import dumps_spec
+from cli.store import PROVENANCE, RunDir, atomic_write, write_json
+
+#: the gradient baselines by name: (iterations, norm); their ε is bisected per sample
+BASELINES = {"fgm": (1, "inf"), "fgm-l2": (1, "2"), "ifgsm": (10, "inf"),
+             "ifgsm-l2": (10, "2")}
+DEFAULT_ATTACKS = "strattack,cw-l2,ead,ifgsm,fgm"
+RANK_BY = ("l0", "l1", "l2", "linf")
+
+
+@attrs.frozen
+class EvalAttack:
+    """One attack of the eval: its directory name, how to build it, what identifies it."""
+
+    name: str
+    build: Callable[[nn.Module, int, bool], Callable]   # (model, seed, grid) -> attack
+    identity: Dict[str, Any]                            # part of the resume key
+    files: Dict[str, str]                               # written into its run directory
+    spec: Optional[AttackSpec] = None                   # None for the gradient baselines
+
+
+def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
+    """``--attacks`` (comma list of spec names, TOML files and baselines) as attacks; ``--set``
+    applies to every spec (not to the baselines)."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise UserError("--attacks: expected a comma list such as strattack,cw-l2,ifgsm")
+    out: List[EvalAttack] = []
+    for name in names:
+        if name in BASELINES:
+            iterations, norm = BASELINES[name]
+            make = (lambda it, nm: lambda net, seed, grid: GradientAttack(
+                net, norm=nm, iterations=it, seed=seed, grid=grid))(iterations, norm)
+            out.append(EvalAttack(name, make, {"baseline": name, "iterations": iterations,
+                                               "norm": norm, "search_steps": 12}, {}))
+            continue
+        loaded = load_spec(name, sets)
+        spec = loaded.spec
+        make = (lambda sp: lambda net, seed, grid: Attack(net, sp, seed=seed, grid=grid))(spec)
+        label = spec.name if name.endswith(".toml") or "/" in name else name
+        out.append(EvalAttack(re.sub(r"[^\w.+-]", "_", label), make,
+                              {"spec": spec_to_dict(spec)}, {"spec.toml": dumps_spec(spec)},
+                              spec))
+    dirs = [a.name for a in out]
+    twice = sorted({d for d in dirs if dirs.count(d) > 1})
+    if twice:
+        raise UserError(f"--attacks: {', '.join(twice)} given twice")
+    return out
+
+
+def parse_cases(text: str) -> tuple:
+    cases = tuple(c.strip() for c in text.split(",") if c.strip())
+    bad = [c for c in cases if c not in CASES]
+    if not cases or bad:
+        raise UserError(f"--cases {text!r}: expected a comma list of {', '.join(CASES)}")
+    return tuple(c for c in CASES if c in cases)
+
+
+def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
+             n: Optional[int], cases: str, rank_by: str, device: str, batch_size: int,
+             seed: int, out: Path, restart: bool, quiet: bool, threads: int = 0,
+             grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
+    """Everything ``admm-attack eval`` does; returns the summary (``None`` on torchrun ranks
+    other than 0). User errors raise :class:`UserError`."""
+    options = dict(attacks=attacks, set=list(sets), model=model, weights=weights, data=data,
+                   n=n, cases=cases, rank_by=rank_by, device=device, batch_size=batch_size,
+                   seed=seed, out=str(out), restart=restart, threads=threads, grid=grid)
+    if batch_size <= 0:
+        raise UserError(f"--batch-size {batch_size}: expected a positive integer")
+    if rank_by not in RANK_BY:
+        raise UserError(f"--rank-by {rank_by!r}: expected one of {', '.join(RANK_BY)}")
+    if threads < 0:
+        raise UserError(f"--threads {threads}: expected 0 (torch's default) or more")
+    if threads:
+        torch.set_num_threads(threads)
+    chosen_cases = parse_cases(cases)
+    chosen = resolve_attacks(attacks, sets)
+    ranks = distributed.current()
+    dev = resolve_device(distributed.rank_device(device, ranks))
+    net = resolve_model(model, weights, dev)
+    images, labels = resolve_data(data, n)
+    num_classes = check_compatible(net, images, labels, model, data)
+    for a in chosen:
+        if a.spec is not None:
+            check_spec_fits(a.spec, tuple(images.shape[1:]), f"--attacks {a.name}")
+    if grid is None:
+        grid = on_grid(images)
+    elif grid and not on_grid(images):
+        raise UserError(f"--grid needs 8-bit images (multiples of 1/255); --data {data} is not")
+    # best/worst need every other class; the average case alone only the seeded random one
+    protocol = "random" if chosen_cases == ("average",) else "all"
+    index, tg = expand_targets(labels, num_classes, protocol, seed)
+    plan = Plan(images, labels, index, tg, batch_size)
+
+    root = RunDir(out)
+    # -n is not part of the key: batches are image-major and checked one by one, so an eval
+    # can be extended to more images (the whole data set's fingerprint identifies the data)
+    everything = resolve_data(data, None) if n is not None else (images, labels)
+    common = {"model": model, "weights": weights, "model_sha256_16": model_fingerprint(net),
+              "data": data, "data_sha256_16": fingerprint(*everything),
+              "targets": protocol, "seed": seed, "batch_size": batch_size, "grid": grid}
+    env = {"argv": sys.argv, "device": describe_device(dev), "processes": ranks.world,
+           "examples": int(index.shape[0]), "images": int(images.shape[0]), **environment()}
+    entry = {"started": _now(), "device": describe_device(dev), "processes": ranks.world,
+             "options": options}
+    history = ranks.run_on_main(lambda: _start_eval(root, restart)) or []
+
+    per_attack: Dict[str, Any] = {}
+    costs: Dict[str, Dict[str, Any]] = {}
+    for a in chosen:
+        run = RunDir(out / a.name)
+        key = {"attack": a.identity, **common}
+        record = {"tool": "admm-attack eval", "status": "running", "resume_key": key,
+                  "attack": a.name, "options": options, **env}
+        sub_entry = dict(entry)
+        sub_history = ranks.run_on_main(
+            lambda: start_run(run, key, record, sub_entry, restart, a.files))
+        torch.manual_seed(seed)
+        start = time.perf_counter()
+        parts, resumed = run_all(run, a.build(net, seed, grid), plan, label=a.name,
+                                 quiet=quiet or not ranks.main, ranks=ranks)
+        seconds = time.perf_counter() - start
+        if parts is None:
+            continue
+        arrays = merge(parts)
+        result = to_result(arrays, a.name, grid=grid)
+        summ = summary(result, images=int(images.shape[0]), batches=len(parts),
+                       resumed=resumed, seconds=seconds)
+        write_csv(run.path("metrics.csv"), arrays)
+        write_json(run.path("summary.json"), summ)
+        sub_entry.update(finished=_now(), batches_computed=len(parts) - resumed,
+                         batches_resumed=resumed)
+        write_json(run.path(PROVENANCE), {**record, "status": "complete",
+                                          "history": sub_history + [sub_entry]})
+        try:
+            per_attack[a.name] = evaluate_cases(result, labels, num_classes, seed=seed,
+                                                rank_by=rank_by, cases=chosen_cases)
+        except ValueError as e:  # a stored run that does not fit the protocol
+            raise UserError(f"--attacks {a.name}: {e}") from None
+        costs[a.name] = {k: summ[k] for k in ("examples", "successes", "asr", "gradient_evals",
+                                              "seconds_this_run", "batches_resumed")}
+    if not ranks.main:
+        return None
+
+    rows = summary_rows(per_attack)
+    title = (f"{model} on {data} ({int(images.shape[0])} images × {num_classes - 1} targets"
+             if protocol == "all" else
+             f"{model} on {data} ({int(images.shape[0])} images, one random target each")
+    title += f", seed {seed}, {'8-bit grid' if grid else 'continuous'}; cases ranked by "
+    title += f"{rank_by})"
+    atomic_write(root.path("table.md"),
+                 markdown_table(rows, chosen_cases, title, costs).encode("utf-8"))
+    atomic_write(root.path("table.csv"), csv_table(rows).encode("utf-8"))
+    summ = {"title": title, "cases": list(chosen_cases), "rank_by": rank_by, "rows": rows,
+            "cost": costs, "images": int(images.shape[0]), "protocol": protocol, "grid": grid}
+    write_json(root.path("summary.json"), summ)
+    entry["finished"] = _now()
+    write_json(root.path(PROVENANCE), {"tool": "admm-attack eval", "status": "complete",
+                                       "options": options, "attacks": [a.name for a in chosen],
+                                       "common": common, **env,
+                                       "history": history + [entry]})
+    return summ
+
+
+def _start_eval(root: RunDir, restart: bool) -> List[Any]:
+    if root.root.exists() and not root.root.is_dir():
+        raise UserError(f"--out {root.root}: exists and is not a directory")
+    if restart:
+        for name in ("table.md", "table.csv", "summary.json", PROVENANCE):
+            root.path(name).unlink(missing_ok=True)
+    stored = root.stored_provenance() or {}
+    if stored and stored.get("tool") != "admm-attack eval":
+        raise UserError(f"--out {root.root} holds a {stored.get('tool', 'different')} run, "
+                        "not an eval; use another --out")
+    return stored.get("history", [])
+
+
+# -- tables ------------------------------------------------------------------------------------
+FORMATS = {"asr": "{:.1f}", "l0": "{:.1f}", "l1": "{:.2f}", "l2": "{:.3f}", "linf": "{:.3f}"}
+HEADERS = {"asr": "ASR %", "l0": "ℓ0", "l1": "ℓ1", "l2": "ℓ2", "linf": "ℓ∞"}
+
+
+def _fmt(key: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return FORMATS[key].format(v)
+
+
+def markdown_table(rows: List[Dict[str, Any]], cases, title: str,
+                   costs: Dict[str, Dict[str, Any]]) -> str:
+    """The paper's layout: one row per attack, a column group per case."""
+    keys = ("asr", *DISTORTIONS)
+    head = ["attack"] + [f"{c} {HEADERS[k]}" for c in cases for k in keys]
+    lines = [f"{title}\n", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    by = {(r["attack"], r["case"]): r for r in rows}
+    for attack in dict.fromkeys(r["attack"] for r in rows):
+        cells = [attack] + [_fmt(k, by[(attack, c)].get(k)) for c in cases for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Images counted per case (successes / images):", ""]
+    for attack in dict.fromkeys(r["attack"] for r in rows):
+        counts = ", ".join(f"{c} {by[(attack, c)]['successes']}/{by[(attack, c)]['images']}"
+                           for c in cases)
+        cost = costs.get(attack, {})
+        evals = cost.get("gradient_evals")
+        lines.append(f"- {attack}: {counts}; all examples {cost.get('successes')}/"
+                     f"{cost.get('examples')} successful, "
+                     f"{_fmt('l1', evals) if evals is not None else '–'} gradient "
+                     "evaluations per example")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: List[Dict[str, Any]]) -> str:
+    cols = ("attack", "case", "images", "successes", "asr", *DISTORTIONS)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow(["nan" if isinstance(r[c], float) and math.isnan(r[c]) else r[c]
+                    for c in cols])
+    return buf.getvalue()
