@@ -305,3 +305,103 @@ def test_grad_cam_and_asm_on_the_zoo_models():
         assert (maps.flatten(1).max(1).values > 0).all()   # the true label's region is found
         asm = adversarial_saliency_map(model, x, y, (y + 1) % 10)
         assert asm.shape == x.shape and (asm >= 0).all() and (asm > 0).any()
+
+
+# -------------------------------------------------------------- GAP head detection, CAM
+
+
+class FunctionalGap(nn.Module):
+    """Normalisation in front, GAP written as a tensor mean (no pooling module)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                                      nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU())
+        self.classifier = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.classifier(self.features((x - 0.5) / 0.25).mean(dim=(2, 3)))
+
+
+def test_gap_head_is_found_through_pooling_modules_and_tensor_means():
+    from attacks.interpret import find_gap_head
+    model, conv, fc = gap_model()
+    x = rand(2, 3, 6, 6)
+    head = find_gap_head(model, x)
+    assert head.module is model[1] and head.use_input and head.linear is fc  # pool's input
+    net = FunctionalGap().double().eval()
+    head = find_gap_head(net, rand(2, 1, 8, 8))
+    assert head.module is net.features[4] and not head.use_input and head.linear is net.classifier
+
+
+def test_models_without_a_gap_head_are_recognised():
+    from attacks.interpret import find_gap_head
+    assert find_gap_head(relu_cnn(), rand(2, 1, 16, 16)) is None       # flatten + linear
+    model, _, _ = gap_model()
+    scaled = nn.Sequential(model, nn.Tanh()).eval()                        # logits not linear
+    assert find_gap_head(scaled, rand(2, 3, 6, 6)) is None
+    maxpool = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                            nn.Linear(3, 2)).double().eval()              # max, not mean
+    assert find_gap_head(maxpool, rand(2, 1, 6, 6)) is None
+
+
+def test_gap_cam_is_the_class_activation_map_and_sums_to_the_logit():
+    from attacks.interpret import gap_cam
+    net = FunctionalGap().double().eval()
+    x = rand(3, 1, 8, 8)
+    classes = torch.tensor([2, 0, 1])
+    small = gap_cam(net, x, classes, upsample=False)
+    features = lambda v: net.features((v - 0.5) / 0.25)
+    torch.testing.assert_close(small, class_activation_map(features, net.classifier, x, classes,
+                                                           upsample=False))
+    # mean_{u,v} CAM_c + b_c = Z_c: the identity that makes CAM an explanation of the logit
+    z = net(x).gather(1, classes.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(small.mean(dim=(1, 2)) + net.classifier.bias[classes], z)
+    assert gap_cam(net, x, classes).shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="GAP head"):
+        gap_cam(relu_cnn(), rand(1, 1, 16, 16), 0)
+
+
+# ----------------------------------------------------------------- report (explain)
+
+
+def test_report_on_a_gap_model_writes_files_and_chunking_does_not_matter(tmp_path):
+    import json
+
+    from attacks.interpret.report import Comparison, compute_maps, map_settings, write_report
+    net = FunctionalGap().double().eval()
+    x0 = rand(5, 1, 8, 8)
+    labels, targets = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([1, 2, 0, 2, 0])
+    scores = adversarial_saliency_map(net, x0, labels, targets)
+    inside = scores * (scores > 0)                    # δ on the ASM support only: IS_ASM = 1
+    comp = Comparison(x0, labels, targets, torch.arange(5),
+                      {"in": inside, "spread": torch.ones_like(x0)},
+                      {"in": torch.tensor([True] * 4 + [False]), "spread": torch.ones(5).bool()})
+    settings = map_settings(net, x0, ["asm", "cam-true", "gradcam-target"])
+    whole = compute_maps(net, comp, ["cam-true", "gradcam-target"], settings)
+    chunked = compute_maps(net, comp, ["cam-true", "gradcam-target"], settings, batch_size=2)
+    for m in whole:
+        torch.testing.assert_close(whole[m], chunked[m])
+    s = write_report(tmp_path, net, comp, maps=["asm", "cam-true"], nus=[0, 50],
+                     figures=2, extra={"note": "toy"})
+    assert s["counted"] == 4 and s["note"] == "toy"
+    assert s["mean_is"]["asm"]["in"][0] == pytest.approx(1.0)
+    d = s["paired"]["asm"]["spread - in"]
+    assert d["examples"] == 4 and d["fraction_higher"][0] == 0.0 and d["mean"][0] < 0
+    assert s["map_settings"] == {"cam_features": "output of features.4",
+                                 "cam_classifier": "classifier"}
+    assert json.loads((tmp_path / "summary.json").read_text())["counted"] == 4
+    for name in ("is_curve.csv", "is_per_example.csv", "is_curve.png",
+                 "figures/example-0000.png", "figures/example-0001.png"):
+        assert (tmp_path / name).is_file(), name
+    with pytest.raises(ValueError, match="GAP head"):
+        map_settings(relu_cnn(), rand(1, 1, 16, 16), ["cam-true"])
+
+
+def test_example_figure_without_cam_maps(tmp_path):
+    from attacks.interpret.figures import plot_example
+    p = plot_example(tmp_path / "ex.png", rand(1, 8, 8), rand(1, 8, 8),
+                     {"a": rand(1, 8, 8, seed=3) - 0.5, "failed": torch.zeros(1, 8, 8, dtype=D)},
+                     label=0, target=1)
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
