@@ -38,7 +38,7 @@ def cifar_model():
 
 def test_list_models_metadata():
     infos = {i.name: i for i in list_models()}
-    assert {"mnist-cw", "cifar10-cnn", "cifar10-cw"} <= set(infos)
+    assert {"mnist-cw", "mnist-gap", "mnist-lenet", "mnist-mlp", "cifar10-cnn", "cifar10-cw"} <= set(infos)
     assert infos["mnist-cw"].input_shape == (1, 28, 28) and infos["mnist-cw"].num_classes == 10
     assert infos["cifar10-cnn"].input_shape == (3, 32, 32) and infos["cifar10-cnn"].class_names[0] == "airplane"
     assert set(infos["mnist-cw"].accuracy) == {"mnist-heldout", "mnist-test20"}
@@ -62,6 +62,17 @@ def test_mnist_cw_accuracy_on_real_digits(mnist_model):
     recorded = model_info("mnist-cw").accuracy
     assert acc20 == pytest.approx(recorded["mnist-test20"], abs=0.051)
     assert acc_heldout == pytest.approx(recorded["mnist-heldout"], abs=0.003)
+
+
+@pytest.mark.parametrize("name", [i.name for i in list_models() if i.accuracy])
+def test_zoo_accuracy_is_as_recorded(name):
+    """Every shipped model loads and re-measures its recorded accuracy (at most two images
+    of a data set may flip, for other torch builds)."""
+    model = load_model(name)
+    assert _frozen_eval(model)
+    for dataset, recorded in model_info(name).accuracy.items():
+        x, y = load_dataset(dataset)
+        assert evaluate(model, x, y) == pytest.approx(recorded, abs=2 / len(y) + 1e-9), dataset
 
 
 def test_mnist_gap_is_a_cam_network():

