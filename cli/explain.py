@@ -11,6 +11,7 @@ Layout of ``--out DIR``::
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from pathlib import Path
@@ -25,10 +26,14 @@ from cli.errors import UserError
 from cli.provenance import environment
 from cli.resolve import (check_compatible, describe_device, parse_targets, resolve_data,
                          resolve_device, resolve_model)
-from cli.solve import _now, solve
+from cli.solve import solve
 from cli.spec_load import load_spec
 from cli.spec_toml import dumps_spec
 from cli.store import PROVENANCE, write_json
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
 
 ALIASES = {"cam": ("cam-true", "cam-target"), "gradcam": ("gradcam-true", "gradcam-target")}
 MAP_CHOICES = ("auto",) + MAPS + tuple(ALIASES)
@@ -220,13 +225,18 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
 
 
 def format_table(summary: Dict[str, Any]) -> str:
-    """The mean IS per map and attack against ν, as printed after a run."""
+    """The mean IS per map and attack against ν, and each attack's paired difference from the
+    first (mean ± standard error over the counted examples), as printed after a run."""
     nus = summary["nus"]
+    num = lambda v, fmt: "nan" if v is None else format(v, fmt)
     lines = [f"mean IS over the {summary['counted']} of {summary['examples']} examples fooled "
              f"by every attack ({summary['rule']})",
-             f"{'map':15s} {'attack':24s} " + " ".join(f"ν={v:<5g}" for v in nus)]
+             f"{'map':15s} {'attack':24s} " + " ".join(f"{f'ν={v:g}':13s}" for v in nus)]
     for m, row in summary["mean_is"].items():
         for name, vals in row.items():
-            cells = " ".join(f"{'nan' if v is None else f'{v:.3f}':7s}" for v in vals)
-            lines.append(f"{m:15s} {name:24s} {cells}")
+            lines.append(f"{m:15s} {name:24s} "
+                         + " ".join(f"{num(v, '.3f'):13s}" for v in vals))
+        for pair, d in summary["paired"].get(m, {}).items():
+            cells = [f"{num(a, '+.3f')}±{num(e, '.3f')}" for a, e in zip(d["mean"], d["stderr"])]
+            lines.append(f"{m:15s} {pair:24s} " + " ".join(f"{c:13s}" for c in cells))
     return "\n".join(lines)

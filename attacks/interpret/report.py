@@ -187,7 +187,8 @@ def paired_differences(curve: ISCurve, base: str) -> Dict[str, Dict[str, List[fl
         ok = ~(s[:, 0].isnan() | b[:, 0].isnan())
         d = (s - b)[ok]
         n = int(ok.sum())
-        se = d.std(0, unbiased=True) / math.sqrt(n) if n > 1 else torch.full_like(curve.nus, math.nan)
+        se = (d.std(0, correction=1) / math.sqrt(n) if n > 1
+              else torch.full_like(curve.nus, math.nan))
         out[f"{name} - {base}"] = {
             "mean": d.mean(0).tolist() if n else [math.nan] * len(curve.nus),
             "stderr": se.tolist(),
