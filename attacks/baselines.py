@@ -101,12 +101,15 @@ class GradientAttack:
             lo = torch.where(ok, lo, eps)
             eps = (lo + hi) / 2
         adv, success = verify(self.classifier, x0, best, found, tg)
-        if self.grid:
-            adv, success = snap_to_grid(self.classifier, x0, adv - x0, success, tg)
         grads = torch.full((b,), (self.search_steps + 1) * self.iterations, device=x0.device)
+        fwd = grads // self.iterations + 1
+        if self.grid:  # round, re-verify, repair; its evaluations are counted
+            snap = snap_to_grid(self.classifier, x0, adv - x0, success, tg)
+            adv, success = snap.adversarial, snap.success
+            grads, fwd = grads + snap.gradient_evals, fwd + snap.forward_evals
         outcome = Outcome(adversarial=adv, success=success,
                           c=torch.where(success, hi, torch.full_like(hi, math.nan)),
-                          gradient_evals=grads, forward_evals=grads // self.iterations + 1,
+                          gradient_evals=grads, forward_evals=fwd,
                           refined=torch.zeros_like(success))
         groups = GroupSpec().resolve(tuple(x0.shape[1:]))
         return build_result(self.name, x0, index, tg, outcome, groups, grid=self.grid)

@@ -212,8 +212,10 @@ class Engine:
         best = self.search(x0, tg, grads, fwd)
         refined = self.refine(x0, tg, best, grads, fwd)
         adv, success = verify(self.model, x0, best.delta, best.found, tg)
-        if self.grid:
-            adv, success = snap_to_grid(self.model, x0, adv - x0, success, tg, self.spec.eps)
+        if self.grid:  # round, re-verify, repair; its evaluations are counted
+            snap = snap_to_grid(self.model, x0, adv - x0, success, tg, self.spec.eps)
+            adv, success = snap.adversarial, snap.success
+            grads, fwd = grads + snap.gradient_evals, fwd + snap.forward_evals
         return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,
                        torch.full_like(best.c, math.nan)), gradient_evals=grads,
                        forward_evals=fwd + 1, refined=refined & success)
