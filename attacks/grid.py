@@ -6,8 +6,8 @@ to multiples of 1/L (L = 255). :func:`snap_to_grid` works in integer grid steps
 
 1. **Round**: ``k = round(L·clip(x0 + δ)) − L·x0`` on ``S``, 0 elsewhere, clipped to the box
    ``[0, 1]`` and the ℓ∞ ball ``|k| ≤ ⌊L·ε⌋``. Nearest rounding is the closest grid point.
-2. **Check** with a fresh forward pass.
-3. **Repair** the samples that rounding broke, for at most ``rounds`` rounds: one gradient of
+2. **Check** the successes of the attack with a fresh forward pass.
+3. **Repair** the samples that rounding broke, in rounds ``r = 0 … rounds−1``: one gradient of
    the margin ``m`` (:func:`attacks.losses.margin`, ≤ 0 on success) at the current grid
    point, then one step ``−sign(∂m/∂x_i)`` on the fewest entries of ``S``, largest
    ``|∂m/∂x_i|`` first, whose first-order decrease ``Σ |∂m/∂x_i| / L`` covers
@@ -16,7 +16,8 @@ to multiples of 1/L (L = 255). :func:`snap_to_grid` works in integer grid steps
 
 Entries outside ``S`` never move (ℓ0 and the group structure never grow), the box and ε hold
 at every step, and a sample still failing after the last round is reported failed, never as
-a success. Cost per repaired sample and round: one gradient and one forward evaluation.
+a success. Cost: one forward evaluation per success for the check, then one gradient and one
+forward evaluation per repair round of each sample still failing.
 """
 
 from __future__ import annotations
@@ -132,22 +133,23 @@ def snap_to_grid(model: Callable[[Tensor], Tensor], x0: Tensor, delta: Tensor, s
     lo, hi = step_bounds(x0, eps, levels)
     movable = delta != 0
     grads = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
-    fwd = success.long()
-    ok = success & _check(model, grid_image(x0, k, levels), tg)
-    pending = success & ~ok
-    for r in range(rounds):
+    fwd = torch.zeros_like(grads)
+    ok = torch.zeros_like(success)
+    pending = success.clone()
+    for r in range(rounds + 1):  # round 0 checks the rounding, each later one repairs
         idx = pending.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
         x, ki, t = x0.index_select(0, idx), k.index_select(0, idx), tg.select(idx)
-        m, g = _margin_grad(model, grid_image(x, ki, levels), t)
-        ki = ki + greedy_move(g, ki, movable.index_select(0, idx), lo.index_select(0, idx),
-                              hi.index_select(0, idx), m * growth ** r, levels)
+        if r:
+            m, g = _margin_grad(model, grid_image(x, ki, levels), t)
+            ki = ki + greedy_move(g, ki, movable.index_select(0, idx), lo.index_select(0, idx),
+                                  hi.index_select(0, idx), m * growth ** (r - 1), levels)
+            grads.index_add_(0, idx, torch.ones_like(idx))
         hit = _check(model, grid_image(x, ki, levels), t)
+        fwd.index_add_(0, idx, torch.ones_like(idx))
         k.index_copy_(0, idx, ki)
         ok.index_copy_(0, idx, hit)
         pending.index_copy_(0, idx, ~hit)
-        grads.index_add_(0, idx, torch.ones_like(idx))
-        fwd.index_add_(0, idx, torch.ones_like(idx))
     adv = batch_where(ok, grid_image(x0, k, levels), x0)
     return GridOutcome(adversarial=adv, success=ok, gradient_evals=grads, forward_evals=fwd)
