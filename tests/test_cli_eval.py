@@ -64,6 +64,15 @@ def test_eval_writes_the_protocol_tables(tmp_path):
     csv_rows = read_csv(out / "table.csv")
     assert len(csv_rows) == 6 and csv_rows[0]["attack"] == "strattack"
     assert "strattack" in r.stdout and "worst" in r.stdout
+    # the paper's thresholding check reads the same directory
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from thresholded_cw import check
+    both = sum(a == b == "true" for a, b in zip(
+        [r["success"] for r in read_csv(out / "ifgsm" / "metrics.csv")],
+        [r["success"] for r in read_csv(out / "strattack" / "metrics.csv")]))
+    if both:
+        t = check(out, dense="ifgsm", sparse="strattack")
+        assert t["pairs"] == both and 0 <= t["still_adversarial"] <= both
 
 
 def test_eval_resumes_and_extends_to_more_images(tmp_path):
