@@ -14,6 +14,7 @@ Layout of ``--out DIR``::
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import re
@@ -63,6 +64,14 @@ class EvalAttack:
     spec: Optional[AttackSpec] = None                   # None for the gradient baselines
 
 
+def _baseline(net: nn.Module, seed: int, grid: bool, *, iterations: int, norm: str):
+    return GradientAttack(net, norm=norm, iterations=iterations, seed=seed, grid=grid)
+
+
+def _admm(net: nn.Module, seed: int, grid: bool, *, spec: AttackSpec):
+    return Attack(net, spec, seed=seed, grid=grid)
+
+
 def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
     """``--attacks`` (comma list of spec names, TOML files and baselines) as attacks; ``--set``
     applies to every spec (not to the baselines)."""
@@ -73,16 +82,15 @@ def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
     for name in names:
         if name in BASELINES:
             iterations, norm = BASELINES[name]
-            make = (lambda it, nm: lambda net, seed, grid: GradientAttack(
-                net, norm=nm, iterations=it, seed=seed, grid=grid))(iterations, norm)
-            out.append(EvalAttack(name, make, {"baseline": name, "iterations": iterations,
-                                               "norm": norm, "search_steps": 12}, {}))
+            out.append(EvalAttack(
+                name, functools.partial(_baseline, iterations=iterations, norm=norm),
+                {"baseline": name, "iterations": iterations, "norm": norm, "search_steps": 12},
+                {}))
             continue
-        loaded = load_spec(name, sets)
-        spec = loaded.spec
-        make = (lambda sp: lambda net, seed, grid: Attack(net, sp, seed=seed, grid=grid))(spec)
+        spec = load_spec(name, sets).spec
         label = spec.name if name.endswith(".toml") or "/" in name else name
-        out.append(EvalAttack(re.sub(r"[^\w.+-]", "_", label), make,
+        out.append(EvalAttack(re.sub(r"[^\w.+-]", "_", label),
+                              functools.partial(_admm, spec=spec),
                               {"spec": spec_to_dict(spec)}, {"spec.toml": dumps_spec(spec)},
                               spec))
     dirs = [a.name for a in out]
@@ -147,7 +155,9 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
            "examples": int(index.shape[0]), "images": int(images.shape[0]), **environment()}
     entry = {"started": _now(), "device": describe_device(dev), "processes": ranks.world,
              "options": options}
-    history = ranks.run_on_main(lambda: _start_eval(root, restart)) or []
+    top = {"tool": "admm-attack eval", "options": options,
+           "attacks": [a.name for a in chosen], "common": common, **env}
+    history = ranks.run_on_main(lambda: _start_eval(root, restart, top, entry)) or []
 
     per_attack: Dict[str, Any] = {}
     costs: Dict[str, Dict[str, Any]] = {}
@@ -199,14 +209,15 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
             "cost": costs, "images": int(images.shape[0]), "protocol": protocol, "grid": grid}
     write_json(root.path("summary.json"), summ)
     entry["finished"] = _now()
-    write_json(root.path(PROVENANCE), {"tool": "admm-attack eval", "status": "complete",
-                                       "options": options, "attacks": [a.name for a in chosen],
-                                       "common": common, **env,
+    write_json(root.path(PROVENANCE), {**top, "status": "complete",
                                        "history": history + [entry]})
     return summ
 
 
-def _start_eval(root: RunDir, restart: bool) -> List[Any]:
+def _start_eval(root: RunDir, restart: bool, top: Dict[str, Any],
+                entry: Dict[str, Any]) -> List[Any]:
+    """Check ``--out``, clear the eval's own files (``restart``), record this invocation;
+    return the earlier invocations."""
     if root.root.exists() and not root.root.is_dir():
         raise UserError(f"--out {root.root}: exists and is not a directory")
     if restart:
@@ -216,7 +227,9 @@ def _start_eval(root: RunDir, restart: bool) -> List[Any]:
     if stored and stored.get("tool") != "admm-attack eval":
         raise UserError(f"--out {root.root} holds a {stored.get('tool', 'different')} run, "
                         "not an eval; use another --out")
-    return stored.get("history", [])
+    history = stored.get("history", [])
+    write_json(root.path(PROVENANCE), {**top, "status": "running", "history": history + [entry]})
+    return history
 
 
 # -- tables ------------------------------------------------------------------------------------
