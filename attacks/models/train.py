@@ -21,6 +21,7 @@ accuracy.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -33,6 +34,14 @@ from torch import nn
 
 from ..data import load_dataset
 from .architectures import NORMALIZATION, cifar_cw, mnist_cw, mnist_gap, mnist_lenet, mnist_mlp
+from .defences import (
+    DEFENDED,
+    EVAL_PGD_IMAGES,
+    PGDTraining,
+    distillation_loss,
+    robust_accuracy,
+    soft_labels,
+)
 from .wrappers import ImageClassifier
 
 ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
@@ -110,10 +119,19 @@ def train_classifier(
     max_steps: int | None = None,
     log: Callable[[str], None] | None = print,
     eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    temperature: float = 1.0,
+    teacher: nn.Module | None = None,
+    adversary: Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None,
 ) -> ImageClassifier:
-    """Train ``arch`` (a key of :data:`ARCHITECTURES`) with Adam and cross-entropy; the
-    learning rate decays by cosine to 0 over the run; with ``augment`` the batches get the
-    random affine transforms of :data:`AUGMENT`. Returns the wrapped model in eval mode."""
+    """Train ``arch`` (a key of :data:`ARCHITECTURES`) with Adam; the learning rate decays by
+    cosine to 0 over the run; with ``augment`` the batches get the random affine transforms of
+    :data:`AUGMENT`. Returns the wrapped model in eval mode, outputting its logits z.
+
+    Loss: cross-entropy of ``softmax(z / temperature)`` against the labels, or, with a
+    ``teacher``, against the teacher's ``softmax(z_teacher / temperature)`` of the same
+    (augmented) batch (defensive distillation, :mod:`attacks.models.defences`). With an
+    ``adversary(model, x, y, progress)`` (progress = step / total steps), each batch is
+    replaced by what it returns, computed with the model in eval mode (PGD training)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     factory, shape = ARCHITECTURES[arch]
@@ -127,7 +145,8 @@ def train_classifier(
     total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
-    loss_fn = nn.CrossEntropyLoss()
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
     step = 0
     model.train()
     for epoch in range(epochs):
@@ -140,7 +159,15 @@ def train_classifier(
             batch = images[idx]
             if augment:
                 batch = random_affine(batch, gen, **AUGMENT[arch])
-            loss = loss_fn(model(batch.to(device)), labels[idx].to(device))
+            batch, target = batch.to(device), labels[idx].to(device)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = soft_labels(teacher(batch), temperature)
+            if adversary is not None:
+                model.eval()
+                batch = adversary(model, batch, target, step / total)
+                model.train()
+            loss = distillation_loss(model(batch), target, temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -174,7 +201,8 @@ def _datasets(arch: str, data: Path | None, limit: int | None):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m attacks.models.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("arch", choices=sorted(ARCHITECTURES))
+    parser.add_argument("arch", metavar="MODEL", choices=sorted({*ARCHITECTURES, *DEFENDED}),
+                        help=f"one of: {', '.join(sorted({*ARCHITECTURES, *DEFENDED}))}")
     parser.add_argument("--out", type=Path, required=True, help="where to write the state_dict (.pt)")
     parser.add_argument("--data", type=Path, default=None, help="directory of standard MNIST IDX / CIFAR-10 binary files")
     parser.add_argument("--epochs", type=int, default=None)
@@ -192,25 +220,32 @@ def main(argv: list[str] | None = None) -> dict:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
     # on accelerators some kernels have no deterministic version: warn instead of failing there
     torch.use_deterministic_algorithms(True, warn_only=str(args.device) != "cpu")
-    hp = dict(DEFAULTS[args.arch])
+    name = args.arch
+    arch, defence = DEFENDED.get(name, (name, None))
+    hp = dict(DEFAULTS.get(name, DEFAULTS[arch]))
     for key in hp:
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
-    (x, y), evals = _datasets(args.arch, args.data, args.limit)
-    print(f"training {args.arch} on {len(x)} images: {hp}, seed {args.seed}, {args.threads} threads")
-    t0 = time.perf_counter()
-    model = train_classifier(args.arch, x, y, seed=args.seed, augment=not args.no_augment,
-                             device=args.device, eval_sets=evals, **hp)
-    seconds = time.perf_counter() - t0
+    (x, y), evals = _datasets(arch, args.data, args.limit)
+    print(f"training {name} ({arch}{f', {defence}' if defence else ''}) on {len(x)} images: {hp}, "
+          f"seed {args.seed}, {args.threads} threads")
+    t0, c0 = time.perf_counter(), time.process_time()
+    train = functools.partial(train_classifier, arch, augment=not args.no_augment, device=args.device,
+                              eval_sets=evals, **hp)
+    model = defence.fit(train, x, y, seed=args.seed) if defence else train(x, y, seed=args.seed)
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.cpu() for k, v in model.net.state_dict().items()}, args.out)
     summary = {
-        "arch": args.arch,
+        "model": name,
+        "arch": arch,
+        "defence": str(defence) if defence else None,
         "out": str(args.out),
         "sha256": hashlib.sha256(args.out.read_bytes()).hexdigest(),
         "train_images": len(x),
         "seconds": round(seconds, 1),
-        "accuracy": {name: evaluate(model, *xy) for name, xy in evals.items()},
+        "cpu_seconds": round(cpu_seconds, 1),  # < seconds when other jobs share the cores
+        "accuracy": {ds: evaluate(model, *xy) for ds, xy in evals.items()},
         **hp,
         "seed": args.seed,
         "augment": not args.no_augment,
@@ -218,6 +253,10 @@ def main(argv: list[str] | None = None) -> dict:
         "device": str(args.device),
         "torch": torch.__version__,
     }
+    if isinstance(defence, PGDTraining) and "mnist-heldout" in evals:
+        xh, yh = evals["mnist-heldout"]
+        summary["robust_accuracy"] = {"mnist-heldout": robust_accuracy(
+            model, xh[:EVAL_PGD_IMAGES], yh[:EVAL_PGD_IMAGES])}
     print(json.dumps(summary))
     return summary
 

@@ -1,0 +1,245 @@
+"""The defences the paper attacks (section 5, Table 2, appendix H), as training ingredients.
+
+* **Defensive distillation** (Papernot et al. 2016): train a teacher on the hard labels with
+  the softmax at temperature T, ``p_T(x) = softmax(z(x) / T)``; train a student of the same
+  architecture at the same T on the teacher's soft labels ``p_T^teacher(x)``; deploy the
+  student at T = 1, i.e. its logits z as they are (:func:`soft_labels`, :func:`distillation_loss`).
+* **Robust adversarial training** (Madry et al. 2017): minimise the cross-entropy on
+  ℓ∞-PGD examples, ``min_θ E max_{||δ||∞ ≤ ε, x + δ ∈ [0, 1]} CE(z(x + δ), y)``, the inner
+  maximum approximated by :class:`PGD` (random start, k signed-gradient steps of size α, each
+  followed by the projection onto the ε-ball ∩ [0, 1]).
+* **Adversarial training by data augmentation** (Tramèr et al. 2018, as in the paper's
+  appendix H): pre-generate adversarial examples of training images on an undefended model
+  (this project's C&W-ℓ2 or StrAttack), keep the successful ones with their *true* labels, and
+  train a fresh model on clean + adversarial images (:func:`craft_examples`,
+  :func:`augmented_dataset`).
+
+The recipes (which model, how many examples, which budget) are :data:`DEFENDED`; the training
+loop is ``attacks.models.train`` (``python -m attacks.models.train mnist-distill-t100 ...``).
+See docs/defences.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+TrainFn = Callable[..., nn.Module]  # train_classifier with the architecture and hyper-parameters bound
+
+
+# ----------------------------------------------------------------------------- distillation
+
+
+def soft_labels(logits: Tensor, temperature: float) -> Tensor:
+    """``softmax(z / T)`` (B, K): the teacher's soft labels at temperature T."""
+    _check_temperature(temperature)
+    return torch.softmax(logits / temperature, dim=1)
+
+
+def distillation_loss(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:
+    """Mean cross-entropy of ``softmax(z / T)`` against ``targets``: (B,) class indices (the
+    teacher's loss) or (B, K) probability rows (the student's loss, soft labels)."""
+    _check_temperature(temperature)
+    return F.cross_entropy(logits / temperature, targets)
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Distillation:
+    """Defensive distillation at ``temperature``: teacher (seed) then student (seed + 1)."""
+
+    temperature: float
+
+    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int, log=print) -> nn.Module:
+        if log is not None:
+            log(f"teacher at T = {self.temperature}")
+        teacher = train(images, labels, temperature=self.temperature, seed=seed, log=log)
+        if log is not None:
+            log(f"student at T = {self.temperature} on the teacher's soft labels")
+        return train(images, labels, temperature=self.temperature, teacher=teacher, seed=seed + 1, log=log)
+
+
+# ----------------------------------------------------------------------------- PGD
+
+
+@dataclasses.dataclass(frozen=True)
+class PGD:
+    """Untargeted ℓ∞ projected gradient ascent on the cross-entropy (Madry et al. 2017):
+
+        x_0 = Π(x + U(-ε, ε)),   x_{k+1} = Π(x_k + α · sign ∇_x CE(z(x_k), y)),
+
+    Π the projection onto {x' : ||x' − x||∞ ≤ ε} ∩ [0, 1]^d (clamp to the ball, then to [0, 1];
+    the ball is a box around x ∈ [0, 1], so the two clamps are the exact projection).
+    """
+
+    eps: float = 0.3
+    alpha: float = 0.01
+    steps: int = 40
+    random_start: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps!r}")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha!r}")
+        if not (isinstance(self.steps, int) and self.steps >= 0):
+            raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None = None,
+                 generator: torch.Generator | None = None) -> Tensor:
+        """Adversarial examples (B, ...) for [0, 1] images ``x`` with labels ``y`` (B,); ``eps``
+        overrides ``self.eps`` (α is scaled alike, so ramps keep the step count meaningful);
+        ``generator`` seeds the random start (drawn on the generator's device)."""
+        eps = self.eps if eps is None else eps
+        alpha = self.alpha * (eps / self.eps) if self.eps > 0 else 0.0
+        x = x.detach()
+        lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+        xk = x
+        if self.random_start and eps > 0:
+            dev = generator.device if generator is not None else x.device
+            noise = torch.rand(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
+            xk = torch.min(torch.max(x + (2 * noise - 1) * eps, lo), hi)
+        for _ in range(self.steps):
+            xk = xk.detach().requires_grad_(True)
+            loss = F.cross_entropy(model(xk), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, xk)
+            xk = torch.min(torch.max(xk.detach() + alpha * grad.sign(), lo), hi)
+        return xk.detach()
+
+
+@torch.no_grad()
+def _correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    return model(x).argmax(1) == y
+
+
+def robust_accuracy(model: nn.Module, images: Tensor, labels: Tensor, pgd: PGD | None = None, *,
+                    seed: int = 0, batch_size: int = 250) -> float:
+    """Fraction of images classified correctly both clean and after ``pgd`` (default
+    :data:`EVAL_PGD`); the random starts come from ``torch.Generator().manual_seed(seed)``."""
+    pgd = pgd or EVAL_PGD
+    if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+        raise ValueError(f"images and labels must be non-empty and of one length; got "
+                         f"{tuple(images.shape)} and {tuple(labels.shape)}")
+    was_training = model.training
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(seed)
+    ok = 0
+    for i in range(0, len(images), batch_size):
+        x, y = images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)
+        x_adv = pgd(model, x, y, generator=gen)
+        ok += int((_correct(model, x, y) & _correct(model, x_adv, y)).sum())
+    model.train(was_training)
+    return ok / len(images)
+
+
+# the zoo's robustness protocol: Madry et al.'s MNIST evaluation attack (40 steps of 0.01)
+EVAL_PGD = PGD(eps=0.3, alpha=0.01, steps=40)
+EVAL_PGD_IMAGES = 500  # the first 500 digits of mnist-heldout (50 per class)
+
+
+@dataclasses.dataclass(frozen=True)
+class PGDTraining:
+    """Madry et al.'s adversarial training: every batch replaced by ``pgd`` examples of the
+    model being trained (eval mode during the attack); ε ramps linearly from 0 to ``pgd.eps``
+    over the first ``warmup`` fraction of the steps (then stays at ``pgd.eps``)."""
+
+    pgd: PGD
+    warmup: float = 0.0
+
+    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int, log=print) -> nn.Module:
+        gen = torch.Generator().manual_seed(seed + 1)
+
+        def adversary(model: nn.Module, x: Tensor, y: Tensor, progress: float) -> Tensor:
+            ramp = min(1.0, progress / self.warmup) if self.warmup > 0 else 1.0
+            return self.pgd(model, x, y, eps=self.pgd.eps * ramp, generator=gen)
+
+        return train(images, labels, adversary=adversary, seed=seed, log=log)
+
+
+# ----------------------------------------------------------------------------- data augmentation
+
+
+def craft_examples(model: nn.Module, images: Tensor, labels: Tensor, attack: str, *,
+                   steps: int, iterations: int, refine_iterations: int = 200, seed: int = 0,
+                   batch_size: int = 100):
+    """Targeted adversarial examples of ``images`` on ``model`` with this project's ``attack``
+    ("cw-l2" or "strattack"), one seeded random target per image, a reduced search budget
+    (``steps`` × ``iterations``; StrAttack's refine with ``refine_iterations``; no rescue).
+    Returns the :class:`attacks.AttackResult` (failures flagged, returned clean)."""
+    from attacks import Attack, builtin
+    from attacks.spec import RefineSpec, SearchSpec
+
+    search = SearchSpec(steps=steps, iterations=iterations, rescue_iterations=0)
+    if attack == "cw-l2":
+        spec = builtin.cw_l2(search=search)
+    elif attack == "strattack":
+        spec = attrs.evolve(builtin.strattack(search=search), refine=RefineSpec(iterations=refine_iterations))
+    else:
+        raise ValueError(f'attack must be "cw-l2" or "strattack", got {attack!r}')
+    runner = Attack(model, spec, seed=seed, batch_size=batch_size)
+    return runner(images, labels, "random")
+
+
+def augmented_dataset(images: Tensor, labels: Tensor, adversarial: Tensor, adv_labels: Tensor,
+                      success: Tensor) -> tuple[Tensor, Tensor]:
+    """Clean images followed by the *successful* adversarial examples, each with its true label:
+    ``(cat(images, adversarial[success]), cat(labels, adv_labels[success]))``."""
+    if adversarial.shape[1:] != images.shape[1:]:
+        raise ValueError(f"adversarial examples must have the images' shape {tuple(images.shape[1:])} "
+                         f"per example; got {tuple(adversarial.shape)}")
+    n = adversarial.shape[0]
+    if adv_labels.shape != (n,) or success.shape != (n,) or success.dtype != torch.bool:
+        raise ValueError(f"adv_labels must be ({n},) labels and success a ({n},) bool mask; got "
+                         f"{tuple(adv_labels.shape)} and {success.dtype} {tuple(success.shape)}")
+    return torch.cat([images, adversarial[success]]), torch.cat([labels, adv_labels[success]])
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialAugmentation:
+    """Appendix H: attack the first ``images`` training digits of ``source`` (a zoo name) with
+    ``attack``, then train a fresh model on clean + successful adversarial examples."""
+
+    attack: str
+    images: int
+    steps: int
+    iterations: int
+    refine_iterations: int = 200
+    source: str = "mnist-lenet"
+
+    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int, log=print) -> nn.Module:
+        import time
+
+        from .zoo import load_model
+
+        source = load_model(self.source)
+        t0 = time.perf_counter()
+        result = craft_examples(source, images[: self.images], labels[: self.images], self.attack,
+                                steps=self.steps, iterations=self.iterations,
+                                refine_iterations=self.refine_iterations, seed=seed)
+        if log is not None:
+            s = result.summary()
+            log(f"{self.attack} on {self.source}: {s['successes']}/{s['examples']} successful "
+                f"(l0 {s['l0']:.1f}, l2 {s['l2']:.3f}) in {time.perf_counter() - t0:.0f} s")
+        x, y = augmented_dataset(images, labels, result.adversarial, result.labels, result.success)
+        return train(x, y, seed=seed, log=log)
+
+
+Defence = Distillation | PGDTraining | AdversarialAugmentation
+
+# zoo name -> (architecture of train.ARCHITECTURES, defence)
+DEFENDED: dict[str, tuple[str, Defence]] = {
+    **{f"mnist-distill-t{t}": ("mnist-lenet", Distillation(float(t))) for t in (1, 10, 50, 100)},
+    "mnist-pgd": ("mnist-lenet", PGDTraining(PGD(eps=0.3, alpha=0.1, steps=7), warmup=0.25)),
+    "mnist-advtrain-cw": ("mnist-lenet", AdversarialAugmentation("cw-l2", 600, steps=4, iterations=100)),
+    "mnist-advtrain-str": ("mnist-lenet", AdversarialAugmentation("strattack", 600, steps=4, iterations=100)),
+}
