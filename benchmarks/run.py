@@ -1,6 +1,12 @@
 """`make bench`: every benchmark, each reporting ratios measured in the same run.
 
-    python benchmarks/run.py [--device cpu|cuda]
+    python benchmarks/run.py [--full] [--device cpu|cuda] [--threads 1] [--only NAME ...]
+                             [--out FILE.json]
+
+Quick settings by default (a few minutes on one CPU core); ``--full`` for the figures in
+docs/benchmarks.md. Each benchmark prints JSON lines and a table; ``--out`` also writes every
+report with its configuration, provenance and wall time. The torchattacks comparison is
+skipped with a message when torchattacks (the optional ``bench`` extra) is not installed.
 """
 
 from __future__ import annotations
@@ -8,18 +14,43 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import benchutil as common  # noqa: E402
+import memory  # noqa: E402
 import solver_overhead  # noqa: E402
+import throughput  # noqa: E402
+import vs_torchattacks  # noqa: E402
+
+BENCHMARKS = {"solver_overhead": solver_overhead, "throughput": throughput, "memory": memory,
+              "vs_torchattacks": vs_torchattacks}
+
+
+def main(argv=None) -> list:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--full", action="store_true", help="the documented (longer) settings")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=list(BENCHMARKS))
+    p.add_argument("--out", default=None, help="write all reports to this JSON file")
+    a = p.parse_args(argv)
+    reports = []
+    for name in a.only:
+        module = BENCHMARKS[name]
+        print(f"# {name} ({'full' if a.full else 'quick'}, {a.device})", flush=True)
+        start = time.perf_counter()
+        report = module.bench(a.full, a.device, a.threads)
+        report["wall_seconds"] = time.perf_counter() - start
+        common.emit(report, module.COLUMNS)
+        print(f"# {name}: {report['wall_seconds']:.0f} s\n", flush=True)
+        reports.append(report)
+    if a.out:
+        Path(a.out).write_text(json.dumps(common.jsonable(
+            {"argv": sys.argv, "full": a.full, "reports": reports}), indent=2, allow_nan=False))
+    return reports
+
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch", type=int, default=180)
-    a = p.parse_args()
-    print("# solver's own per-iteration work / one forward+backward of mnist-cw "
-          f"(batch {a.batch}, {a.device}); target <= 0.05")
-    for spec in ("strattack", "strattack-overlap", "cw-l2", "ead"):
-        r = solver_overhead.measure(a.batch, a.device, 30, spec)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}))
+    main()

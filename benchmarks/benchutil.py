@@ -1,0 +1,146 @@
+"""Shared helpers of the benchmarks: device set-up, synchronised timing, a model wrapper that
+counts what the model computed, the examples every benchmark attacks, and the report format
+(one JSON line per row and per ratio, then a plain table)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from attacks.data import load_dataset
+from attacks.targets import expand_targets
+
+
+def setup(device: str, threads: int = 1) -> torch.device:
+    """Pin the intra-op threads (the benchmarks' CPU figures use 1) and check the device."""
+    if not isinstance(threads, int) or threads <= 0:
+        raise ValueError(f"threads must be a positive integer; got {threads!r}")
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available")
+    return dev
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> Tuple[object, float]:
+    """``(fn(), seconds)``, synchronising the device before and after."""
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - start
+
+
+class CountingModel(nn.Module):
+    """Wraps a classifier and counts the rows it evaluated: ``grad_rows`` with autograd on
+    (a forward+backward in every attack here), ``rows`` in all. Counting happens on the host
+    from shapes only, so it adds no device synchronisation."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        self.rows = 0
+        self.grad_rows = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.rows += x.shape[0]
+        if torch.is_grad_enabled():
+            self.grad_rows += x.shape[0]
+        return self.model(x)
+
+
+def examples(data: str, n: int, device: torch.device, seed: int = 0):
+    """The first ``n`` images of ``data`` with one seeded random target class each:
+    ``(images, labels, targets)`` on ``device``. Every attack of a benchmark gets these."""
+    x, y = load_dataset(data, n=n)
+    _, tg = expand_targets(y, 10, "random", seed)
+    return x.to(device), y.to(device), tg.targets.to(device)
+
+
+def warm_up(model: nn.Module, x: Tensor) -> None:
+    """One forward+backward, so one-off kernel set-up is not timed."""
+    z = x[:1].clone().requires_grad_(True)
+    model(z).sum().backward()
+
+
+def targeted_success(model: nn.Module, adv: Tensor, targets: Tensor) -> Tensor:
+    """A fresh forward pass: did each image reach its target class? (B,) bool."""
+    with torch.no_grad():
+        return model(adv).argmax(1) == targets
+
+
+def distortion(x: Tensor, adv: Tensor, success: Tensor) -> Dict[str, float]:
+    """Mean ℓ2 and ℓ0 of ``adv − x`` over the successful examples (NaN if none)."""
+    d = (adv - x).flatten(1)
+    if not success.any():
+        return {"l2": math.nan, "l0": math.nan}
+    d = d[success]
+    return {"l2": float(d.norm(dim=1).mean()),
+            "l0": float((d.abs() > 1e-7).sum(1).double().mean())}
+
+
+def provenance(device: torch.device, threads: int) -> dict:
+    return {"torch": torch.__version__, "device": str(device), "threads": threads,
+            "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+# -- report ---------------------------------------------------------------------------------
+def _round(v):
+    if isinstance(v, float):  # NaN/inf become null: the lines stay strict JSON
+        return round(v, 4 if abs(v) < 100 else 1) if math.isfinite(v) else None
+    return v
+
+
+def jsonable(obj):
+    """``obj`` with non-finite floats as None: strict JSON."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def emit(report: dict, columns: Sequence[str]) -> None:
+    """Print a report ``{"benchmark", "rows", "ratios", "notes"}`` (or one that says why it
+    was ``skipped``): JSON lines, then a table."""
+    name = report["benchmark"]
+    if report.get("skipped"):
+        print(json.dumps({"benchmark": name, "skipped": report["skipped"]}))
+        print(f"{name}: skipped: {report['skipped']}\n", flush=True)
+        return
+    for row in report["rows"]:
+        print(json.dumps({"benchmark": name, **{k: _round(v) for k, v in row.items()}}))
+    print(json.dumps({"benchmark": name, "ratios": {k: _round(v)
+                                                     for k, v in report["ratios"].items()}}))
+    print(table(report["rows"], columns))
+    for k, v in report["ratios"].items():
+        print(f"  {k}: {_round(v)}")
+    for note in report.get("notes", []):
+        print(f"  note: {note}")
+    print(flush=True)
+
+
+def table(rows: List[dict], columns: Sequence[str]) -> str:
+    """A plain aligned text table of ``columns`` of ``rows``."""
+    cell = lambda v: "nan" if isinstance(v, float) and math.isnan(v) else (
+        f"{v:.4g}" if isinstance(v, float) else str(v))
+    grid = [list(columns)] + [[cell(r.get(c, "")) for c in columns] for r in rows]
+    width = [max(len(line[i]) for line in grid) for i in range(len(columns))]
+    lines = ["  ".join(s.rjust(w) for s, w in zip(line, width)) for line in grid]
+    lines.insert(1, "  ".join("-" * w for w in width))
+    return "\n".join(lines)

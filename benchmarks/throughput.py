@@ -1,0 +1,141 @@
+"""Throughput of every attack on mnist-cw: adversarial examples per second and gradient
+evaluations per example at several batch sizes, on the same examples, with the ASR that says
+whether the comparison is at equal quality (100%).
+
+Batch b > 1: all ``n`` examples attacked in chunks of b (each chunk one call, as a user would).
+Batch 1: ``single`` evenly spaced examples attacked one at a time; their seconds per gradient
+evaluation times the mean gradient evaluations per example of all ``n`` examples (per-sample
+searches do not depend on the batch) gives the extrapolated seconds per example.
+
+    python benchmarks/throughput.py [--full] [--device cpu] [--threads 1]
+    quick (default): n = 8, batches 1 and 8, 1 single example
+    --full:          n = 180, batches 1, 32 and 180, 8 single examples
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Dict, Sequence
+
+import torch
+
+import benchutil as common
+from attacks import CWL2, EAD, FGM, IFGSM, AttackResult, StrAttack
+from attacks.models import load_model
+
+ATTACKS: Dict[str, Callable] = {
+    "strattack": lambda m: StrAttack(m),
+    "strattack-overlap": lambda m: StrAttack(m, overlapping=True),
+    "cw-l2": lambda m: CWL2(m),
+    "ead": lambda m: EAD(m),
+    "ifgsm": lambda m: IFGSM(m),
+    "fgm": lambda m: FGM(m),
+}
+QUICK = dict(n=8, batches=(1, 8), single=1)
+FULL = dict(n=180, batches=(1, 32, 180), single=8)
+COLUMNS = ("attack", "batch", "examples", "asr", "examples_per_s", "seconds_per_example",
+           "gradient_evals_per_example", "model_grad_rows_per_example", "l2", "l0")
+
+
+def attack_in_chunks(attack, x, y, t, batch: int) -> AttackResult:
+    """All examples, ``batch`` at a time, each chunk one call of the attack."""
+    return AttackResult.concat(attack(x[i:i + batch], y[i:i + batch], targets=t[i:i + batch])
+                               for i in range(0, x.shape[0], batch))
+
+
+def _row(name, batch, result: AttackResult, seconds, model, extra=None) -> dict:
+    s = result.summary()
+    n = len(result)
+    return {"attack": name, "batch": batch, "examples": n, "asr": s["asr"],
+            "seconds": seconds, "seconds_per_example": seconds / n,
+            "examples_per_s": n / seconds, "gradient_evals_per_example": s["gradient_evals"],
+            "model_grad_rows_per_example": model.grad_rows / n, "l2": s["l2"], "l0": s["l0"],
+            "extrapolated": False, **(extra or {})}
+
+
+def measure(name: str, factory: Callable, model, x, y, t, batches: Sequence[int], single: int,
+            device) -> list:
+    """One row per batch size for one attack (see the module docstring)."""
+    counted = common.CountingModel(model)
+    attack = factory(counted)
+    rows = {}
+    for b in sorted(batches, reverse=True):  # the large batches first: they give the mean evals
+        counted.reset()
+        if b > 1:
+            result, sec = common.timed(lambda: attack_in_chunks(attack, x, y, t, b), device)
+            rows[b] = _row(name, b, result, sec, counted)
+            continue
+        pick = torch.linspace(0, x.shape[0] - 1, single).round().long().unique().to(x.device)
+        result, sec = common.timed(lambda: attack_in_chunks(attack, x[pick], y[pick], t[pick], 1),
+                                   device)
+        row = _row(name, 1, result, sec, counted)
+        evals = float(result.gradient_evals.double().sum())
+        mean_evals = rows[max(rows)]["gradient_evals_per_example"] if rows else evals / len(result)
+        per_example = sec / evals * mean_evals
+        row.update(seconds_per_eval=sec / evals, seconds_per_example=per_example,
+                   examples_per_s=1 / per_example, extrapolated=bool(rows),
+                   extrapolated_with_evals=mean_evals)
+        rows[1] = row
+    return [rows[b] for b in batches]
+
+
+def ratios(rows: list, batches: Sequence[int]) -> dict:
+    """Ratios measured in this run: speed-up of the largest batch over batch 1 per attack, and
+    time / gradient evaluations per example of each attack relative to cw-l2 per batch."""
+    by = {(r["attack"], r["batch"]): r for r in rows}
+    names = sorted({r["attack"] for r in rows}, key=[r["attack"] for r in rows].index)
+    out = {}
+    lo, hi = min(batches), max(batches)
+    for a in names:
+        if lo != hi:
+            out[f"{a}: examples/s batch {hi} / batch {lo}"] = (
+                by[a, hi]["examples_per_s"] / by[a, lo]["examples_per_s"])
+    if "cw-l2" in names:
+        for a in names:
+            if a == "cw-l2":
+                continue
+            for b in batches:
+                out[f"{a} / cw-l2: seconds per example, batch {b}"] = (
+                    by[a, b]["seconds_per_example"] / by["cw-l2", b]["seconds_per_example"])
+            out[f"{a} / cw-l2: gradient evals per example"] = (
+                by[a, hi]["gradient_evals_per_example"]
+                / by["cw-l2", hi]["gradient_evals_per_example"])
+    return out
+
+
+def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, n=None, batches=None,
+          single=None, attacks: Dict[str, Callable] = ATTACKS, data: str = "mnist-heldout",
+          model_name: str = "mnist-cw") -> dict:
+    cfg = dict(FULL if full else QUICK)
+    cfg.update({k: v for k, v in dict(n=n, batches=batches, single=single).items()
+                if v is not None})
+    if any(not isinstance(b, int) or b <= 0 for b in cfg["batches"]):
+        raise ValueError(f"batches must be positive integers; got {cfg['batches']!r}")
+    dev = common.setup(device, threads)
+    model = load_model(model_name, device=dev)
+    x, y, t = common.examples(data, cfg["n"], dev)
+    common.warm_up(model, x)
+    rows = []
+    for name, factory in attacks.items():
+        rows += measure(name, factory, model, x, y, t, cfg["batches"], cfg["single"], dev)
+    full_quality = [a for a in attacks
+                    if all(r["asr"] == 100.0 for r in rows if r["attack"] == a)]
+    notes = [f"{model_name} on the first {cfg['n']} images of {data}, one seeded random target "
+             f"each; batch 1 measured on {cfg['single']} of them one at a time and extrapolated "
+             "by gradient evaluations",
+             "ASR 100% at every batch (equal quality): " + (", ".join(full_quality) or "none"),
+             "gradient evals: the attack's own count per example; model grad rows: rows the "
+             "model actually ran forward+backward (includes samples frozen inside a batch)"]
+    return {"benchmark": "throughput", "config": {**cfg, "data": data, "model": model_name},
+            "provenance": common.provenance(dev, threads), "rows": rows,
+            "ratios": ratios(rows, cfg["batches"]), "equal_quality": full_quality,
+            "notes": notes}
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--full", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    common.emit(bench(a.full, a.device, a.threads), COLUMNS)
