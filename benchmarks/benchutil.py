@@ -44,11 +44,14 @@ def timed(fn: Callable[[], object], device: torch.device) -> Tuple[object, float
 class CountingModel(nn.Module):
     """Wraps a classifier and counts the rows it evaluated: ``grad_rows`` with autograd on
     (a forward+backward in every attack here), ``rows`` in all. Counting happens on the host
-    from shapes only, so it adds no device synchronisation."""
+    from shapes only, so it adds no device synchronisation. The wrapper takes the model's
+    train/eval mode: libraries that restore "the mode they were given" (torchattacks) would
+    otherwise switch the model's dropout on."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.train(model.training)  # a fresh Module is in training mode; mirror the model's
         self.reset()
 
     def reset(self) -> None:

@@ -46,9 +46,10 @@ def main(argv=None) -> list:
         common.emit(report, module.COLUMNS)
         print(f"# {name}: {report['wall_seconds']:.0f} s\n", flush=True)
         reports.append(report)
-    if a.out:
-        Path(a.out).write_text(json.dumps(common.jsonable(
-            {"argv": sys.argv, "full": a.full, "reports": reports}), indent=2, allow_nan=False))
+        if a.out:  # after every benchmark, so a long run keeps what it finished
+            Path(a.out).write_text(json.dumps(common.jsonable(
+                {"argv": sys.argv, "full": a.full, "reports": reports}), indent=2,
+                allow_nan=False))
     return reports
 
 

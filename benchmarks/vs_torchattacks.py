@@ -80,6 +80,9 @@ def score(name: str, settings: str, run: Runner, model, x, y, t, device) -> dict
     """Run one attack and measure it the same way for everyone."""
     counted = common.CountingModel(model)
     adv, seconds = common.timed(lambda: run(counted, x, y, t), device)
+    if model.training:
+        raise RuntimeError(f"{name} left the model in training mode; its success check would "
+                           "run with dropout/batch-norm updates")
     ok = common.targeted_success(model, adv, t)
     saturated = ((x == 0) | (x == 1))[ok]
     moved = ((adv - x).abs() > 1e-7)[ok] & saturated

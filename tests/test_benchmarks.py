@@ -1,0 +1,167 @@
+"""The benchmarks run at a tiny size and report the fields and ratios they promise (no timing
+assertions: only counts, shapes and exact byte arithmetic)."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import benchutil  # noqa: E402
+import memory  # noqa: E402
+import run  # noqa: E402
+import solver_overhead  # noqa: E402
+import throughput  # noqa: E402
+import vs_torchattacks  # noqa: E402
+from attacks import CWL2, FGM, IFGSM, StrAttack  # noqa: E402
+from attacks.models import load_model  # noqa: E402
+from attacks.spec import SearchSpec  # noqa: E402
+
+TINY = SearchSpec(steps=1, iterations=10, rescue_iterations=0)
+TINY_ATTACKS = {"strattack": lambda m: StrAttack(m, search=TINY, refine=False),
+                "cw-l2": lambda m: CWL2(m, search=TINY),
+                "fgm": lambda m: FGM(m)}
+TINY_LAYOUTS = {(3, 16, 16): [("2x2/2 vs 3x3/2", (2, 2), (3, 2))]}
+
+
+def finite_positive(v):
+    return isinstance(v, float) and math.isfinite(v) and v > 0
+
+
+def test_throughput_rows_counts_and_ratios():
+    r = throughput.bench(n=3, batches=(1, 3), single=2, attacks=TINY_ATTACKS)
+    rows = {(row["attack"], row["batch"]): row for row in r["rows"]}
+    assert set(rows) == {(a, b) for a in TINY_ATTACKS for b in (1, 3)}
+    for (name, batch), row in rows.items():
+        assert row["examples"] == (2 if batch == 1 else 3)
+        assert row["extrapolated"] == (batch == 1)
+        assert finite_positive(row["examples_per_s"])
+        assert 0 <= row["asr"] <= 100
+    for b in (1, 3):  # one solve of 10 iterations each; FGM: 13 ε values × 1 step
+        assert rows["cw-l2", b]["gradient_evals_per_example"] == 10
+        assert rows["strattack", b]["model_grad_rows_per_example"] == 10
+        assert rows["fgm", b]["gradient_evals_per_example"] == 13
+    # batch 1 is extrapolated with the batch-3 mean evaluations
+    assert rows["cw-l2", 1]["extrapolated_with_evals"] == 10
+    for key in ("cw-l2: examples/s batch 3 / batch 1",
+                "strattack / cw-l2: seconds per example, batch 1",
+                "strattack / cw-l2: seconds per example, batch 3",
+                "fgm / cw-l2: gradient evals per example"):
+        assert finite_positive(r["ratios"][key]), key
+    assert r["ratios"]["fgm / cw-l2: gradient evals per example"] == pytest.approx(1.3)
+    assert set(r["equal_quality"]) == {a for a in TINY_ATTACKS
+                                       if all(rows[a, b]["asr"] == 100 for b in (1, 3))}
+
+
+def test_throughput_rejects_bad_batches():
+    with pytest.raises(ValueError, match="batches"):
+        throughput.bench(n=2, batches=(0, 2), single=1, attacks=TINY_ATTACKS)
+
+
+def test_peak_bytes_counts_a_known_allocation():
+    keep, peak = memory.peak_bytes(lambda: torch.ones(10 ** 6, dtype=torch.uint8),
+                                   torch.device("cpu"))
+    assert keep.numel() == 10 ** 6
+    assert 10 ** 6 <= peak < 2 * 10 ** 6
+
+
+def test_memory_state_bytes_and_ratios():
+    r = memory.bench(batch=2, iterations=1, layouts=TINY_LAYOUTS)
+    flat, over = r["rows"]
+    assert not flat["overlapping"] and over["overlapping"] and over["max_cover"] == 4
+    # a partition holds z plus three full copies (l2, groups, valid) and their duals: 7 images
+    assert flat["state_mb"] == pytest.approx(7 * flat["input_mb"])
+    g, n = over["num_groups"], 3 * 16 * 16
+    assert over["state_mb"] == pytest.approx((5 + 2 * g * 27 / n) * over["input_mb"])
+    for row in r["rows"]:
+        assert row["peak_mb"] >= row["state_mb"] > 0  # the state is allocated by the solve
+        assert row["naive_state_mb"] > row["state_mb"]
+    key = "16x16x3 2x2/2 vs 3x3/2: peak overlapping / non-overlapping"
+    assert r["ratios"][key] == pytest.approx(over["peak_mb"] / flat["peak_mb"])
+
+
+def test_solver_overhead_report():
+    r = solver_overhead.bench(batch=4, iters=2, specs=("cw-l2",))
+    (row,) = r["rows"]
+    assert row["spec"] == "cw-l2" and row["batch"] == 4
+    assert finite_positive(row["model_fwd_bwd_ms"])
+    assert r["ratios"]["cw-l2: solver only / model fwd+bwd"] == row["solver_over_model"]
+
+
+def test_vs_torchattacks_skips_cleanly_without_torchattacks(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # makes the import fail
+    r = vs_torchattacks.bench()
+    assert r["rows"] == [] and "pip install --no-deps torchattacks==3.5.1" in r["skipped"]
+    benchutil.emit(r, vs_torchattacks.COLUMNS)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert json.loads(line)["skipped"] == r["skipped"]
+
+
+def test_compare_scores_every_attack_the_same_way():
+    model = load_model("mnist-cw")
+    x, y, t = benchutil.examples("mnist-heldout", 3, torch.device("cpu"))
+    expected = IFGSM(model)(x, y, targets=t)
+    runners = [("cw-l2", "tiny", vs_torchattacks.ours(lambda m: CWL2(m, search=TINY))),
+               ("ifgsm", "defaults", vs_torchattacks.ours(IFGSM))]
+    rows, ratios = vs_torchattacks.compare("mnist", runners, model, x, y, t,
+                                           torch.device("cpu"))
+    assert [r["attack"] for r in rows] == ["cw-l2", "ifgsm"]
+    assert rows[0]["model_grad_rows_per_example"] == 10
+    assert rows[1]["asr"] == pytest.approx(100 * expected.success_rate) and expected.success.any()
+    assert rows[1]["l2"] == pytest.approx(float(expected.metrics["l2"][expected.success].mean()))
+    assert vs_torchattacks.common_l2_ratio(rows[1], rows[1]) == pytest.approx(1.0)
+    assert set(ratios) == {"mnist: ifgsm (defaults) / cw-l2: l2 on common successes",
+                           "mnist: ifgsm (defaults) / cw-l2: seconds"}
+
+
+def test_torchattacks_cw_on_the_same_examples():
+    ta = pytest.importorskip("torchattacks")
+    r = vs_torchattacks.bench(cases=["mnist"], n={"mnist": 2},
+                              budgets=[{"c": 1.0, "steps": 5, "lr": 0.01}],
+                              ours_factories={"cw-l2": lambda m: CWL2(m, search=TINY)})
+    rows = r["rows"]
+    assert [(x["attack"], x["settings"]) for x in rows] == [
+        ("cw-l2", "defaults"), ("torchattacks-cw", "c=1, steps=50, lr=0.01"),
+        ("torchattacks-cw", "c=1, steps=5, lr=0.01")]
+    assert rows[1]["model_grad_rows_per_example"] <= 50
+    assert rows[2]["model_grad_rows_per_example"] <= 5
+    # the documented limitation, seen by the saturated_moved metric: pixels at exactly 0 or 1
+    # never move under torchattacks' CW (tanh start at ±inf), while IFGSM moves them
+    model = load_model("mnist-cw")
+    x, y, t = benchutil.examples("mnist-heldout", 2, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    ta_row = vs_torchattacks.score("torchattacks-cw", "", vs_torchattacks.torchattacks_cw(
+        ta, 100.0, 100, 0.1), model, x, y, t, cpu)
+    ifgsm_row = vs_torchattacks.score("ifgsm", "", vs_torchattacks.ours(IFGSM), model, x, y, t,
+                                      cpu)
+    assert ta_row["asr"] > 0 and ifgsm_row["asr"] > 0
+    assert ta_row["saturated_moved"] == 0 < ifgsm_row["saturated_moved"]
+
+
+def test_run_writes_strict_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(memory, "LAYOUTS", TINY_LAYOUTS)
+    out = tmp_path / "bench.json"
+    (report,) = run.main(["--only", "memory", "--out", str(out)])
+    saved = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert saved["reports"][0]["ratios"].keys() == report["ratios"].keys()
+    assert "peak_mb" in capsys.readouterr().out  # the table was printed
+
+
+def test_table_and_jsonable():
+    text = benchutil.table([{"a": 1.23456, "b": float("nan")}], ("a", "b"))
+    assert text.splitlines()[2].split() == ["1.235", "nan"]
+    assert benchutil.jsonable({"x": [float("inf"), 1.0]}) == {"x": [None, 1.0]}
+
+
+def test_counting_model_counts_rows_and_keeps_the_models_mode():
+    model = load_model("mnist-cw")
+    counted = benchutil.CountingModel(model)
+    assert not counted.training  # else torchattacks would "restore" training mode (dropout)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        counted(x)
+    counted(x[:2].requires_grad_(True)).sum().backward()
+    assert (counted.rows, counted.grad_rows) == (5, 2)
