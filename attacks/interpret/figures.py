@@ -30,7 +30,7 @@ MAP_TITLES = {
 
 def plot_is_curves(path, curves: Sequence[ISCurve], *, title: Optional[str] = None) -> Path:
     """One panel per curve (per map), three to a row: mean IS of each attack against the
-    percentile ν."""
+    percentile ν, with a band of ± one standard error of the mean over the examples."""
     path = Path(path)
     if not curves:
         raise ValueError("no curves to plot")
@@ -48,8 +48,14 @@ def plot_is_curves(path, curves: Sequence[ISCurve], *, title: Optional[str] = No
                 ax.plot(nus, m.numpy(), ls="--", color="gray", lw=1.2,
                         label="δ spread evenly (IS = √(|B|/d))")
                 continue
-            ax.plot(nus, m.numpy(), marker=markers[k % len(markers)], lw=1.8,
-                    label=f"{name} (n = {c.count[name]})")
+            line, = ax.plot(nus, m.numpy(), marker=markers[k % len(markers)], lw=1.8,
+                            label=f"{name} (n = {c.count[name]}; band: ± 1 s.e.)")
+            per = c.per_example[name]
+            per = per[~per[:, 0].isnan()]
+            if per.shape[0] > 1:
+                se = (per.std(0, correction=1) / per.shape[0] ** 0.5).numpy()
+                ax.fill_between(nus, m.numpy() - se, m.numpy() + se, color=line.get_color(),
+                                alpha=0.15, lw=0)
         ax.set_xlabel("ν: percentile of the map used as threshold")
         ax.set_ylabel("mean IS = ||B∘δ||₂ / ||δ||₂")
         rule = "map > ν-th percentile" if c.strict else "map ≥ ν-th percentile"
