@@ -105,7 +105,8 @@ def measure(shape, size: int, stride: int, batch: int, device, iterations: int =
     tensors = [st.z, *st.xs, *st.us]
     state = sum(t.numel() * t.element_size() for t in tensors)
     n, size_of = x0[0].numel(), x0.element_size()
-    in_groups = 2 * batch * groups.num_groups * groups.group_dim * size_of  # x and u of the group block
+    # the group block's copy x and dual u: in-group (measured) vs a full image per group
+    in_groups = 2 * batch * groups.num_groups * groups.group_dim * size_of
     naive = state - in_groups + 2 * batch * groups.num_groups * n * size_of
     input_bytes = batch * n * size_of
     mb = 2.0 ** -20

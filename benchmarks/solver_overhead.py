@@ -3,17 +3,17 @@
 Both are measured in the same run, on the same device, at the same batch: the StrAttack
 problem (γ||δ||² + τ Σ||δ_G|| + box) on MNIST-sized inputs with the zoo's C&W MNIST CNN.
 Solver-only time is an iteration whose smooth term costs nothing (a linear function), so
-everything left is x-steps, z-step, dual step and freezing.
+everything left is x-steps, z-step, dual step and freezing. Each figure is the fastest of a few
+rounds, in CPU seconds of this process on a CPU device (wall seconds on a GPU), so that other
+processes sharing the cores disturb it as little as possible.
 
     python benchmarks/solver_overhead.py [--full] [--batch 180] [--device cpu]
-    quick (default): 10 iterations per timing; --full: 100
+    quick (default): 10 iterations, 2 rounds per figure; --full: 30 iterations, 5 rounds
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import torch
 
@@ -25,19 +25,17 @@ from attacks.models import load_model
 from attacks.problems import attack_problem, loss_term
 
 
-def timed(fn, repeat: int, device) -> float:
-    fn()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / repeat
+def per_call(fn, calls: int, rounds: int, device) -> float:
+    """Seconds per call of ``fn``: the fastest of ``rounds`` timings of ``calls`` calls each,
+    after a warm-up call (the minimum is the figure least disturbed by other processes)."""
+    fn()
+    return min(common.timed(lambda: [fn() for _ in range(calls)], device)[1]
+               for _ in range(rounds)) / calls
 
 
-def measure(batch: int, device: str, iters: int, spec_name: str = "strattack") -> dict:
+def measure(batch: int, device: str, iters: int, spec_name: str = "strattack",
+            rounds: int = 3) -> dict:
+    """Per iteration: one model forward+backward, the solver alone, and a full iteration."""
     dev = torch.device(device)
     torch.manual_seed(0)
     model = load_model("mnist-cw", device=device)
@@ -49,17 +47,19 @@ def measure(batch: int, device: str, iters: int, spec_name: str = "strattack") -
     spec = builtin_spec(spec_name)
     smooth = loss_term(model, x0, labels, targets, targeted, c, 0.0)
     z = 0.01 * torch.randn_like(x0)
-    t_model = timed(lambda: smooth.value_and_grad(z), iters, dev)
     weights = torch.randn_like(x0)
     free = Smooth(lambda z: (weights * z).flatten(1).sum(1))  # gradient is a constant
     solver = LinearizedADMM(spec.solver.settings(iters))
-    t_free = timed(lambda: solver.solve(attack_problem(spec, x0, free), z), 1, dev) / iters
-    t_grad_free = timed(lambda: free.value_and_grad(z), iters, dev)
-    t_full = timed(lambda: solver.solve(attack_problem(spec, x0, smooth), z), 1, dev) / iters
+    t_model = per_call(lambda: smooth.value_and_grad(z), iters, rounds, dev)
+    t_free = per_call(lambda: solver.solve(attack_problem(spec, x0, free), z), 1, rounds,
+                      dev) / iters
+    t_grad_free = per_call(lambda: free.value_and_grad(z), iters, rounds, dev)
+    t_full = per_call(lambda: solver.solve(attack_problem(spec, x0, smooth), z), 1, rounds,
+                      dev) / iters
     solver_only = t_free - t_grad_free
-    return {"spec": spec_name, "batch": batch, "device": str(dev),
-            "model_fwd_bwd_ms": 1e3 * t_model, "solver_only_ms": 1e3 * solver_only,
-            "full_iteration_ms": 1e3 * t_full,
+    return {"spec": spec_name, "batch": batch, "device": str(dev), "iters": iters,
+            "rounds": rounds, "model_fwd_bwd_ms": 1e3 * t_model,
+            "solver_only_ms": 1e3 * solver_only, "full_iteration_ms": 1e3 * t_full,
             "solver_over_model": solver_only / t_model,
             "full_over_model": t_full / t_model - 1}
 
@@ -70,11 +70,12 @@ COLUMNS = ("spec", "batch", "model_fwd_bwd_ms", "solver_only_ms", "full_iteratio
 
 
 def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, batch: int = 180,
-          iters=None, specs=SPECS) -> dict:
+          iters=None, rounds=None, specs=SPECS) -> dict:
     dev = common.setup(device, threads)
-    iters = iters or (100 if full else 10)
-    rows = [measure(batch, str(dev), iters, name) for name in specs]
-    return {"benchmark": "solver_overhead", "config": {"batch": batch, "iters": iters},
+    iters, rounds = iters or (30 if full else 10), rounds or (5 if full else 2)
+    rows = [measure(batch, str(dev), iters, name, rounds) for name in specs]
+    return {"benchmark": "solver_overhead",
+            "config": {"batch": batch, "iters": iters, "rounds": rounds},
             "provenance": common.provenance(dev, threads), "rows": rows,
             "ratios": {f"{r['spec']}: solver only / model fwd+bwd": r["solver_over_model"]
                        for r in rows},

@@ -2,6 +2,10 @@
 evaluations per example at several batch sizes, on the same examples, with the ASR that says
 whether the comparison is at equal quality (100%).
 
+Seconds are CPU seconds of this process on a CPU device (one intra-op thread: an idle
+machine's wall time, hardly changed by other processes on shared cores) and wall seconds on a
+GPU; wall seconds are reported beside them.
+
 Batch b > 1: all ``n`` examples attacked in chunks of b (each chunk one call, as a user would).
 Batch 1: ``single`` evenly spaced examples attacked one at a time; their seconds per gradient
 evaluation times the mean gradient evaluations per example of all ``n`` examples (per-sample
@@ -43,14 +47,14 @@ def attack_in_chunks(attack, x, y, t, batch: int) -> AttackResult:
                                for i in range(0, x.shape[0], batch))
 
 
-def _row(name, batch, result: AttackResult, seconds, model, extra=None) -> dict:
+def _row(name, batch, result: AttackResult, seconds, wall, model) -> dict:
     s = result.summary()
     n = len(result)
     return {"attack": name, "batch": batch, "examples": n, "asr": s["asr"],
-            "seconds": seconds, "seconds_per_example": seconds / n,
+            "seconds": seconds, "wall_seconds": wall, "seconds_per_example": seconds / n,
             "examples_per_s": n / seconds, "gradient_evals_per_example": s["gradient_evals"],
             "model_grad_rows_per_example": model.grad_rows / n, "l2": s["l2"], "l0": s["l0"],
-            "extrapolated": False, **(extra or {})}
+            "extrapolated": False}
 
 
 def measure(name: str, factory: Callable, model, x, y, t, batches: Sequence[int], single: int,
@@ -62,13 +66,13 @@ def measure(name: str, factory: Callable, model, x, y, t, batches: Sequence[int]
     for b in sorted(batches, reverse=True):  # the large batches first: they give the mean evals
         counted.reset()
         if b > 1:
-            result, sec = common.timed(lambda: attack_in_chunks(attack, x, y, t, b), device)
-            rows[b] = _row(name, b, result, sec, counted)
+            result, sec, wall = common.timed(lambda: attack_in_chunks(attack, x, y, t, b), device)
+            rows[b] = _row(name, b, result, sec, wall, counted)
             continue
         pick = torch.linspace(0, x.shape[0] - 1, single).round().long().unique().to(x.device)
-        result, sec = common.timed(lambda: attack_in_chunks(attack, x[pick], y[pick], t[pick], 1),
-                                   device)
-        row = _row(name, 1, result, sec, counted)
+        result, sec, wall = common.timed(
+            lambda: attack_in_chunks(attack, x[pick], y[pick], t[pick], 1), device)
+        row = _row(name, 1, result, sec, wall, counted)
         evals = float(result.gradient_evals.double().sum())
         mean_evals = rows[max(rows)]["gradient_evals_per_example"] if rows else evals / len(result)
         per_example = sec / evals * mean_evals

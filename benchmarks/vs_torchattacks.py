@@ -11,7 +11,8 @@ Each case runs torchattacks at its defaults (c=1, κ=0, 50 steps, lr 0.01) and a
 budget (the case's ``budget``: on CIFAR-10 the smallest tried that reaches 100%; on MNIST none
 tried does — the row is the best found); ``--full`` adds the other budgets tried (``search``)
 and StrAttack for context. Success is checked here for every attack by the same fresh forward
-pass (argmax == target). Quick (default): MNIST, 8 images; ``--full``: MNIST 50, CIFAR-10 20.
+pass (argmax == target). Seconds: CPU seconds of this process on a CPU device, wall seconds
+on a GPU (see benchutil.timed). Quick (default): MNIST, 8 images; ``--full``: MNIST 50, CIFAR-10 20.
 
 Needs the optional ``bench`` extra (``pip install --no-deps torchattacks==3.5.1``; torchattacks
 3.5.1 imports without its declared torchvision/requests/tqdm). Without it: a message, no rows.
@@ -79,7 +80,7 @@ def ours(factory) -> Runner:
 def score(name: str, settings: str, run: Runner, model, x, y, t, device) -> dict:
     """Run one attack and measure it the same way for everyone."""
     counted = common.CountingModel(model)
-    adv, seconds = common.timed(lambda: run(counted, x, y, t), device)
+    adv, seconds, wall = common.timed(lambda: run(counted, x, y, t), device)
     if model.training:
         raise RuntimeError(f"{name} left the model in training mode; its success check would "
                            "run with dropout/batch-norm updates")
@@ -88,7 +89,8 @@ def score(name: str, settings: str, run: Runner, model, x, y, t, device) -> dict
     moved = ((adv - x).abs() > 1e-7)[ok] & saturated
     return {"attack": name, "settings": settings, "examples": x.shape[0],
             "asr": 100.0 * float(ok.float().mean()), **common.distortion(x, adv, ok),
-            "seconds": seconds, "model_grad_rows_per_example": counted.grad_rows / x.shape[0],
+            "seconds": seconds, "wall_seconds": wall,
+            "model_grad_rows_per_example": counted.grad_rows / x.shape[0],
             "saturated_moved": float(moved.sum()) / max(int(saturated.sum()), 1),
             "_success": ok, "_delta_l2": (adv - x).flatten(1).norm(dim=1)}
 
