@@ -70,15 +70,18 @@ def test_repair_on_a_zoo_model_survives_png_and_keeps_zeros(tmp_path):
         delta = hi * (x1 - x0)
         success = model(x0 + delta).argmax(1) != labels
     assert success.all()
+    success[5] = False  # as if the attack had failed there: stays failed, costs nothing
     snap = snap_to_grid(model, x0, delta, success, tg)
-    assert snap.success.all() and (snap.gradient_evals > 0).any()  # some needed the repair
+    assert torch.equal(snap.success, success)
+    assert (snap.gradient_evals[:5] > 0).any() and (snap.gradient_evals[:5] == 0).any()
+    assert torch.equal(snap.forward_evals, snap.gradient_evals + success.long())
     back = png_round_trip(snap.adversarial, tmp_path)
-    assert torch.equal(back, snap.adversarial)
+    assert torch.equal(back, snap.adversarial) and torch.equal(back[5], x0[5])
     with torch.no_grad():
-        assert (model(back).argmax(1) != labels).all()
-    d = snap.adversarial - x0
+        assert (model(back[:5]).argmax(1) != labels[:5]).all()
+    d, ok = snap.adversarial - x0, success
     assert (d[delta == 0] == 0).all()
-    assert (d.flatten(1).norm(dim=1) <= 1.05 * delta.flatten(1).norm(dim=1)).all()
+    assert (d.flatten(1).norm(dim=1) <= 1.05 * delta.flatten(1).norm(dim=1))[ok].all()
 
 
 def test_repair_moves_few_entries_where_amplification_moves_all():
