@@ -22,6 +22,7 @@ import torch
 
 from attacks.interpret.report import Comparison, map_settings, write_report
 from attacks.interpret.score import MAPS
+from cli import distributed
 from cli.errors import UserError
 from cli.provenance import environment
 from cli.resolve import (check_compatible, describe_device, parse_targets, resolve_data,
@@ -177,7 +178,8 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
     specs = [load_spec(a, o) for a, o in zip(names, overrides)]
     labels = attack_labels(specs)
 
-    dev = resolve_device(device)
+    ranks = distributed.current()
+    dev = resolve_device(distributed.rank_device(device, ranks))
     net = resolve_model(model, weights, dev)
     images, y = resolve_data(data, n)
     num_classes = check_compatible(net, images, y, model, data)
@@ -193,21 +195,29 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
                                 "run": f"attacks/{lab}", "spec_toml": dumps_spec(s.spec)}
                           for lab, name, o, s in zip(labels, names, overrides, specs)},
               **environment()}
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / PROVENANCE, record)
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / PROVENANCE, record)
 
     runs, attack_summaries = {}, {}
-    for lab, name, o in zip(labels, names, overrides):
-        summ = solve(spec=name, sets=o, model=model, weights=weights, data=data, n=n,
-                     targets=targets, device=device, batch_size=batch_size, seed=seed,
-                     out=out / "attacks" / lab, figures=0, restart=restart, quiet=quiet,
-                     threads=threads, grid=grid)
-        if summ is None:  # torchrun rank other than 0: rank 0 writes the report
-            return None
-        runs[lab] = out / "attacks" / lab
-        attack_summaries[lab] = {k: summ.get(k) for k in (
-            "examples", "successes", "asr", "l0", "l2", "groups_nonzero", "gradient_evals",
-            "seconds_this_run", "batches_resumed")}
+    try:
+        for lab, name, o in zip(labels, names, overrides):
+            summ = solve(spec=name, sets=o, model=model, weights=weights, data=data, n=n,
+                         targets=targets, device=device, batch_size=batch_size, seed=seed,
+                         out=out / "attacks" / lab, figures=0, restart=restart, quiet=quiet,
+                         threads=threads, grid=grid)
+            runs[lab] = out / "attacks" / lab
+            if summ is not None:  # None: a torchrun rank other than 0 (rank 0 reports)
+                attack_summaries[lab] = {k: summ.get(k) for k in (
+                    "examples", "successes", "asr", "l0", "l2", "groups_nonzero",
+                    "gradient_evals", "seconds_this_run", "batches_resumed")}
+    except KeyboardInterrupt:
+        if ranks.main:
+            write_json(out / PROVENANCE, {**record, "status": "interrupted",
+                                          "finished": _now()})
+        raise
+    if not ranks.main:
+        return None
 
     start = time.perf_counter()
     comp = load_comparison(runs)

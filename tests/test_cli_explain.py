@@ -35,7 +35,7 @@ def explain(out, *extra, model="mnist-cw", n=2):
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("explain") / "run"
-    r = explain(out, *TINY, "--figures", 2)
+    r = explain(out, *TINY, "--figures", 1)
     return out, r
 
 
@@ -82,7 +82,7 @@ def test_explain_writes_consistent_curves_tables_and_figures(mnist_run):
             assert math.isclose(written[i], float(by_hand[i]), abs_tol=1e-5)
     # figures, provenance, the attack runs, the printed table
     pngs = sorted((out / "figures").glob("example-*.png"))
-    assert len(pngs) == 2 and (out / "is_curve.png").is_file()
+    assert len(pngs) == 1 and (out / "is_curve.png").is_file()
     for p in pngs + [out / "is_curve.png"]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
     prov = read_json(out / "provenance.json")
@@ -104,6 +104,32 @@ def test_explain_resumes_the_attacks_and_rewrites_the_report(mnist_run, tmp_path
     s = read_json(out / "summary.json")
     assert all(a["batches_resumed"] == 1 for a in s["attacks"].values())
     assert list(s["mean_is"]) == ["asm"] and s["mean_is"]["asm"] == before["mean_is"]["asm"]
+
+
+def test_an_interrupted_explain_says_so_and_resumes(tmp_path, monkeypatch):
+    import cli.runner
+    real = cli.runner.run_batch
+    calls = []
+
+    def interrupted_in_the_second_attack(attack, plan, sl):
+        calls.append(attack.spec.name)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(attack, plan, sl)
+
+    monkeypatch.setattr(cli.runner, "run_batch", interrupted_in_the_second_attack)
+    out = tmp_path / "run"
+    r = explain(out, *TINY, "--figures", 0, "--maps", "asm", n=1)
+    assert r.exit_code == 130 and "resume" in r.stderr and "Traceback" not in r.output
+    assert read_json(out / "provenance.json")["status"] == "interrupted"
+    assert not (out / "summary.json").exists()
+    monkeypatch.setattr(cli.runner, "run_batch", real)
+    r = explain(out, *TINY, "--figures", 0, "--maps", "asm", n=1)
+    assert r.exit_code == 0, r.output
+    s = read_json(out / "summary.json")
+    assert s["attacks"]["strattack"]["batches_resumed"] == 1   # not attacked again
+    assert s["attacks"]["cw-l2"]["batches_resumed"] == 0
+    assert read_json(out / "provenance.json")["status"] == "complete"
 
 
 GAP_FACTORY = """\
