@@ -49,16 +49,16 @@ def split_list(text: str, option: str) -> List[str]:
 
 
 def parse_nus(text: str) -> List[float]:
-    """``--nu 30,40,...``: percentiles in [0, 100], sorted, without repeats."""
+    """``--nus 30,40,...``: percentiles in [0, 100], sorted, without repeats."""
     values = []
-    for item in split_list(text, "--nu"):
+    for item in split_list(text, "--nus"):
         try:
             v = float(item)
         except ValueError:
-            raise UserError(f"--nu {text!r}: {item!r} is not a number; expected percentiles "
+            raise UserError(f"--nus {text!r}: {item!r} is not a number; expected percentiles "
                             "in [0, 100], e.g. 30,40,50,60,70,80,90") from None
         if not 0 <= v <= 100:
-            raise UserError(f"--nu {text!r}: {item} is outside [0, 100]")
+            raise UserError(f"--nus {text!r}: {item} is outside [0, 100]")
         values.append(v)
     return sorted(set(values))
 
@@ -155,7 +155,7 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
     """Everything ``admm-attack explain`` does; returns the summary (None on torchrun ranks
     other than 0, which only attack). User errors raise :class:`UserError`."""
     options = dict(attacks=attacks, set=list(sets), model=model, weights=weights, data=data,
-                   n=n, targets=targets, maps=maps, nu=nus, figures=figures,
+                   n=n, targets=targets, maps=maps, nus=nus, figures=figures,
                    figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
                    out=str(out), restart=restart, threads=threads, grid=grid, quiet=quiet)
     if batch_size <= 0:

@@ -37,8 +37,8 @@ def explain(
              "only), gradcam-true, gradcam-target; cam and gradcam stand for both labels; "
              "auto: asm, CAM where the model has a GAP head, Grad-CAM where it has a conv "
              "layer.")] = "auto",
-    nu: Annotated[str, typer.Option(
-        "--nu", help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
+    nus: Annotated[str, typer.Option(
+        "--nus", help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
                      "percentile), comma-separated.")] = "30,40,50,60,70,80,90",
     weights: Annotated[Optional[str], typer.Option(
         help="State-dict file for a zoo model or a module:factory model.")] = None,
@@ -84,7 +84,7 @@ def explain(
     from cli.explain import explain as run_explain, format_table
     try:
         summ = run_explain(attacks=attacks, sets=sets, model=model, weights=weights, data=data,
-                           n=n, targets=targets, maps=maps, nus=nu, figures=figures,
+                           n=n, targets=targets, maps=maps, nus=nus, figures=figures,
                            figure_nu=figure_nu, device=device, batch_size=batch_size,
                            seed=seed, out=out, restart=restart, quiet=quiet, threads=threads,
                            grid=grid)

@@ -28,7 +28,7 @@ def _restore_threads():
 
 
 def explain(out, *extra, model="mnist-cw", n=2):
-    return invoke("explain", "--model", model, *BASE, "-n", n, "--nu", "30,60,90",
+    return invoke("explain", "--model", model, *BASE, "-n", n, "--nus", "30,60,90",
                   "--out", out, *extra)
 
 
@@ -166,8 +166,8 @@ def test_cam_on_a_gap_model_and_its_overlays(tmp_path, monkeypatch):
     (["--maps", "cam-true"], ["--maps cam-true", "--model mnist-cw", "GAP head", "gradcam"]),
     (["--maps", "asm,saliency"], ["--maps", "unknown map 'saliency'", "gradcam-target"]),
     (["--maps", "auto,asm"], ["--maps", "auto stands alone"]),
-    (["--nu", "30,120"], ["--nu", "120 is outside [0, 100]"]),
-    (["--nu", "30,x"], ["--nu", "'x' is not a number"]),
+    (["--nus", "30,120"], ["--nus", "120 is outside [0, 100]"]),
+    (["--nus", "30,x"], ["--nus", "'x' is not a number"]),
     (["--attacks", "strattack,,cw-l2"], ["--attacks", "without empty entries"]),
     (["--attacks", "strattack,cw-l3"], ["unknown spec 'cw-l3'"]),
     (["--set", "search.steps=0"], ["search.steps"]),
