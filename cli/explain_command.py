@@ -66,10 +66,12 @@ def explain(
              "machine.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ):
-    """Compare where several attacks put their perturbation: the interpretability score
-    IS = ||B∘δ||₂/||δ||₂ (paper eq. 23) against the percentile ν of the adversarial saliency
-    map (ASM), the class activation map (CAM, GAP models) and Grad-CAM, on the same images
-    and targets; writes the curves (CSV, PNG), per-example scores, overlays and a summary.
+    """Interpretability: compare where attacks put their perturbation (paper section 6).
+
+    Runs every attack on the same images and targets, then measures the interpretability
+    score IS = ||B∘δ||₂/||δ||₂ (eq. 23) against the percentile ν of the adversarial saliency
+    map (ASM), the class activation map (CAM, GAP models) and Grad-CAM; writes the curves
+    (CSV, PNG), per-example scores, overlays and a summary.
 
     Examples:
 
