@@ -36,6 +36,8 @@ from ..data import load_dataset
 from .architectures import NORMALIZATION, cifar_cw, mnist_cw, mnist_gap, mnist_lenet, mnist_mlp
 from .defences import (
     DEFENDED,
+    EVAL_DATASET,
+    EVAL_PGD,
     EVAL_PGD_IMAGES,
     PGDTraining,
     distillation_loss,
@@ -66,6 +68,9 @@ DEFAULTS = {
     "mnist-gap": dict(epochs=12, batch_size=64, lr=2e-3),
     "mnist-lenet": dict(epochs=12, batch_size=64, lr=2e-3),
     "mnist-mlp": dict(epochs=30, batch_size=64, lr=2e-3),
+    # defended models (attacks.models.defences.DEFENDED); the others use their architecture's
+    **{f"mnist-distill-t{t}": dict(epochs=30, batch_size=64, lr=2e-3) for t in (1, 10, 50, 100)},
+    "mnist-pgd": dict(epochs=20, batch_size=64, lr=2e-3),
     "cifar10-cw": dict(epochs=30, batch_size=128, lr=1e-3),
 }
 
@@ -253,10 +258,9 @@ def main(argv: list[str] | None = None) -> dict:
         "device": str(args.device),
         "torch": torch.__version__,
     }
-    if isinstance(defence, PGDTraining) and "mnist-heldout" in evals:
-        xh, yh = evals["mnist-heldout"]
-        summary["robust_accuracy"] = {"mnist-heldout": robust_accuracy(
-            model, xh[:EVAL_PGD_IMAGES], yh[:EVAL_PGD_IMAGES])}
+    if isinstance(defence, PGDTraining) and EVAL_DATASET in evals:
+        xh, yh = (t[:EVAL_PGD_IMAGES] for t in evals[EVAL_DATASET])
+        summary["robust_accuracy"] = {k: robust_accuracy(model, xh, yh, pgd) for k, pgd in EVAL_PGD.items()}
     print(json.dumps(summary))
     return summary
 

