@@ -88,7 +88,8 @@ def test_evaluate_transfer_counts_only_source_successes(attacked):
     source, result = attacked
     ok = result.success
     assert len(result) == 12 and ok.any()
-    report = evaluate_transfer(result, {"self": source, "always-2": Constant(2), "always-y": Constant(int(result.labels[0]))})
+    models = {"self": source, "always-2": Constant(2), "always-y": Constant(int(result.labels[0]))}
+    report = evaluate_transfer(result, models)
     assert list(report) == ["self", "always-2", "always-y"]
     n_ok = int(ok.sum())
     assert report["self"] == TransferCount("self", n_ok, n_ok, 12, 1) and report["self"].rate == 1.0
