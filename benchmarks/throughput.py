@@ -87,7 +87,7 @@ def ratios(rows: list, batches: Sequence[int]) -> dict:
     """Ratios measured in this run: speed-up of the largest batch over batch 1 per attack, and
     time / gradient evaluations per example of each attack relative to cw-l2 per batch."""
     by = {(r["attack"], r["batch"]): r for r in rows}
-    names = sorted({r["attack"] for r in rows}, key=[r["attack"] for r in rows].index)
+    names = list(dict.fromkeys(r["attack"] for r in rows))  # in order of appearance
     out = {}
     lo, hi = min(batches), max(batches)
     for a in names:
