@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from attacks import builtin
 from attacks.classifier import Classifier
 from attacks.engine import Best, Engine, Outcome, verify
+from attacks.grid import snap_to_grid
 from attacks.result import AttackResult, build_result
 from attacks.spec import AttackSpec, GroupSpec, RefineSpec, default_c
 from attacks.targets import TargetChoice, expand_targets
@@ -92,16 +93,18 @@ class Refine:
     distortion on the support of ``delta`` (minus its smallest ``quantile`` entries), starting
     from ``delta``; it keeps the refined answer where that succeeds, else ``delta`` where that is
     adversarial, else reports failure. ``c`` defaults to the spec's (or the dataset's) constant.
+    ``grid=True`` snaps the final examples onto the 8-bit grid and re-verifies them (attacks.grid).
     """
 
     def __init__(self, model: nn.Module, spec: Optional[AttackSpec] = None, *,
                  quantile: float = 0.03, iterations: int = 400, c: Optional[float] = None,
-                 normalize: Optional[tuple] = None, seed: int = 0):
+                 normalize: Optional[tuple] = None, seed: int = 0, grid: bool = False):
         spec = spec or builtin.cw_l2()
         self.spec = attrs.evolve(spec, refine=RefineSpec(quantile, iterations))
         self.c = c
         self.classifier = Classifier(model, normalize)
         self.seed = seed
+        self.grid = grid
 
     def __call__(self, images: Tensor, labels: Tensor, delta: Tensor,
                  targets: TargetChoice = None) -> AttackResult:
@@ -121,7 +124,12 @@ class Refine:
         grads, fwd = torch.zeros_like(labels), torch.zeros_like(labels)
         refined = Engine(self.classifier, self.spec, shape).refine(images, tg, best, grads, fwd)
         final, success = verify(self.classifier, images, best.delta, best.found, tg)
+        if self.grid:
+            snap = snap_to_grid(self.classifier, images, final - images, success, tg,
+                                self.spec.eps)
+            final, success = snap.adversarial, snap.success
+            grads, fwd = grads + snap.gradient_evals, fwd + snap.forward_evals
         outcome = Outcome(adversarial=final, success=success, c=best.c, gradient_evals=grads,
                           forward_evals=fwd + 2, refined=refined & success)
         return build_result(f"refined-{self.spec.name}", images, index, tg, outcome,
-                            self.spec.groups(shape) or GroupSpec().resolve(shape))
+                            self.spec.groups(shape) or GroupSpec().resolve(shape), grid=self.grid)

@@ -50,8 +50,8 @@ def _details(rows) -> None:
 def _table(title: str, first: str, *columns: str) -> Table:
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     t.add_column(first, no_wrap=True, style="bold")
-    for col in columns:
-        t.add_column(col)
+    for col in columns:  # accuracy cells ("98.2% mnist-heldout") stay on one line
+        t.add_column(col, min_width=20 if col == "accuracy" else None)
     return t
 
 

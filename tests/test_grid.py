@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from attacks import StrAttack
+from attacks import CWL2, Refine, StrAttack
 from attacks.data import load_dataset
 from attacks.engine import Targets
 from attacks.grid import greedy_move, on_grid, round_to_grid, snap_to_grid
@@ -175,3 +175,18 @@ def test_rounding_respects_the_linf_bound():
     delta = (torch.rand(3, 1, 5, 5) * 2 - 1) * eps
     adv = round_to_grid(x0, delta, eps=eps)
     assert on_grid(adv) and ((adv - x0).abs() <= eps + 1e-6).all()
+
+
+def test_refine_with_grid_returns_grid_examples_that_stay_adversarial():
+    model = load_model("mnist-cw")
+    x, y = load_dataset("mnist-test20", n=3)
+    t = (y + 1) % 10
+    raw = CWL2(model, search=SearchSpec(steps=3, iterations=60))(x, y, t)
+    assert raw.success.all()
+    res = Refine(model, iterations=60, grid=True)(x, y, raw.delta, t)
+    assert res.grid and on_grid(res.adversarial)
+    assert res.success.all()
+    with torch.no_grad():
+        pred = model(res.adversarial).argmax(1)
+    assert (pred[res.success] == t[res.success]).all()
+    assert ((res.delta != 0) & (raw.delta == 0)).sum() == 0  # still on the given support
