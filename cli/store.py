@@ -142,3 +142,16 @@ class RunDir:
         same = (np.array_equal(arrays.get("source_index"), source_index)
                 and np.array_equal(arrays.get("targets"), targets))
         return arrays if same else None
+
+    def examples(self) -> Dict[str, np.ndarray]:
+        """Every stored batch's arrays concatenated in batch order (``source_index``,
+        ``targets``, ``labels``, ``success``, ``delta``, ``adversarial``, ``metric_*``...):
+        what experiments read back from a finished (or partly finished) run."""
+        parts = sorted(self.batches.glob("batch-*.npz"))
+        if not parts:
+            raise UserError(f"{self.root}: no finished batches (run the attack first)")
+        arrays = []
+        for p in parts:
+            with np.load(p) as z:
+                arrays.append({k: z[k] for k in z.files})
+        return {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}

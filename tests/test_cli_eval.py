@@ -65,7 +65,7 @@ def test_eval_writes_the_protocol_tables(tmp_path):
     assert len(csv_rows) == 6 and csv_rows[0]["attack"] == "strattack"
     assert "strattack" in r.stdout and "worst" in r.stdout
     # the paper's thresholding check reads the same directory
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "experiments"))
     from thresholded_cw import check
     both = sum(a == b == "true" for a, b in zip(
         [r["success"] for r in read_csv(out / "ifgsm" / "metrics.csv")],

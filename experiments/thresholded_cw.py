@@ -4,7 +4,7 @@ stay adversarial. The paper found 6.7%: C&W's perturbation is not sparse in disg
 
 Reads a finished ``admm-attack eval`` directory holding both attacks:
 
-    python benchmarks/thresholded_cw.py runs/table1-mnist [--dense cw-l2 --sparse strattack]
+    python experiments/thresholded_cw.py runs/table1-mnist [--dense cw-l2 --sparse strattack]
 """
 
 from __future__ import annotations
@@ -20,14 +20,7 @@ from attacks.data import load_dataset
 from attacks.evaluation import threshold_to_l0
 from attacks.losses import is_adversarial
 from attacks.models import load_model
-
-
-def load_attack(run: Path) -> dict:
-    parts = sorted((run / "batches").glob("batch-*.npz"))
-    if not parts:
-        raise SystemExit(f"{run}: no batches (run the eval first)")
-    arrays = [dict(np.load(p)) for p in parts]
-    return {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
+from cli.store import RunDir
 
 
 def check(eval_dir: Path, dense: str, sparse: str) -> dict:
@@ -35,7 +28,7 @@ def check(eval_dir: Path, dense: str, sparse: str) -> dict:
     opts = prov["options"]
     model = load_model(opts["model"], weights=opts.get("weights"))
     images, _ = load_dataset(opts["data"], opts.get("n"))
-    d, s = load_attack(eval_dir / dense), load_attack(eval_dir / sparse)
+    d, s = RunDir(eval_dir / dense).examples(), RunDir(eval_dir / sparse).examples()
     key = lambda a: {(int(i), int(t)): j for j, (i, t) in
                      enumerate(zip(a["source_index"], a["targets"]))}
     kd, ks = key(d), key(s)
