@@ -73,6 +73,13 @@ def test_eval_writes_the_protocol_tables(tmp_path):
     if both:
         t = check(out, dense="ifgsm", sparse="strattack")
         assert t["pairs"] == both and 0 <= t["still_adversarial"] <= both
+    # transferability replays the stored examples; on the source model itself every one hits
+    from transfer import transfer_table
+    tr = transfer_table(out, ["strattack", "ifgsm"], ["mnist-cw", "mnist-mlp"])
+    for row in tr["rows"]:
+        n = row["source_successes"]
+        assert row["examples"] == 18 and row["mnist-cw"] == {"targeted": n, "untargeted": n}
+        assert 0 <= row["mnist-mlp"]["targeted"] <= row["mnist-mlp"]["untargeted"] <= n
 
 
 def test_eval_resumes_and_extends_to_more_images(tmp_path):
