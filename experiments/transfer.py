@@ -9,7 +9,7 @@ on the source, a model is fooled
 * untargeted: when it no longer predicts the true label.
 
     python experiments/transfer.py runs/table1-mnist --to mnist-lenet,mnist-mlp,mnist-gap \\
-        [--attacks strattack,cw-l2,ifgsm] [--out transfer.json]
+        [--attacks strattack,cw-l2,ifgsm] [--common] [--out transfer.json]
 
 The clean accuracy of each model on the same images is printed beside the rates: an image a
 model already misclassifies counts as "untargeted fooled" without any attack.
@@ -31,7 +31,14 @@ from cli.provenance import environment
 from cli.store import RunDir
 
 
-def transfer_table(eval_dir: Path, attacks: List[str], targets: List[str]) -> Dict:
+def _key(a: Dict) -> List[tuple]:
+    return list(zip(a["source_index"].tolist(), a["targets"].tolist()))
+
+
+def transfer_table(eval_dir: Path, attacks: List[str], targets: List[str],
+                   common: bool = False) -> Dict:
+    """Counts per attack and model; ``common`` keeps only the (image, target) pairs on which
+    every listed attack succeeded, so the attacks are compared on the same examples."""
     prov = json.loads((eval_dir / "provenance.json").read_text())
     common = prov["common"]
     images, labels = load_dataset(common["data"], prov["options"].get("n"))
@@ -39,10 +46,14 @@ def transfer_table(eval_dir: Path, attacks: List[str], targets: List[str]) -> Di
     with torch.no_grad():
         clean = {name: float((m(images).argmax(1) == labels).float().mean())
                  for name, m in models.items()}
+    runs = {attack: RunDir(eval_dir / attack).examples() for attack in attacks}
+    both = set.intersection(*({k for k, s in zip(_key(a), a["success"]) if s}
+                              for a in runs.values()))
     rows = []
-    for attack in attacks:
-        a = RunDir(eval_dir / attack).examples()
+    for attack, a in runs.items():
         ok = torch.from_numpy(a["success"])
+        if common:
+            ok &= torch.tensor([k in both for k in _key(a)], dtype=torch.bool)
         adv = torch.from_numpy(a["adversarial"])[ok]
         lab, tgt = (torch.from_numpy(a[k])[ok] for k in ("labels", "targets"))
         row = {"attack": attack, "examples": int(ok.numel()), "source_successes": int(ok.sum())}
@@ -53,7 +64,7 @@ def transfer_table(eval_dir: Path, attacks: List[str], targets: List[str]) -> Di
             row[name] = {"targeted": int(hit.sum()), "untargeted": int(fooled.sum())}
         rows.append(row)
     return {"eval": str(eval_dir), "source_model": common["model"], "data": common["data"],
-            "images": len(labels), "eval_commit": prov.get("git", {}).get("commit"),
+            "images": len(labels), "common": common, "eval_commit": prov.get("git", {}).get("commit"),
             "clean_accuracy": clean, "rows": rows, **environment()}
 
 
@@ -80,9 +91,11 @@ if __name__ == "__main__":
     p.add_argument("--to", default="mnist-lenet,mnist-mlp,mnist-gap",
                    help="comma list of zoo models to replay the examples on")
     p.add_argument("--attacks", default="strattack,cw-l2,ifgsm")
+    p.add_argument("--common", action="store_true",
+                   help="count only the examples on which every listed attack succeeded")
     p.add_argument("--out", type=Path, help="also write the counts as JSON here")
     a = p.parse_args()
-    table = transfer_table(a.eval_dir, a.attacks.split(","), a.to.split(","))
+    table = transfer_table(a.eval_dir, a.attacks.split(","), a.to.split(","), a.common)
     print(markdown(table))
     if a.out:
         a.out.write_text(json.dumps(table, indent=2) + "\n")

@@ -80,6 +80,8 @@ def test_eval_writes_the_protocol_tables(tmp_path):
         n = row["source_successes"]
         assert row["examples"] == 18 and row["mnist-cw"] == {"targeted": n, "untargeted": n}
         assert 0 <= row["mnist-mlp"]["targeted"] <= row["mnist-mlp"]["untargeted"] <= n
+    same = transfer_table(out, ["strattack", "ifgsm"], ["mnist-cw"], common=True)["rows"]
+    assert same[0]["source_successes"] == same[1]["source_successes"] == both
 
 
 def test_eval_resumes_and_extends_to_more_images(tmp_path):
