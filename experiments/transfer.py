@@ -40,8 +40,8 @@ def transfer_table(eval_dir: Path, attacks: List[str], targets: List[str],
     """Counts per attack and model; ``common`` keeps only the (image, target) pairs on which
     every listed attack succeeded, so the attacks are compared on the same examples."""
     prov = json.loads((eval_dir / "provenance.json").read_text())
-    common = prov["common"]
-    images, labels = load_dataset(common["data"], prov["options"].get("n"))
+    run = prov["common"]
+    images, labels = load_dataset(run["data"], prov["options"].get("n"))
     models = {name: load_model(name) for name in targets}
     with torch.no_grad():
         clean = {name: float((m(images).argmax(1) == labels).float().mean())
@@ -53,7 +53,7 @@ def transfer_table(eval_dir: Path, attacks: List[str], targets: List[str],
     for attack, a in runs.items():
         ok = torch.from_numpy(a["success"])
         if common:
-            ok &= torch.tensor([k in both for k in _key(a)], dtype=torch.bool)
+            ok = ok & torch.tensor([k in both for k in _key(a)], dtype=torch.bool)
         adv = torch.from_numpy(a["adversarial"])[ok]
         lab, tgt = (torch.from_numpy(a[k])[ok] for k in ("labels", "targets"))
         row = {"attack": attack, "examples": int(ok.numel()), "source_successes": int(ok.sum())}
@@ -63,8 +63,9 @@ def transfer_table(eval_dir: Path, attacks: List[str], targets: List[str],
                 fooled = transfer_success(m, adv, lab, tgt, torch.zeros_like(ok[ok]))
             row[name] = {"targeted": int(hit.sum()), "untargeted": int(fooled.sum())}
         rows.append(row)
-    return {"eval": str(eval_dir), "source_model": common["model"], "data": common["data"],
-            "images": len(labels), "common": common, "eval_commit": prov.get("git", {}).get("commit"),
+    return {"eval": str(eval_dir), "source_model": run["model"], "data": run["data"],
+            "images": len(labels), "common": common,
+            "eval_commit": prov.get("git", {}).get("commit"),
             "clean_accuracy": clean, "rows": rows, **environment()}
 
 

@@ -78,6 +78,8 @@ def test_eval_writes_the_protocol_tables(tmp_path):
     tr = transfer_table(out, ["strattack", "ifgsm"], ["mnist-cw", "mnist-mlp"])
     for row in tr["rows"]:
         n = row["source_successes"]
+        own = read_csv(out / row["attack"] / "metrics.csv")
+        assert n == sum(r["success"] == "true" for r in own)  # each attack's own successes
         assert row["examples"] == 18 and row["mnist-cw"] == {"targeted": n, "untargeted": n}
         assert 0 <= row["mnist-mlp"]["targeted"] <= row["mnist-mlp"]["untargeted"] <= n
     same = transfer_table(out, ["strattack", "ifgsm"], ["mnist-cw"], common=True)["rows"]
