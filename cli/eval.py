@@ -36,7 +36,7 @@ from attacks.targets import expand_targets
 from cli import distributed
 from cli.errors import UserError
 from cli.outputs import merge, summary, to_result, write_csv
-from cli.provenance import environment
+from cli.provenance import environment, git_revision
 from cli.resolve import (check_compatible, describe_device, fingerprint, model_fingerprint,
                          resolve_data, resolve_device, resolve_model)
 from cli.runner import Plan, run_all
@@ -153,8 +153,8 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
               "targets": protocol, "seed": seed, "batch_size": batch_size, "grid": grid}
     env = {"argv": sys.argv, "device": describe_device(dev), "processes": ranks.world,
            "examples": int(index.shape[0]), "images": int(images.shape[0]), **environment()}
-    entry = {"started": _now(), "device": describe_device(dev), "processes": ranks.world,
-             "options": options}
+    entry = {"started": _now(), "git": git_revision(), "device": describe_device(dev),
+             "processes": ranks.world, "options": options}
     top = {"tool": "admm-attack eval", "options": options,
            "attacks": [a.name for a in chosen], "common": common, **env}
     history = ranks.run_on_main(lambda: _start_eval(root, restart, top, entry)) or []

@@ -19,7 +19,7 @@ from cli import distributed
 from cli.errors import UserError
 from cli.figures import example_figure, pick_examples
 from cli.outputs import merge, summary, to_result, write_outputs
-from cli.provenance import environment
+from cli.provenance import environment, git_revision
 from cli.resolve import (check_compatible, describe_device, fingerprint, model_fingerprint,
                          parse_targets, resolve_data, resolve_device, resolve_model)
 from cli.runner import Plan, run_all
@@ -118,8 +118,8 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
               "options": options, "argv": sys.argv, "device": describe_device(dev),
               "processes": ranks.world, "examples": int(index.shape[0]),
               "images": int(images.shape[0]), **environment()}
-    entry = {"started": _now(), "device": describe_device(dev), "processes": ranks.world,
-             "options": options}
+    entry = {"started": _now(), "git": git_revision(), "device": describe_device(dev),
+             "processes": ranks.world, "options": options}
     history = ranks.run_on_main(lambda: start_run(run, key, record, entry, restart,
                                                   {"spec.toml": spec_text}))
 

@@ -96,6 +96,7 @@ def test_eval_resumes_and_extends_to_more_images(tmp_path):
     assert s["batches_resumed"] == 1 and s["batches_computed"] == 1 and s["examples"] == 18
     history = read_json(out / "provenance.json")["history"]
     assert len(history) == 2
+    assert all("commit" in h["git"] for h in history)  # each invocation records its code
     # a different attack budget in the same directory is refused, not mixed in
     r = invoke(*args, "-n", 2, "--seed", 5)
     assert r.exit_code == 2 and "different run" in r.output
