@@ -42,7 +42,7 @@ from cli.resolve import (check_compatible, describe_device, fingerprint, model_f
 from cli.runner import Plan, run_all
 from cli.solve import _now, check_spec_fits, start_run
 from cli.spec_dict import spec_to_dict
-from cli.spec_load import load_spec
+from cli.spec_load import attack_sets, load_spec
 from cli.spec_toml import dumps_spec
 from cli.store import PROVENANCE, RunDir, atomic_write, write_json
 
@@ -73,21 +73,26 @@ def _admm(net: nn.Module, seed: int, grid: bool, *, spec: AttackSpec):
 
 
 def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
-    """``--attacks`` (comma list of spec names, TOML files and baselines) as attacks; ``--set``
-    applies to every spec (not to the baselines)."""
+    """``--attacks`` (comma list of spec names, TOML files and baselines) as attacks; ``--set
+    KEY=VALUE`` applies to every spec (not to the baselines), ``--set NAME:KEY=VALUE`` to the
+    attack NAME only."""
     names = [s.strip() for s in text.split(",") if s.strip()]
     if not names:
         raise UserError("--attacks: expected a comma list such as strattack,cw-l2,ifgsm")
     out: List[EvalAttack] = []
-    for name in names:
+    per_attack = attack_sets(list(sets), names)
+    for name, own in zip(names, per_attack):
         if name in BASELINES:
+            if len(own) > sum(":" not in item.partition("=")[0] for item in sets):
+                raise UserError(f"--set {name}:…: {name} is a gradient baseline without a spec; "
+                                "--set applies to spec attacks only")
             iterations, norm = BASELINES[name]
             out.append(EvalAttack(
                 name, functools.partial(_baseline, iterations=iterations, norm=norm),
                 {"baseline": name, "iterations": iterations, "norm": norm, "search_steps": 12},
                 {}))
             continue
-        spec = load_spec(name, sets).spec
+        spec = load_spec(name, own).spec
         label = spec.name if name.endswith(".toml") or "/" in name else name
         out.append(EvalAttack(re.sub(r"[^\w.+-]", "_", label),
                               functools.partial(_admm, spec=spec),

@@ -9,7 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from cli.errors import UserError, fail, one_line
-from cli.main import SetOption, app
+from cli.main import app
 
 
 @app.command("eval", epilog="More: docs/cli.md. Outputs: table.md, table.csv, summary.json, "
@@ -28,7 +28,12 @@ def eval_command(
                                 "strattack-overlap, cw-l2, ead, linf, refined...) and "
                                 "gradient baselines (fgm, ifgsm, fgm-l2, ifgsm-l2).")
     ] = "strattack,cw-l2,ead,ifgsm,fgm",
-    sets: SetOption = [],
+    sets: Annotated[List[str], typer.Option(
+        "--set", metavar="[NAME:]KEY=VALUE",
+        help="Override one spec value of every spec attack, e.g. search.iterations=50, or of "
+             "one attack with NAME: as given in --attacks, e.g. "
+             "strattack:terms.groups.params.weight=1 (repeatable; values are TOML scalars; "
+             "baselines take none).")] = [],
     weights: Annotated[Optional[str], typer.Option(
         help="State-dict file for a zoo model or a module:factory model.")] = None,
     n: Annotated[Optional[int], typer.Option(

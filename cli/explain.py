@@ -28,7 +28,7 @@ from cli.provenance import environment
 from cli.resolve import (check_compatible, describe_device, parse_targets, resolve_data,
                          resolve_device, resolve_model)
 from cli.solve import solve
-from cli.spec_load import load_spec
+from cli.spec_load import attack_sets, load_spec
 from cli.spec_toml import dumps_spec
 from cli.store import PROVENANCE, write_json
 
@@ -92,26 +92,6 @@ def resolve_maps(requested: List[str], net, images, model: str) -> List[str]:
         except ValueError as e:
             raise UserError(f"--maps {m}: --model {model}: {e}") from None
     return requested
-
-
-def attack_sets(sets: List[str], names: List[str]) -> List[List[str]]:
-    """The ``--set`` overrides of each attack: ``KEY=VALUE`` applies to every attack,
-    ``NAME:KEY=VALUE`` only to the attack given as NAME in --attacks."""
-    per: List[List[str]] = [[] for _ in names]
-    for item in sets:
-        key = item.partition("=")[0]
-        if ":" not in key:
-            for p in per:
-                p.append(item)
-            continue
-        who, _, rest = item.partition(":")
-        if who.strip() not in names:
-            raise UserError(f"--set {item}: no attack {who.strip()!r} in --attacks "
-                            f"({', '.join(names)}); NAME:KEY=VALUE sets KEY of attack NAME only")
-        for i, name in enumerate(names):
-            if name == who.strip():
-                per[i].append(rest)
-    return per
 
 
 def attack_labels(specs) -> List[str]:

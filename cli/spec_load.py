@@ -8,7 +8,7 @@ file and the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Iterable, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 
 import attrs
 
@@ -73,3 +73,23 @@ def load_spec(name: str, overrides: Iterable[str] = ()) -> LoadedSpec:
         via = " (after --set)" if overrides else ""
         raise UserError(f"{label}{via}: {e}") from None
     return LoadedSpec(spec, origin, overrides)
+
+
+def attack_sets(sets: List[str], names: List[str]) -> List[List[str]]:
+    """The ``--set`` overrides of each attack: ``KEY=VALUE`` applies to every attack,
+    ``NAME:KEY=VALUE`` only to the attack given as NAME in --attacks."""
+    per: List[List[str]] = [[] for _ in names]
+    for item in sets:
+        key = item.partition("=")[0]
+        if ":" not in key:
+            for p in per:
+                p.append(item)
+            continue
+        who, _, rest = item.partition(":")
+        if who.strip() not in names:
+            raise UserError(f"--set {item}: no attack {who.strip()!r} in --attacks "
+                            f"({', '.join(names)}); NAME:KEY=VALUE sets KEY of attack NAME only")
+        for i, name in enumerate(names):
+            if name == who.strip():
+                per[i].append(rest)
+    return per

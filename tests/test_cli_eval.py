@@ -111,6 +111,15 @@ def test_eval_average_case_only_attacks_one_random_target_per_image(tmp_path):
     assert len(read_csv(out / "fgm" / "metrics.csv")) == 3
 
 
+def test_eval_set_with_a_name_changes_only_that_attack(tmp_path):
+    out = tmp_path / "ev"
+    r = invoke("eval", *EVAL, "-n", 1, "--cases", "average", "--attacks", "strattack,cw-l2",
+               "--set", "strattack:terms.groups.params.weight=0.5", "--out", out)
+    assert r.exit_code == 0, r.output  # cw-l2 has no 'groups' term: an unscoped --set fails
+    assert "weight = 0.5" in (out / "strattack" / "spec.toml").read_text()
+    assert "groups" not in (out / "cw-l2" / "spec.toml").read_text()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--attacks", "strattack,nope"], "unknown spec 'nope'"),
     (["--attacks", "ifgsm,ifgsm"], "given twice"),
@@ -118,6 +127,8 @@ def test_eval_average_case_only_attacks_one_random_target_per_image(tmp_path):
     (["--cases", "best,median"], "--cases"),
     (["--rank-by", "l3"], "--rank-by"),
     (["--batch-size", "0"], "--batch-size"),
+    (["--attacks", "strattack", "--set", "cw-l2:refine=false"], "no attack 'cw-l2'"),
+    (["--attacks", "strattack,ifgsm", "--set", "ifgsm:refine=false"], "gradient baseline"),
 ])
 def test_eval_user_errors(tmp_path, extra, message):
     r = invoke("eval", *EVAL, "-n", 1, "--out", tmp_path / "ev", *extra)
