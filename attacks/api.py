@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from attacks import builtin
 from attacks.classifier import Classifier
 from attacks.engine import Best, Engine, Outcome, verify
-from attacks.grid import snap_to_grid
 from attacks.result import AttackResult, build_result
 from attacks.spec import AttackSpec, GroupSpec, RefineSpec, default_c
 from attacks.targets import TargetChoice, expand_targets
@@ -122,13 +121,9 @@ class Refine:
         best.delta, best.found = start - images, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
         grads, fwd = torch.zeros_like(labels), torch.zeros_like(labels)
-        refined = Engine(self.classifier, self.spec, shape).refine(images, tg, best, grads, fwd)
-        final, success = verify(self.classifier, images, best.delta, best.found, tg)
-        if self.grid:
-            snap = snap_to_grid(self.classifier, images, final - images, success, tg,
-                                self.spec.eps)
-            final, success = snap.adversarial, snap.success
-            grads, fwd = grads + snap.gradient_evals, fwd + snap.forward_evals
+        engine = Engine(self.classifier, self.spec, shape, grid=self.grid)
+        refined = engine.refine(images, tg, best, grads, fwd)
+        final, success, grads, fwd = engine.finish(images, tg, best, grads, fwd)
         outcome = Outcome(adversarial=final, success=success, c=best.c, gradient_evals=grads,
                           forward_evals=fwd + 2, refined=refined & success)
         return build_result(f"refined-{self.spec.name}", images, index, tg, outcome,

@@ -205,17 +205,24 @@ class Engine:
         return refined
 
     # -- everything, verified ----------------------------------------------------------------
+    def finish(self, x0: Tensor, tg: Targets, best: Best, grads: Tensor, fwd: Tensor):
+        """Verify the best examples by a fresh forward pass and, with ``grid``, round, re-verify
+        and repair them on the 8-bit grid; returns (adversarial, success, grads, fwd) with the
+        grid's evaluations counted."""
+        adv, success = verify(self.model, x0, best.delta, best.found, tg)
+        if self.grid:
+            snap = snap_to_grid(self.model, x0, adv - x0, success, tg, self.spec.eps)
+            adv, success = snap.adversarial, snap.success
+            grads, fwd = grads + snap.gradient_evals, fwd + snap.forward_evals
+        return adv, success, grads, fwd
+
     def run(self, x0: Tensor, tg: Targets) -> Outcome:
         b = x0.shape[0]
         grads = torch.zeros(b, dtype=torch.long, device=x0.device)
         fwd = torch.zeros_like(grads)
         best = self.search(x0, tg, grads, fwd)
         refined = self.refine(x0, tg, best, grads, fwd)
-        adv, success = verify(self.model, x0, best.delta, best.found, tg)
-        if self.grid:  # round, re-verify, repair; its evaluations are counted
-            snap = snap_to_grid(self.model, x0, adv - x0, success, tg, self.spec.eps)
-            adv, success = snap.adversarial, snap.success
-            grads, fwd = grads + snap.gradient_evals, fwd + snap.forward_evals
+        adv, success, grads, fwd = self.finish(x0, tg, best, grads, fwd)
         return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,
                        torch.full_like(best.c, math.nan)), gradient_evals=grads,
                        forward_evals=fwd + 1, refined=refined & success)

@@ -71,13 +71,16 @@ def table2(model_name: str, data: str, n: int, attacks=tuple(PAPER), eps=EPS) ->
 
 def markdown(t: dict) -> str:
     eps = sorted({r["eps"] for r in t["rows"]})
-    head = ["attack"] + [f"ASR at ε = {e}" for e in eps] + [f"ℓ0 at ε = {e}" for e in eps]
+    head = (["attack"] + [f"ASR at ε = {e}" for e in eps] + [f"ℓ0 at ε = {e}" for e in eps]
+            + ["paper: ASR at 0.1 / 0.2 / 0.3 / 0.4, ℓ0"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in dict.fromkeys(r["attack"] for r in t["rows"]):
         rs = {r["eps"]: r for r in t["rows"] if r["attack"] == name}
         asr = [f"{rs[e]['asr']:.2f}" for e in eps]
         l0 = [f"{rs[e]['l0']:.0f}" if rs[e]["l0"] is not None else "–" for e in eps]
-        lines.append("| " + " | ".join([name] + asr + l0) + " |")
+        paper = PAPER.get(name)
+        ref = (" / ".join(map(str, paper[0])) + f", {paper[1]}") if paper else "–"
+        lines.append("| " + " | ".join([name] + asr + l0 + [ref]) + " |")
     return "\n".join(lines) + "\n"
 
 
