@@ -35,7 +35,7 @@ from attacks.grid import on_grid
 from attacks.targets import expand_targets
 from cli import distributed
 from cli.errors import UserError
-from cli.outputs import merge, summary, to_result, write_csv
+from cli.outputs import summary, to_result, write_csv
 from cli.provenance import environment, git_revision
 from cli.resolve import (check_compatible, describe_device, fingerprint, model_fingerprint,
                          resolve_data, resolve_device, resolve_model)
@@ -44,7 +44,7 @@ from cli.solve import _now, check_spec_fits, start_run
 from cli.spec_dict import spec_to_dict
 from cli.spec_load import attack_sets, load_spec
 from cli.spec_toml import dumps_spec
-from cli.store import PROVENANCE, RunDir, atomic_write, write_json
+from cli.store import PROVENANCE, RunDir, atomic_write, merge, write_json
 
 #: the gradient baselines by name: (iterations, norm); their ε is bisected per sample
 BASELINES = {"fgm": (1, "inf"), "fgm-l2": (1, "2"), "ifgsm": (10, "inf"),
@@ -80,10 +80,11 @@ def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
     if not names:
         raise UserError("--attacks: expected a comma list such as strattack,cw-l2,ifgsm")
     out: List[EvalAttack] = []
-    per_attack = attack_sets(list(sets), names)
-    for name, own in zip(names, per_attack):
+    scoped = {item.partition(":")[0].strip() for item in sets  # the NAMEs of NAME:KEY=VALUE
+              if ":" in item.partition("=")[0]}
+    for name, own in zip(names, attack_sets(list(sets), names)):
         if name in BASELINES:
-            if len(own) > sum(":" not in item.partition("=")[0] for item in sets):
+            if name in scoped:
                 raise UserError(f"--set {name}:…: {name} is a gradient baseline without a spec; "
                                 "--set applies to spec attacks only")
             iterations, norm = BASELINES[name]

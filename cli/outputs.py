@@ -6,7 +6,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import torch
@@ -32,10 +32,6 @@ def result_arrays(r: AttackResult) -> Dict[str, np.ndarray]:
     for k, v in r.metrics.items():
         out[f"metric_{k}"] = v.detach().cpu().numpy()
     return out
-
-
-def merge(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def to_result(arrays: Dict[str, np.ndarray], attack: str, grid: bool = False) -> AttackResult:

@@ -18,7 +18,7 @@ from attacks.spec import AttackSpec, GroupSpec, SpecError
 from cli import distributed
 from cli.errors import UserError
 from cli.figures import example_figure, pick_examples
-from cli.outputs import merge, summary, to_result, write_outputs
+from cli.outputs import summary, to_result, write_outputs
 from cli.provenance import environment, git_revision
 from cli.resolve import (check_compatible, describe_device, fingerprint, model_fingerprint,
                          parse_targets, resolve_data, resolve_device, resolve_model)
@@ -26,7 +26,7 @@ from cli.runner import Plan, run_all
 from cli.spec_dict import spec_to_dict
 from cli.spec_load import load_spec
 from cli.spec_toml import dumps_spec
-from cli.store import PROVENANCE, RunDir, atomic_write, write_json
+from cli.store import PROVENANCE, RunDir, atomic_write, merge, write_json
 
 
 def _now() -> str:

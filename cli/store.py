@@ -17,7 +17,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -65,6 +65,11 @@ def npz_bytes(arrays: Dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
+
+
+def merge(parts: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    """Batches' arrays concatenated key by key, in the given order."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 class RunDir:
@@ -154,4 +159,4 @@ class RunDir:
         for p in parts:
             with np.load(p) as z:
                 arrays.append({k: z[k] for k in z.files})
-        return {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
+        return merge(arrays)

@@ -16,22 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attacks.data import load_dataset
 from attacks.evaluation import threshold_to_l0
 from attacks.losses import is_adversarial
 from attacks.models import load_model
-from cli.store import RunDir
+from evaldir import attack_examples, by_example, eval_setup
 
 
 def check(eval_dir: Path, dense: str, sparse: str) -> dict:
-    prov = json.loads((eval_dir / dense / "provenance.json").read_text())
-    opts = prov["options"]
-    model = load_model(opts["model"], weights=opts.get("weights"))
-    images, _ = load_dataset(opts["data"], opts.get("n"))
-    d, s = RunDir(eval_dir / dense).examples(), RunDir(eval_dir / sparse).examples()
-    key = lambda a: {(int(i), int(t)): j for j, (i, t) in
-                     enumerate(zip(a["source_index"], a["targets"]))}
-    kd, ks = key(d), key(s)
+    common, images, _ = eval_setup(eval_dir)
+    model = load_model(common["model"], weights=common.get("weights"))
+    d, s = attack_examples(eval_dir, dense), attack_examples(eval_dir, sparse)
+    kd, ks = by_example(d), by_example(s)
     pairs = [(kd[k], ks[k]) for k in sorted(kd.keys() & ks.keys())
              if d["success"][kd[k]] and s["success"][ks[k]]]
     if not pairs:

@@ -24,48 +24,42 @@ from typing import Dict, List
 
 import torch
 
-from attacks.data import load_dataset
 from attacks.models import load_model
 from attacks.transfer import transfer_success
 from cli.provenance import environment
-from cli.store import RunDir
-
-
-def _key(a: Dict) -> List[tuple]:
-    return list(zip(a["source_index"].tolist(), a["targets"].tolist()))
+from evaldir import attack_examples, by_example, eval_setup
 
 
 def transfer_table(eval_dir: Path, attacks: List[str], targets: List[str],
                    common: bool = False) -> Dict:
     """Counts per attack and model; ``common`` keeps only the (image, target) pairs on which
     every listed attack succeeded, so the attacks are compared on the same examples."""
-    prov = json.loads((eval_dir / "provenance.json").read_text())
-    run = prov["common"]
-    images, labels = load_dataset(run["data"], prov["options"].get("n"))
+    setup, images, labels = eval_setup(eval_dir)
     models = {name: load_model(name) for name in targets}
     with torch.no_grad():
         clean = {name: float((m(images).argmax(1) == labels).float().mean())
                  for name, m in models.items()}
-    runs = {attack: RunDir(eval_dir / attack).examples() for attack in attacks}
-    both = set.intersection(*({k for k, s in zip(_key(a), a["success"]) if s}
-                              for a in runs.values()))
+    runs = {attack: attack_examples(eval_dir, attack) for attack in attacks}
+    if common:
+        shared = set.intersection(*({k for k, j in by_example(a).items() if a["success"][j]}
+                                    for a in runs.values()))
     rows = []
     for attack, a in runs.items():
         ok = torch.from_numpy(a["success"])
         if common:
-            ok = ok & torch.tensor([k in both for k in _key(a)], dtype=torch.bool)
+            ok = ok & torch.tensor([k in shared for k in by_example(a)], dtype=torch.bool)
         adv = torch.from_numpy(a["adversarial"])[ok]
         lab, tgt = (torch.from_numpy(a[k])[ok] for k in ("labels", "targets"))
-        row = {"attack": attack, "examples": int(ok.numel()), "source_successes": int(ok.sum())}
+        targeted = torch.ones(len(adv), dtype=torch.bool)
+        row = {"attack": attack, "examples": int(ok.numel()), "source_successes": len(adv)}
         for name, m in models.items():
             with torch.no_grad():
-                hit = transfer_success(m, adv, lab, tgt, torch.ones_like(ok[ok]))
-                fooled = transfer_success(m, adv, lab, tgt, torch.zeros_like(ok[ok]))
+                hit = transfer_success(m, adv, lab, tgt, targeted)
+                fooled = transfer_success(m, adv, lab, tgt, ~targeted)
             row[name] = {"targeted": int(hit.sum()), "untargeted": int(fooled.sum())}
         rows.append(row)
-    return {"eval": str(eval_dir), "source_model": run["model"], "data": run["data"],
-            "images": len(labels), "common": common,
-            "eval_commit": prov.get("git", {}).get("commit"),
+    return {"eval": str(eval_dir), "source_model": setup["model"], "data": setup["data"],
+            "images": len(labels), "common": common, "eval_commit": setup["git"].get("commit"),
             "clean_accuracy": clean, "rows": rows, **environment()}
 
 
