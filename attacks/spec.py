@@ -5,7 +5,9 @@
 A spec names the loss, the terms (each a prox-able admmkit function, optionally on sliding
 groups), the constraint, the solver settings, the outer search over ``c``, the refine stage and
 the rule that ranks successful candidates. Every built-in attack is one of these
-(:mod:`attacks.builtin`); new formulations need no Python (see the CLI's TOML specs).
+(:mod:`attacks.builtin`); new formulations need no Python: :meth:`AttackSpec.from_toml` reads one from a TOML file
+(schema: :mod:`attacks.schema`; writer: :mod:`attacks.spec_toml`; term kinds:
+:mod:`attacks.terms`).
 """
 
 from __future__ import annotations
@@ -18,21 +20,16 @@ import torch
 from torch import Tensor
 
 from admmkit.groups import SlidingGroups
-from admmkit.prox import Box, BoxLinf, ElasticNet, GroupL2, L1, ProxFunction, SquaredL2
+from admmkit.prox import Box, BoxLinf, ProxFunction
 from admmkit.solver import ADMMSettings, ConstantSchedule, SqrtSchedule
+from attacks.errors import UserError
+from attacks.terms import TERM_KINDS
 
-# kind -> (constructor, parameter names with defaults, needs groups)
-TERM_KINDS: Dict[str, Tuple[type, Dict[str, float], bool]] = {
-    "squared_l2": (SquaredL2, {"weight": 1.0}, False),
-    "l1": (L1, {"weight": 1.0}, False),
-    "elastic_net": (ElasticNet, {"l1": 1e-2, "l2": 1.0}, False),
-    "group_l2": (GroupL2, {"weight": 1.0}, True),
-}
 ROLES = ("distortion", "regularizer")
 DECISIONS = ("objective", "l0", "l1", "l2", "linf")
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A spec that cannot be built; the message names the key, what was expected and found."""
 
 
@@ -106,7 +103,8 @@ class GroupSpec:
 
 @attrs.frozen
 class TermSpec:
-    """One term of the objective: ``kind`` from :data:`TERM_KINDS` with its ``params``."""
+    """One term of the objective: ``kind`` from :data:`attacks.terms.TERM_KINDS` with its
+    ``params``."""
 
     kind: str
     role: str = "regularizer"
@@ -118,17 +116,19 @@ class TermSpec:
         key = f"term {self.name or self.kind}"
         _check(self.kind in TERM_KINDS, f"{key}.kind", f"one of {sorted(TERM_KINDS)}", self.kind)
         _check(self.role in ROLES, f"{key}.role", f"one of {ROLES}", self.role)
-        cls, defaults, grouped = TERM_KINDS[self.kind]
+        kind = TERM_KINDS[self.kind]
         for p, v in self.params.items():
-            _check(p in defaults, f"{key}.params", f"parameters among {sorted(defaults)}", p)
+            _check(p in kind.params, f"{key}.params", f"parameters among {sorted(kind.params)}",
+                   p)
             _number(f"{key}.params.{p}", v, non_negative=True)
-        _check(grouped == (self.groups is not None), f"{key}.groups",
-               "groups" if grouped else "no groups (this kind acts on pixels)", self.groups)
+        _check(kind.grouped == (self.groups is not None), f"{key}.groups",
+               "groups" if kind.grouped else "no groups (this kind acts on pixels)",
+               self.groups)
 
     def function(self) -> ProxFunction:
-        cls, defaults, _ = TERM_KINDS[self.kind]
+        kind = TERM_KINDS[self.kind]
         try:
-            return cls(**{**defaults, **self.params})
+            return kind.operator(**{**kind.defaults, **self.params})
         except (ValueError, TypeError) as e:
             raise SpecError(f"term {self.name or self.kind}: {e}") from None
 
@@ -236,6 +236,51 @@ class AttackSpec:
             if t.groups is not None:
                 return t.groups.resolve(shape)
         return None
+
+    def check_fits(self, shape) -> None:
+        """Build every term and its groups once for images of ``shape`` (C, H, W): a group
+        larger than the image, say, is a :class:`SpecError` naming the term."""
+        for i, t in enumerate(self.terms):
+            key = f"terms.{t.name or i}"
+            try:
+                t.function()
+            except SpecError as e:
+                raise SpecError(f"{key}: {e}") from None
+            if t.groups is not None:
+                try:
+                    t.groups.resolve(shape)
+                except SpecError as e:
+                    raise SpecError(f"{key}.groups: {str(e).removeprefix('groups: ')}") \
+                        from None
+
+    # -- as data and as TOML (attacks.schema, attacks.spec_toml) ----------------------------
+    @classmethod
+    def from_dict(cls, data: Dict) -> "AttackSpec":
+        """Validate the nested dict of a TOML spec and build it (errors name the key)."""
+        from attacks.schema import spec_from_dict
+        return spec_from_dict(data)
+
+    def to_dict(self) -> Dict:
+        """The nested dict of this spec's TOML document."""
+        from attacks.schema import spec_to_dict
+        return spec_to_dict(self)
+
+    @classmethod
+    def from_toml(cls, source) -> "AttackSpec":
+        """A spec from a TOML file (a :class:`pathlib.Path`) or TOML text (a ``str``)."""
+        from attacks.spec_toml import read_spec
+        return read_spec(source)
+
+    def to_toml(self) -> str:
+        """This spec as a TOML document with a comment on every key."""
+        from attacks.spec_toml import dumps_spec
+        return dumps_spec(self)
+
+    def with_overrides(self, *items: str) -> "AttackSpec":
+        """A copy with ``KEY=VALUE`` overrides applied (``"search.steps=3"``, ``"refine=false"``,
+        ``"terms.groups.params.weight=1"``), validated like a file."""
+        from attacks.schema import apply_overrides, spec_from_dict, spec_to_dict
+        return spec_from_dict(apply_overrides(spec_to_dict(self), items))
 
 
 def default_c(shape) -> float:

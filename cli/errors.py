@@ -1,4 +1,5 @@
-"""User errors: one line on stderr, exit status 2, never a traceback."""
+"""User errors: one line on stderr, exit status 2, never a traceback; an interruption: one
+line and exit status 130, the finished work kept."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import sys
 
 import typer
 
+from attacks.errors import UserError
+
+__all__ = ["UserError", "command", "fail", "one_line"]
+
 USER_ERROR = 2
-
-
-class UserError(Exception):
-    """Something the person running the command can fix (bad file, name, option...)."""
+INTERRUPTED = 130
 
 
 def one_line(message: str) -> str:
@@ -26,14 +28,19 @@ def fail(message: str) -> None:
     raise typer.Exit(USER_ERROR)
 
 
-def user_errors(command):
-    """Decorator: a :class:`UserError` raised by ``command`` becomes :func:`fail`."""
+def command(fn):
+    """Decorator of every command: a :class:`UserError` becomes :func:`fail`; Ctrl-C says
+    what was kept and how to resume, exit status 130."""
 
-    @functools.wraps(command)
+    @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            return fn(*args, **kwargs)
         except UserError as e:
             fail(str(e))
+        except KeyboardInterrupt as e:
+            sys.stderr.write(f"interrupted: {one_line(str(e)) or 'stopped'}; run the same "
+                             "command again to resume\n")
+            raise typer.Exit(INTERRUPTED)
 
     return wrapper

@@ -18,8 +18,6 @@ import functools
 import io
 import math
 import re
-import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -28,28 +26,23 @@ import torch
 from torch import nn
 
 from attacks.api import Attack
-from attacks.spec import AttackSpec
 from attacks.baselines import GradientAttack
 from attacks.evaluation import CASES, DISTORTIONS, evaluate_cases, summary_rows
-from attacks.grid import on_grid
+from attacks.runs import Plan, RunDir, run_attack
+from attacks.runs.provenance import fingerprint, model_fingerprint, now
+from attacks.runs.store import PROVENANCE, atomic_write, write_json
+from attacks.spec import AttackSpec
+from attacks.spec_toml import load_spec
 from attacks.targets import expand_targets
-from cli import distributed
 from cli.errors import UserError
-from cli.outputs import summary, to_result, write_csv
-from cli.provenance import environment, git_revision
-from cli.resolve import (check_compatible, describe_device, fingerprint, model_fingerprint,
-                         resolve_data, resolve_device, resolve_model)
-from cli.runner import Plan, run_all
-from cli.solve import _now, check_spec_fits, start_run
-from cli.spec_dict import spec_to_dict
-from cli.spec_load import attack_sets, load_spec
-from cli.spec_toml import dumps_spec
-from cli.store import PROVENANCE, RunDir, atomic_write, merge, write_json
+from cli.setup import (attack_sets, batch_size_for, check_counts, fits, prepare,
+                       resolve_data)
 
 #: the gradient baselines by name: (iterations, norm); their ε is bisected per sample
 BASELINES = {"fgm": (1, "inf"), "fgm-l2": (1, "2"), "ifgsm": (10, "inf"),
              "ifgsm-l2": (10, "2")}
 DEFAULT_ATTACKS = "strattack,cw-l2,ead,ifgsm,fgm"
+DEFAULT_BATCH_SIZE = 45
 RANK_BY = ("l0", "l1", "l2", "linf")
 
 
@@ -97,8 +90,7 @@ def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
         label = spec.name if name.endswith(".toml") or "/" in name else name
         out.append(EvalAttack(re.sub(r"[^\w.+-]", "_", label),
                               functools.partial(_admm, spec=spec),
-                              {"spec": spec_to_dict(spec)}, {"spec.toml": dumps_spec(spec)},
-                              spec))
+                              {"spec": spec.to_dict()}, {"spec.toml": spec.to_toml()}, spec))
     dirs = [a.name for a in out]
     twice = sorted({d for d in dirs if dirs.count(d) > 1})
     if twice:
@@ -115,106 +107,82 @@ def parse_cases(text: str) -> tuple:
 
 
 def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
-             n: Optional[int], cases: str, rank_by: str, device: str, batch_size: int,
-             seed: int, out: Path, restart: bool, quiet: bool, threads: int = 0,
-             grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
+             n: Optional[int], cases: str, rank_by: str, device: str,
+             batch_size: Optional[int], seed: int, out: Path, restart: bool, quiet: bool,
+             threads: int = 0, grid: Optional[bool] = None,
+             figures: int = 0) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack eval`` does; returns the summary (``None`` on torchrun ranks
     other than 0). User errors raise :class:`UserError`."""
     options = dict(attacks=attacks, set=list(sets), model=model, weights=weights, data=data,
                    n=n, cases=cases, rank_by=rank_by, device=device, batch_size=batch_size,
                    seed=seed, out=str(out), restart=restart, threads=threads, grid=grid)
-    if batch_size <= 0:
-        raise UserError(f"--batch-size {batch_size}: expected a positive integer")
+    check_counts(batch_size=batch_size, threads=threads, figures=figures)
     if rank_by not in RANK_BY:
         raise UserError(f"--rank-by {rank_by!r}: expected one of {', '.join(RANK_BY)}")
-    if threads < 0:
-        raise UserError(f"--threads {threads}: expected 0 (torch's default) or more")
-    if threads:
-        torch.set_num_threads(threads)
     chosen_cases = parse_cases(cases)
     chosen = resolve_attacks(attacks, sets)
-    ranks = distributed.current()
-    dev = resolve_device(distributed.rank_device(device, ranks))
-    net = resolve_model(model, weights, dev)
-    images, labels = resolve_data(data, n)
-    num_classes = check_compatible(net, images, labels, model, data)
+    ready = prepare(model=model, weights=weights, data=data, n=n, device=device,
+                    threads=threads, grid=grid)
+    images, labels, num_classes = ready.images, ready.labels, ready.num_classes
     for a in chosen:
         if a.spec is not None:
-            check_spec_fits(a.spec, tuple(images.shape[1:]), f"--attacks {a.name}")
-    if grid is None:
-        grid = on_grid(images)
-    elif grid and not on_grid(images):
-        raise UserError(f"--grid needs 8-bit images (multiples of 1/255); --data {data} is not")
+            fits(a.spec, tuple(images.shape[1:]), f"--attacks {a.name}")
     # best/worst need every other class; the average case alone only the seeded random one
     protocol = "random" if chosen_cases == ("average",) else "all"
     index, tg = expand_targets(labels, num_classes, protocol, seed)
-    plan = Plan(images, labels, index, tg, batch_size)
+    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, int(index.shape[0]), ready.ranks)
+    plan = Plan(images, labels, index, tg, batch)
 
     root = RunDir(out)
     # -n is not part of the key: batches are image-major and checked one by one, so an eval
     # can be extended to more images (the whole data set's fingerprint identifies the data)
     everything = resolve_data(data, None) if n is not None else (images, labels)
-    common = {"model": model, "weights": weights, "model_sha256_16": model_fingerprint(net),
-              "data": data, "data_sha256_16": fingerprint(*everything),
-              "targets": protocol, "seed": seed, "batch_size": batch_size, "grid": grid}
-    env = {"argv": sys.argv, "device": describe_device(dev), "processes": ranks.world,
-           "examples": int(index.shape[0]), "images": int(images.shape[0]), **environment()}
-    entry = {"started": _now(), "git": git_revision(), "device": describe_device(dev),
-             "processes": ranks.world, "options": options}
-    top = {"tool": "admm-attack eval", "options": options,
-           "attacks": [a.name for a in chosen], "common": common, **env}
-    history = ranks.run_on_main(lambda: _start_eval(root, restart, top, entry)) or []
+    common = {"model": model, "weights": weights,
+              "model_sha256_16": model_fingerprint(ready.model), "data": data,
+              "data_sha256_16": fingerprint(*everything), "targets": protocol, "seed": seed,
+              "batch_size": batch, "grid": ready.grid}
+    inputs = ready.inputs(plan, options)
+    env = ready.record("admm-attack eval", plan, options)
+    top = {**env, "attacks": [a.name for a in chosen], "common": common}
+    history = ready.ranks.run_on_main(lambda: _start_eval(root, restart, top, inputs.entry))
+    history = history or []
 
     per_attack: Dict[str, Any] = {}
     costs: Dict[str, Dict[str, Any]] = {}
     for a in chosen:
-        run = RunDir(out / a.name)
-        key = {"attack": a.identity, **common}
-        record = {"tool": "admm-attack eval", "status": "running", "resume_key": key,
-                  "attack": a.name, "options": options, **env}
-        sub_entry = dict(entry)
-        sub_history = ranks.run_on_main(
-            lambda: start_run(run, key, record, sub_entry, restart, a.files))
         torch.manual_seed(seed)
-        start = time.perf_counter()
-        parts, resumed = run_all(run, a.build(net, seed, grid), plan, label=a.name,
-                                 quiet=quiet or not ranks.main, ranks=ranks)
-        seconds = time.perf_counter() - start
-        if parts is None:
+        done = run_attack(out / a.name, inputs, a.build(ready.model, seed, ready.grid),
+                          name=a.name, key={"attack": a.identity, **common},
+                          record={**env, "attack": a.name}, files=a.files, restart=restart,
+                          quiet=quiet, figures=figures,
+                          groups=a.spec.groups(tuple(images.shape[1:])) if a.spec else None)
+        if done is None:
             continue
-        arrays = merge(parts)
-        result = to_result(arrays, a.name, grid=grid)
-        summ = summary(result, images=int(images.shape[0]), batches=len(parts),
-                       resumed=resumed, seconds=seconds)
-        write_csv(run.path("metrics.csv"), arrays)
-        write_json(run.path("summary.json"), summ)
-        sub_entry.update(finished=_now(), batches_computed=len(parts) - resumed,
-                         batches_resumed=resumed)
-        write_json(run.path(PROVENANCE), {**record, "status": "complete",
-                                          "history": sub_history + [sub_entry]})
+        summ = done.summary
         try:
-            per_attack[a.name] = evaluate_cases(result, labels, num_classes, seed=seed,
+            per_attack[a.name] = evaluate_cases(done.result, labels, num_classes, seed=seed,
                                                 rank_by=rank_by, cases=chosen_cases)
         except ValueError as e:  # a stored run that does not fit the protocol
             raise UserError(f"--attacks {a.name}: {e}") from None
         costs[a.name] = {k: summ[k] for k in ("examples", "successes", "asr", "gradient_evals",
                                               "seconds_this_run", "batches_resumed")}
-    if not ranks.main:
+    if not ready.ranks.main:
         return None
 
     rows = summary_rows(per_attack)
     title = (f"{model} on {data} ({int(images.shape[0])} images × {num_classes - 1} targets"
              if protocol == "all" else
              f"{model} on {data} ({int(images.shape[0])} images, one random target each")
-    title += f", seed {seed}, {'8-bit grid' if grid else 'continuous'}; cases ranked by "
+    title += f", seed {seed}, {'8-bit grid' if ready.grid else 'continuous'}; cases ranked by "
     title += f"{rank_by})"
     atomic_write(root.path("table.md"),
                  markdown_table(rows, chosen_cases, title, costs).encode("utf-8"))
     atomic_write(root.path("table.csv"), csv_table(rows).encode("utf-8"))
     summ = {"title": title, "cases": list(chosen_cases), "rank_by": rank_by, "rows": rows,
-            "cost": costs, "images": int(images.shape[0]), "protocol": protocol, "grid": grid}
+            "cost": costs, "images": int(images.shape[0]), "protocol": protocol,
+            "grid": ready.grid}
     write_json(root.path("summary.json"), summ)
-    entry["finished"] = _now()
+    entry = {**inputs.entry, "finished": now()}
     write_json(root.path(PROVENANCE), {**top, "status": "complete",
                                        "history": history + [entry]})
     return summ
@@ -243,7 +211,8 @@ FORMATS = {"asr": "{:.1f}", "l0": "{:.1f}", "l1": "{:.2f}", "l2": "{:.3f}", "lin
 HEADERS = {"asr": "ASR %", "l0": "ℓ0", "l1": "ℓ1", "l2": "ℓ2", "linf": "ℓ∞"}
 
 
-def _fmt(key: str, v: Any) -> str:
+def cell(key: str, v: Any) -> str:
+    """A table cell: the metric ``key``'s format, ``–`` for none."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return FORMATS[key].format(v)
@@ -258,7 +227,7 @@ def markdown_table(rows: List[Dict[str, Any]], cases, title: str,
              "|" + "---|" * len(head)]
     by = {(r["attack"], r["case"]): r for r in rows}
     for attack in dict.fromkeys(r["attack"] for r in rows):
-        cells = [attack] + [_fmt(k, by[(attack, c)].get(k)) for c in cases for k in keys]
+        cells = [attack] + [cell(k, by[(attack, c)].get(k)) for c in cases for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Images counted per case (successes / images):", ""]
     for attack in dict.fromkeys(r["attack"] for r in rows):
@@ -268,7 +237,7 @@ def markdown_table(rows: List[Dict[str, Any]], cases, title: str,
         evals = cost.get("gradient_evals")
         lines.append(f"- {attack}: {counts}; all examples {cost.get('successes')}/"
                      f"{cost.get('examples')} successful, "
-                     f"{_fmt('l1', evals) if evals is not None else '–'} gradient "
+                     f"{cell('l1', evals) if evals is not None else '–'} gradient "
                      "evaluations per example")
     return "\n".join(lines) + "\n"
 

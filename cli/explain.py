@@ -11,9 +11,6 @@ Layout of ``--out DIR``::
 
 from __future__ import annotations
 
-import datetime as dt
-import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -22,19 +19,12 @@ import torch
 
 from attacks.interpret.report import Comparison, map_settings, write_report
 from attacks.interpret.score import MAPS
-from cli import distributed
+from attacks.runs.provenance import now
+from attacks.runs.store import PROVENANCE, write_json
+from attacks.spec_toml import load_spec
 from cli.errors import UserError
-from cli.provenance import environment
-from cli.resolve import (check_compatible, describe_device, parse_targets, resolve_data,
-                         resolve_device, resolve_model)
-from cli.solve import solve
-from cli.spec_load import attack_sets, load_spec
-from cli.spec_toml import dumps_spec
-from cli.store import PROVENANCE, write_json
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
+from cli.setup import attack_sets, check_counts, fits, prepare
+from cli.solve import run_spec, target_plan
 
 ALIASES = {"cam": ("cam-true", "cam-target"), "gradcam": ("gradcam-true", "gradcam-target")}
 MAP_CHOICES = ("auto",) + MAPS + tuple(ALIASES)
@@ -138,12 +128,7 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
                    n=n, targets=targets, maps=maps, nus=nus, figures=figures,
                    figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
                    out=str(out), restart=restart, threads=threads, grid=grid, quiet=quiet)
-    if batch_size <= 0:
-        raise UserError(f"--batch-size {batch_size}: expected a positive integer")
-    if figures < 0:
-        raise UserError(f"--figures {figures}: expected 0 or more")
-    if threads < 0:
-        raise UserError(f"--threads {threads}: expected 0 (torch's default) or more")
+    check_counts(batch_size=batch_size, threads=threads, figures=figures)
     if not 0 <= figure_nu <= 100:
         raise UserError(f"--figure-nu {figure_nu:g}: expected a percentile in [0, 100]")
     if targets.strip() == "untargeted":
@@ -152,64 +137,57 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
     nu_values = parse_nus(nus)
     requested = parse_maps(maps)
     names = split_list(attacks, "--attacks")
-    if threads:
-        torch.set_num_threads(threads)
     overrides = attack_sets(list(sets), names)
     specs = [load_spec(a, o) for a, o in zip(names, overrides)]
     labels = attack_labels(specs)
 
-    ranks = distributed.current()
-    dev = resolve_device(distributed.rank_device(device, ranks))
-    net = resolve_model(model, weights, dev)
-    images, y = resolve_data(data, n)
-    num_classes = check_compatible(net, images, y, model, data)
-    parse_targets(targets, y, num_classes, seed)  # a bad --targets fails before any attack
-    chosen = resolve_maps(requested, net, images, model)
+    ready = prepare(model=model, weights=weights, data=data, n=n, device=device,
+                    threads=threads, grid=grid)
+    for name, s in zip(names, specs):
+        fits(s.spec, tuple(ready.images.shape[1:]), f"--spec {name}")
+    plan = target_plan(ready, targets, seed, batch_size)  # a bad --targets fails here
+    chosen = resolve_maps(requested, ready.model, ready.images, model)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
 
-    record = {"tool": "admm-attack explain", "status": "running", "seed": seed,
-              "options": options, "argv": sys.argv, "device": describe_device(dev),
-              "maps": chosen, "nus": nu_values, "started": _now(),
+    record = {**ready.record("admm-attack explain", plan, options), "status": "running",
+              "seed": seed, "maps": chosen, "nus": nu_values, "started": now(),
               "attacks": {lab: {"spec": name, "set": o, "spec_origin": s.origin,
-                                "run": f"attacks/{lab}", "spec_toml": dumps_spec(s.spec)}
-                          for lab, name, o, s in zip(labels, names, overrides, specs)},
-              **environment()}
-    if ranks.main:
+                                "run": f"attacks/{lab}", "spec_toml": s.spec.to_toml()}
+                          for lab, name, o, s in zip(labels, names, overrides, specs)}}
+    if ready.ranks.main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / PROVENANCE, record)
 
     runs, attack_summaries = {}, {}
+    identity = dict(model=model, weights=weights, data=data, n=n, targets=targets)
     try:
-        for lab, name, o in zip(labels, names, overrides):
-            summ = solve(spec=name, sets=o, model=model, weights=weights, data=data, n=n,
-                         targets=targets, device=device, batch_size=batch_size, seed=seed,
-                         out=out / "attacks" / lab, figures=0, restart=restart, quiet=quiet,
-                         threads=threads, grid=grid)
+        for lab, loaded in zip(labels, specs):
+            done = run_spec(out / "attacks" / lab, ready, plan, loaded, "admm-attack explain",
+                            options, identity=identity, seed=seed, restart=restart,
+                            quiet=quiet, figures=0)
             runs[lab] = out / "attacks" / lab
-            if summ is not None:  # None: a torchrun rank other than 0 (rank 0 reports)
-                attack_summaries[lab] = {k: summ.get(k) for k in (
+            if done is not None:  # None: a torchrun rank other than 0 (rank 0 reports)
+                attack_summaries[lab] = {k: done.summary.get(k) for k in (
                     "examples", "successes", "asr", "l0", "l2", "groups_nonzero",
                     "gradient_evals", "seconds_this_run", "batches_resumed")}
     except KeyboardInterrupt:
-        if ranks.main:
+        if ready.ranks.main:
             write_json(out / PROVENANCE, {**record, "status": "interrupted",
-                                          "finished": _now()})
+                                          "finished": now()})
         raise
-    if not ranks.main:
+    if not ready.ranks.main:
         return None
+    net = ready.model
 
-    start = time.perf_counter()
     comp = load_comparison(runs)
     summary = write_report(
         out, net, comp, maps=chosen, nus=nu_values, figures=figures, figure_nu=figure_nu,
-        batch_size=batch_size, class_names=getattr(net, "class_names", None),
+        batch_size=plan.batch_size, class_names=getattr(net, "class_names", None),
         title=f"{model} on {data}",
         extra={"model": model, "data": data, "targets": targets, "seed": seed,
                "attacks": attack_summaries})
-    summary["seconds_maps_and_figures"] = round(time.perf_counter() - start, 3)
-    write_json(out / "summary.json", summary)
-    write_json(out / PROVENANCE, {**record, "status": "complete", "finished": _now(),
+    write_json(out / PROVENANCE, {**record, "status": "complete", "finished": now(),
                                   "map_settings": summary["map_settings"]})
     return summary
 

@@ -15,10 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from attacks.builtin import BUILTIN, builtin_spec
+from attacks.spec_toml import example_specs, load_spec
 from cli.errors import UserError
-from cli.spec_load import load_spec
-from cli.spec_toml import dumps_spec
-from cli.specs import example_specs
 
 
 def _console() -> Console:
@@ -110,11 +108,9 @@ def show_spec(name: str, sets: Iterable[str], resolved: bool) -> str:
     """The TOML of a spec: a file as written (validated) unless --set or --resolved."""
     sets = list(sets)
     loaded = load_spec(name, sets)
-    if not sets and not resolved and not loaded.origin.startswith("builtin:"):
-        path = (example_specs()[name] if loaded.origin.startswith("example:")
-                else Path(loaded.origin))
-        return path.read_text(encoding="utf-8")
-    return dumps_spec(loaded.spec)
+    if not sets and not resolved and loaded.path is not None:
+        return loaded.path.read_text(encoding="utf-8")
+    return loaded.spec.to_toml()
 
 
 def check_spec(name: str, sets: Iterable[str]) -> str:
@@ -149,7 +145,7 @@ def print_summary(summary: Dict[str, object], out: Path) -> None:
 def print_eval(summary: Dict[str, object], out: Path) -> None:
     """The eval's table: one row per attack and case (the Markdown file has the paper's
     wide layout)."""
-    from cli.eval import HEADERS, _fmt as cell
+    from cli.eval import HEADERS, cell
     t = Table(title=str(summary["title"]), box=box.SIMPLE_HEAD)
     keys = ("asr", "l0", "l1", "l2", "linf")
     for col in ("attack", "case", "images", *[HEADERS[k] for k in keys]):

@@ -1,6 +1,8 @@
-"""The ``admm-attack`` command line (Typer): solve, specs, models, datasets.
+"""The ``admm-attack`` command line (Typer): solve, eval, explain, specs, models, datasets.
 
-The commands import their modules (and so torch) only when they run: ``--help`` stays quick.
+Every command is declared here, with the options they share declared once (the ``Annotated``
+aliases below) and one error wrapper (:func:`cli.errors.command`). The commands import their
+modules (and so torch) only when they run: ``--help`` stays quick.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from cli.errors import UserError, fail, one_line, user_errors
+from cli.errors import command
 
 app = typer.Typer(
     name="admm-attack",
@@ -36,52 +38,63 @@ specs_app = typer.Typer(
 )
 app.add_typer(specs_app, name="specs")
 
-SetOption = Annotated[List[str], typer.Option(
+# -- options shared by the commands -------------------------------------------------------------
+Model = Annotated[str, typer.Option(
+    "--model", "-m", help="Zoo name (mnist-cw, cifar10-cnn...), a TorchScript file, or "
+                          "package.module:factory (with --weights).")]
+Data = Annotated[str, typer.Option(
+    "--data", "-d", help="Dataset name (mnist-test20, cifar10-test20, mnist-heldout...), a "
+                         "dataset directory or an image folder.")]
+Out = Annotated[Path, typer.Option(
+    "--out", "-o", help="Run directory (new, empty, or one of this command's own runs: "
+                        "re-running into it resumes).")]
+Weights = Annotated[Optional[str], typer.Option(
+    help="State-dict file for a zoo model or a module:factory model.")]
+Count = Annotated[Optional[int], typer.Option(
+    "-n", "--num-images", help="Use only the first N images (default: all).")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+BatchSize = Annotated[Optional[int], typer.Option(
+    help="Examples per batch, the unit of progress and of resuming (default: the command's, "
+         "lowered so that every torchrun rank gets a batch).", show_default=False)]
+Seed = Annotated[int, typer.Option(help="Seed of the random targets (and torch).")]
+Grid = Annotated[Optional[bool], typer.Option(
+    "--grid/--no-grid", help="Round the final examples to the 8-bit grid (multiples of 1/255), "
+                             "re-verify them (failures to repair count as failed) and write "
+                             "them as PNG files. Default: on when the images are 8-bit.",
+    show_default=False)]
+Restart = Annotated[bool, typer.Option(
+    "--restart", help="Discard the files of a previous run in --out instead of resuming it.")]
+Threads = Annotated[int, typer.Option(
+    help="CPU threads for torch (0: torch's default). 1 is often fastest on a busy machine.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Targets = Annotated[str, typer.Option(
+    help="untargeted, random (one seeded class per image), all (every other class, the "
+         "paper's protocol), or class indices: one per image or one for all, e.g. 3,7,1.")]
+Figures = Annotated[int, typer.Option(
+    help="How many example figures to draw (successes first).")]
+Sets = Annotated[List[str], typer.Option(
     "--set", metavar="KEY=VALUE",
     help="Override one spec value before validation, e.g. solver.rho=2, search.iterations=50, "
          "terms.groups.params.weight=3, refine=false (repeatable; values are TOML scalars).")]
+ScopedSets = Annotated[List[str], typer.Option(
+    "--set", metavar="[NAME:]KEY=VALUE",
+    help="Override one spec value of every spec attack, e.g. search.iterations=50, or of one "
+         "attack with NAME: as given in --attacks, e.g. strattack:refine.iterations=100 "
+         "(repeatable; values are TOML scalars; baselines take none).")]
 
 
+# -- attacking -----------------------------------------------------------------------------------
 @app.command(epilog="More: docs/cli.md. Outputs: metrics.csv, summary.json, adversarial.npz, "
-                    "figures/, spec.toml, provenance.json, batches/.")
+                    "figures/, png/ (8-bit grid runs), spec.toml, provenance.json, batches/.")
+@command
 def solve(
     spec: Annotated[str, typer.Option(
         "--spec", "-s", help="Built-in name (strattack, cw-l2...), shipped example "
                              "(sparse-group-lasso...) or a TOML file.")],
-    model: Annotated[str, typer.Option(
-        "--model", "-m", help="Zoo name (mnist-cw, cifar10-cnn...), a TorchScript file, or "
-                              "package.module:factory (with --weights).")],
-    data: Annotated[str, typer.Option(
-        "--data", "-d", help="Dataset name (mnist-test20, cifar10-test20, mnist-heldout...), "
-                             "a dataset directory or an image folder.")],
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Run directory; re-running into it resumes.")],
-    sets: SetOption = [],
-    weights: Annotated[Optional[str], typer.Option(
-        help="State-dict file for a zoo model or a module:factory model.")] = None,
-    n: Annotated[Optional[int], typer.Option(
-        "-n", help="Attack only the first N images (default: all).")] = None,
-    targets: Annotated[str, typer.Option(
-        help="untargeted, random (one seeded class per image), all (every other class, the "
-             "paper's protocol), or class indices: one per image or one for all, e.g. 3,7,1.")
-    ] = "random",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(
-        help="Examples per batch (the unit of progress and of resuming).")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the random targets (and torch).")] = 0,
-    figures: Annotated[int, typer.Option(
-        help="How many example figures to draw (successes first).")] = 4,
-    grid: Annotated[Optional[bool], typer.Option(
-        "--grid/--no-grid", help="Round the final examples to the 8-bit grid (multiples of "
-                                 "1/255), re-verify them (failures to repair count as failed) "
-                                 "and write them as PNG files. Default: on when the images are "
-                                 "8-bit.")] = None,
-    restart: Annotated[bool, typer.Option(
-        "--restart", help="Discard a previous run in --out instead of resuming it.")] = False,
-    threads: Annotated[int, typer.Option(
-        help="CPU threads for torch (0: torch's default). 1 is often fastest on a busy "
-             "machine.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    model: Model, data: Data, out: Out, sets: Sets = [], weights: Weights = None,
+    n: Count = None, targets: Targets = "random", device: Device = "auto",
+    batch_size: BatchSize = None, seed: Seed = 0, figures: Figures = 4, grid: Grid = None,
+    restart: Restart = False, threads: Threads = 0, quiet: Quiet = False,
 ):
     """Run an attack spec on a model and a dataset; write metrics, examples, figures and
     provenance to --out.
@@ -94,27 +107,127 @@ def solve(
 
     * `admm-attack solve --spec sparse-group-lasso --model cifar10-cnn --data cifar10-test20 --targets untargeted --device cuda --out runs/sgl`
 
-    Interrupted? Run the same command again: finished batches are kept.
+    Interrupted? Run the same command again: finished batches are kept. Default batch size 16.
     """
     from cli.solve import solve as run_solve
-    try:
-        summ = run_solve(spec=spec, sets=sets, model=model, weights=weights, data=data, n=n,
-                         targets=targets, device=device, batch_size=batch_size, seed=seed,
-                         out=out, figures=figures, restart=restart, threads=threads,
-                         grid=grid, quiet=quiet)
-    except UserError as e:
-        fail(str(e))
-    except KeyboardInterrupt as e:
-        sys.stderr.write(f"interrupted: {one_line(str(e)) or 'stopped'}; run the same command "
-                         "again to resume\n")
-        raise typer.Exit(130)
+    summ = run_solve(spec=spec, sets=sets, model=model, weights=weights, data=data, n=n,
+                     targets=targets, device=device, batch_size=batch_size, seed=seed,
+                     out=out, figures=figures, restart=restart, threads=threads, grid=grid,
+                     quiet=quiet)
     if summ is not None:  # None: a torchrun rank other than 0 (rank 0 prints)
         from cli import listing
         listing.print_summary(summ, out)
 
 
+@app.command("eval", epilog="More: docs/cli.md. Outputs: table.md, table.csv, summary.json, "
+                            "provenance.json, one solve-like run directory per attack.")
+@command
+def eval_command(
+    model: Model, data: Data, out: Out,
+    attacks: Annotated[str, typer.Option(
+        "--attacks", "-a", help="Comma list of spec names or TOML files (strattack, "
+                                "strattack-overlap, cw-l2, ead, linf, refined...) and "
+                                "gradient baselines (fgm, ifgsm, fgm-l2, ifgsm-l2).")
+    ] = "strattack,cw-l2,ead,ifgsm,fgm",
+    sets: ScopedSets = [], weights: Weights = None, n: Count = None,
+    cases: Annotated[str, typer.Option(
+        help="Comma list of best, average, worst. best/worst attack every image towards all "
+             "other classes; average alone attacks one seeded random target per image.")
+    ] = "best,average,worst",
+    rank_by: Annotated[str, typer.Option(
+        help="The distortion that decides the easiest (best case) and hardest (worst case) "
+             "target: l0, l1, l2 or linf.")] = "l2",
+    device: Device = "auto", batch_size: BatchSize = None,
+    seed: Annotated[int, typer.Option(help="Seed of the average case's targets.")] = 0,
+    figures: Figures = 0, grid: Grid = None, restart: Restart = False, threads: Threads = 0,
+    quiet: Quiet = False,
+):
+    """Evaluate attacks by the paper's protocol (appendix F): targeted, each image against
+    every other class; best case (easiest target), average case (one seeded random target),
+    worst case (hardest target, counted only when every target succeeded); ASR and mean
+    ℓ0, ℓ1, ℓ2, ℓ∞ per case and attack.
+
+    Examples:
+
+    * `admm-attack eval --model mnist-cw --data mnist-heldout -n 200 --out runs/table1-mnist`
+
+    * `admm-attack eval --attacks strattack,strattack-overlap --cases average --model mnist-cw --data mnist-test20 --out runs/overlap`
+
+    * `torchrun --standalone --nproc_per_node 2 -m cli eval ... --out runs/x` (each process attacks its share of the batches; same files as one process)
+
+    Interrupted? Run the same command again: finished batches are kept. Default batch size 45.
+    """
+    from cli.eval import evaluate
+    summ = evaluate(attacks=attacks, sets=sets, model=model, weights=weights, data=data, n=n,
+                    cases=cases, rank_by=rank_by, device=device, batch_size=batch_size,
+                    seed=seed, out=out, restart=restart, quiet=quiet, threads=threads,
+                    grid=grid, figures=figures)
+    if summ is not None:
+        from cli.listing import print_eval
+        print_eval(summ, out)
+
+
+@app.command("explain", epilog="More: docs/interpretability.md. Outputs: is_curve.csv, "
+                               "is_per_example.csv, is_curve.png, figures/, summary.json, "
+                               "provenance.json, attacks/NAME/ (one solve run per attack).")
+@command
+def explain(
+    model: Model, data: Data, out: Out,
+    attacks: Annotated[str, typer.Option(
+        "--attacks", "-a", help="Attacks to compare, comma-separated: built-in names, shipped "
+                                "examples or TOML files.")] = "strattack,cw-l2",
+    sets: ScopedSets = [],
+    maps: Annotated[str, typer.Option(
+        help="Maps B is cut from, comma-separated: asm, cam-true, cam-target (GAP models "
+             "only), gradcam-true, gradcam-target; cam and gradcam stand for both labels; "
+             "auto: asm, CAM where the model has a GAP head, Grad-CAM where it has a conv "
+             "layer.")] = "auto",
+    nus: Annotated[str, typer.Option(
+        "--nus", help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
+                     "percentile), comma-separated.")] = "30,40,50,60,70,80,90",
+    weights: Weights = None, n: Count = None,
+    targets: Annotated[str, typer.Option(
+        help="random (one seeded class per image, shared by every attack), all, or class "
+             "indices (one per image or one for all).")] = "random",
+    figures: Annotated[int, typer.Option(
+        help="How many example overlays to draw (examples every attack fooled first).")] = 4,
+    figure_nu: Annotated[float, typer.Option(
+        help="The percentile ν of the B outlines in the example overlays.")] = 90.0,
+    device: Device = "auto", batch_size: BatchSize = None, seed: Seed = 0, grid: Grid = None,
+    restart: Restart = False, threads: Threads = 0, quiet: Quiet = False,
+):
+    """Interpretability: compare where attacks put their perturbation (paper section 6).
+
+    Runs every attack on the same images and targets, then measures the interpretability
+    score IS = ||B∘δ||₂/||δ||₂ (eq. 23) against the percentile ν of the adversarial saliency
+    map (ASM), the class activation map (CAM, GAP models) and Grad-CAM; writes the curves
+    (CSV, PNG), per-example scores, overlays and a summary.
+
+    Examples:
+
+    * `admm-attack explain --model mnist-cw --data mnist-test20 -n 20 --out runs/explain`
+
+    * `admm-attack explain --model mnist-gap --data mnist-test20 --maps cam,asm --out runs/gap`
+
+    * `admm-attack explain --attacks strattack,cw-l2,ead --set search.steps=4 --model cifar10-cnn --data cifar10-test20 -n 10 --out runs/cifar`
+
+    Each attack is a `solve` run under OUT/attacks/NAME: an interrupted run resumes.
+    Default batch size 16 (attacks and maps).
+    """
+    from cli.explain import explain as run_explain, format_table
+    summ = run_explain(attacks=attacks, sets=sets, model=model, weights=weights, data=data,
+                       n=n, targets=targets, maps=maps, nus=nus, figures=figures,
+                       figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
+                       out=out, restart=restart, quiet=quiet, threads=threads, grid=grid)
+    if summ is not None:
+        typer.echo(format_table(summ))
+        typer.echo(f"wrote {out}/is_curve.csv, is_per_example.csv, is_curve.png, figures/, "
+                   "summary.json, provenance.json")
+
+
+# -- listing -------------------------------------------------------------------------------------
 @app.command()
-@user_errors
+@command
 def models(long: Annotated[bool, typer.Option("--long", "-l", help="Full details.")] = False):
     """List the model zoo: name, input shape, classes, measured accuracy, weights.
 
@@ -126,7 +239,7 @@ def models(long: Annotated[bool, typer.Option("--long", "-l", help="Full details
 
 
 @app.command()
-@user_errors
+@command
 def datasets(long: Annotated[bool, typer.Option("--long", "-l", help="Full details.")] = False):
     """List the registered datasets: name, shape, classes, size, availability, source.
 
@@ -138,7 +251,7 @@ def datasets(long: Annotated[bool, typer.Option("--long", "-l", help="Full detai
 
 
 @specs_app.command("list")
-@user_errors
+@command
 def specs_list():
     """List the built-in specs and the shipped example spec files.
 
@@ -149,10 +262,10 @@ def specs_list():
 
 
 @specs_app.command("show")
-@user_errors
+@command
 def specs_show(
     name: Annotated[str, typer.Argument(help="Built-in name, shipped example or TOML file.")],
-    sets: SetOption = [],
+    sets: Sets = [],
     resolved: Annotated[bool, typer.Option(
         "--resolved", help="Print a file in the canonical layout instead of as written.")
     ] = False,
@@ -172,10 +285,10 @@ def specs_show(
 
 
 @specs_app.command("check")
-@user_errors
+@command
 def specs_check(
     files: Annotated[List[str], typer.Argument(help="Spec names or TOML files.")],
-    sets: SetOption = [],
+    sets: Sets = [],
 ):
     """Validate spec files (exit 2 with the file and key on the first error).
 
@@ -189,7 +302,3 @@ def specs_check(
 def main() -> None:
     """Console entry point (``python -m cli``)."""
     app(prog_name="admm-attack")
-
-
-# Commands kept in their own modules register themselves on ``app`` when imported.
-from cli import eval_command, explain_command  # noqa: E402,F401

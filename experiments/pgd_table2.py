@@ -29,7 +29,7 @@ import torch
 from attacks import IFGSM, Attack, builtin_spec
 from attacks.data import load_dataset
 from attacks.models import load_model
-from cli.provenance import environment
+from attacks.runs.provenance import environment
 
 EPS = (0.1, 0.2, 0.3, 0.4)
 PAPER = {"ifgsm": ((0.01, 0.02, 0.09, 0.94), 654), "cw-l2-eps": ((0.01, 0.02, 0.10, 0.96), 723),

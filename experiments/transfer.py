@@ -26,7 +26,7 @@ import torch
 
 from attacks.models import load_model
 from attacks.transfer import transfer_success
-from cli.provenance import environment
+from attacks.runs.provenance import environment
 from evaldir import attack_examples, by_example, eval_setup
 
 

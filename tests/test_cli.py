@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import cli.runner
-from cli.spec_dict import spec_from_dict
-from cli.tomlcompat import tomllib
+import attacks.runs.runner
+from attacks.schema import spec_from_dict
+import tomllib
 from test_cli_helpers import (FAST, ROOT, TINY, TINY_REFINE, check_run_dir, invoke, read_csv,
                               read_json)
 
@@ -114,7 +114,7 @@ def test_solve_edited_toml_file(tmp_path):
 @pytest.mark.parametrize("name", ["sparse-group-lasso", "l1-overlapping-groups"])
 def test_solve_custom_formulation_from_toml_alone(tmp_path, name):
     """Formulations that are none of the built-ins run from their TOML file."""
-    path = ROOT / "cli" / "specs" / f"{name}.toml"
+    path = ROOT / "attacks" / "specs" / f"{name}.toml"
     out = tmp_path / "run"
     r = solve(out, "--figures", 3, spec=str(path), n=3)
     assert r.exit_code == 0, r.output
@@ -135,11 +135,11 @@ def test_shipped_example_runs_by_name(tmp_path):
     assert read_json(out / "provenance.json")["spec_origin"] == "example:sparse-group-lasso"
 
 
-REAL_RUN_BATCH = cli.runner.run_batch
+REAL_RUN_BATCH = attacks.runs.runner.run_batch
 
 
 def _interrupt_after(monkeypatch, first: int):
-    """Make cli.runner.run_batch raise KeyboardInterrupt after ``first`` batches; count calls."""
+    """Make attacks.runs.runner.run_batch raise KeyboardInterrupt after ``first`` batches; count calls."""
     real = REAL_RUN_BATCH
     calls = []
 
@@ -149,7 +149,7 @@ def _interrupt_after(monkeypatch, first: int):
             raise KeyboardInterrupt
         return real(attack, plan, sl)
 
-    monkeypatch.setattr(cli.runner, "run_batch", flaky)
+    monkeypatch.setattr(attacks.runs.runner, "run_batch", flaky)
     return calls
 
 
@@ -161,7 +161,7 @@ def _counting(monkeypatch):
         calls.append(sl.start)
         return real(attack, plan, sl)
 
-    monkeypatch.setattr(cli.runner, "run_batch", counted)
+    monkeypatch.setattr(attacks.runs.runner, "run_batch", counted)
     return calls
 
 

@@ -145,11 +145,11 @@ def test_fast_args_are_valid(tmp_path):
 
 
 def test_grid_needs_8_bit_images(tmp_path, monkeypatch):
-    import cli.solve
+    import cli.setup
     from attacks.data import load_dataset
 
     x, y = load_dataset("mnist-test20", 2)
-    monkeypatch.setattr(cli.solve, "resolve_data", lambda name, n: ((x * 0.999), y))
+    monkeypatch.setattr(cli.setup, "resolve_data", lambda name, n: ((x * 0.999), y))
     assert_user_error(solve_with(tmp_path, "--grid"), "--grid needs 8-bit images")
 
 
@@ -158,7 +158,7 @@ def test_console_script_entry_point(tmp_path):
     import os
     import subprocess
     import sys
-    from cli.tomlcompat import tomllib
+    import tomllib
 
     from test_cli_helpers import ROOT
 

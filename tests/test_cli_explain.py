@@ -107,8 +107,8 @@ def test_explain_resumes_the_attacks_and_rewrites_the_report(mnist_run, tmp_path
 
 
 def test_an_interrupted_explain_says_so_and_resumes(tmp_path, monkeypatch):
-    import cli.runner
-    real = cli.runner.run_batch
+    import attacks.runs.runner
+    real = attacks.runs.runner.run_batch
     calls = []
 
     def interrupted_in_the_second_attack(attack, plan, sl):
@@ -117,13 +117,13 @@ def test_an_interrupted_explain_says_so_and_resumes(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(attack, plan, sl)
 
-    monkeypatch.setattr(cli.runner, "run_batch", interrupted_in_the_second_attack)
+    monkeypatch.setattr(attacks.runs.runner, "run_batch", interrupted_in_the_second_attack)
     out = tmp_path / "run"
     r = explain(out, *TINY, "--figures", 0, "--maps", "asm", n=1)
     assert r.exit_code == 130 and "resume" in r.stderr and "Traceback" not in r.output
     assert read_json(out / "provenance.json")["status"] == "interrupted"
     assert not (out / "summary.json").exists()
-    monkeypatch.setattr(cli.runner, "run_batch", real)
+    monkeypatch.setattr(attacks.runs.runner, "run_batch", real)
     r = explain(out, *TINY, "--figures", 0, "--maps", "asm", n=1)
     assert r.exit_code == 0, r.output
     s = read_json(out / "summary.json")

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from attacks.builtin import BUILTIN, builtin_spec
 from attacks.spec import (AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec, SolverSpec,
                           SpecError, TermSpec)
-from cli.overrides import apply_overrides, parse_value
-from cli.spec_dict import spec_from_dict, spec_to_dict
-from cli.spec_toml import dumps_spec, toml_value
-from cli.tomlcompat import tomllib
+from attacks.schema import apply_overrides, parse_value
+from attacks.schema import spec_from_dict, spec_to_dict
+from attacks.spec_toml import dumps_spec, toml_value
+import tomllib
 from test_cli_helpers import ROOT, invoke
 
-SPEC_DIR = ROOT / "cli" / "specs"
+SPEC_DIR = ROOT / "attacks" / "specs"
 
 
 # -- the writer ------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_spec_from_dict_rejects_structural_mistakes():
 
 # -- the tutorial ----------------------------------------------------------------------------
 def test_tutorial_includes_the_spec_file_verbatim():
-    """docs/tutorial-spec.md shows cli/specs/sparse-group-lasso.toml exactly (the tests run
+    """docs/tutorial-spec.md shows attacks/specs/sparse-group-lasso.toml exactly (the tests run
     that file, see test_cli.py)."""
     doc = (ROOT / "docs" / "tutorial-spec.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", doc, re.S)

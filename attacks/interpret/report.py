@@ -15,8 +15,8 @@ examples); the reference curve is a perturbation spread evenly over the image.
 from __future__ import annotations
 
 import csv
-import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -24,6 +24,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from attacks.runs.store import write_json
 from attacks.interpret.cam import default_cam_layer, find_gap_head, module_name
 from attacks.interpret.score import (DEFAULT_NUS, MAPS, REFERENCE, ISCurve, _check_aligned,
                                      example_maps, is_curve, write_csv)
@@ -257,16 +258,6 @@ def draw_examples(folder, model: nn.Module, comp: Comparison, indices: Sequence[
     return paths
 
 
-def _json_ready(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    return obj
-
-
 def curves_summary(comp: Comparison, curves: Sequence[ISCurve]) -> Dict[str, Any]:
     """The numbers of the curves: ν, examples, counts, mean IS and paired differences."""
     base = comp.names[0]
@@ -293,6 +284,7 @@ def write_report(out, model: nn.Module, comp: Comparison, *, maps: Sequence[str]
     summary.json)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     settings = map_settings(model, comp.x0, maps)
     values = compute_maps(model, comp, maps, settings, batch_size=batch_size)
     curves = comparison_curves(comp, values, nus)
@@ -309,7 +301,7 @@ def write_report(out, model: nn.Module, comp: Comparison, *, maps: Sequence[str]
                           nu=figure_nu, class_names=class_names, title=title)
     summ = {**(extra or {}), **curves_summary(comp, curves),
             "map_settings": settings.describe(model),
-            "figures": [str(p.relative_to(out)) for p in drawn]}
-    text = json.dumps(_json_ready(summ), indent=2, ensure_ascii=False, allow_nan=False)
-    (out / "summary.json").write_text(text + "\n", encoding="utf-8")
+            "figures": [str(p.relative_to(out)) for p in drawn],
+            "seconds_maps_and_figures": round(time.perf_counter() - start, 3)}
+    write_json(out / "summary.json", summ)
     return summ

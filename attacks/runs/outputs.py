@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from attacks.result import AttackResult
-from cli.store import atomic_write, npz_bytes, write_json
+from attacks.runs.store import atomic_write, npz_bytes, write_json
 
 METRICS = ("l0", "l1", "l2", "linf", "groups_nonzero", "groups_fraction")
 CSV_COLUMNS = ("index", "source_index", "label", "target", "success", *METRICS, "c",

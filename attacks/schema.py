@@ -1,4 +1,5 @@
-"""Attack specs as plain data: :class:`AttackSpec` <-> the nested dict of its TOML file.
+"""The spec schema: :class:`AttackSpec` <-> the nested dict of its TOML file, and ``--set``
+overrides on that dict.
 
 The layout mirrors :class:`attacks.spec.AttackSpec`: top-level ``name``/``description``/``eps``/
 ``decision``, tables ``[loss]``, ``[solver]``, ``[search]``, ``[refine]`` (absent: no refine)
@@ -8,17 +9,29 @@ added to a spec class is known here without edits.
 
 :func:`spec_from_dict` checks the data before building the spec, so every error names the key
 (``solver.rho``, ``terms.groups.params.weight``), what was expected and what was found.
+Term kinds, their parameters and whether they take groups come from
+:data:`attacks.terms.TERM_KINDS`.
+
+Overrides (:func:`apply_overrides`) follow the TOML layout: ``eps``, ``decision``,
+``loss.kappa``, ``solver.rho``, ``search.iterations``, ``refine.iterations``,
+``terms.<name or index>.role``, ``terms.<name>.params.<parameter>``,
+``terms.<name>.groups.<key>``. ``refine=false`` removes the refine stage, ``refine=true`` adds
+one with default settings. Values are TOML scalars (``2``, ``0.5``, ``true``, ``"l2"``); a
+value that is not valid TOML is taken as a string (``decision=l2``).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
-from typing import Any, Dict, List
+import tomllib
+from typing import Any, Dict, Iterable, List, Tuple
 
 import attrs
 
-from attacks.spec import (ROLES, TERM_KINDS, AttackSpec, GroupSpec, LossSpec, RefineSpec,
-                          SearchSpec, SolverSpec, SpecError, TermSpec)
+from attacks.spec import (ROLES, AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec,
+                          SolverSpec, SpecError, TermSpec)
+from attacks.terms import TERM_KINDS
 
 TABLES = {"loss": LossSpec, "solver": SolverSpec, "search": SearchSpec, "refine": RefineSpec}
 TOP_KEYS = ("name", "description", "eps", "decision")
@@ -118,7 +131,7 @@ def _term(i: int, data: Any) -> TermSpec:
     if kind not in TERM_KINDS:
         raise SpecError(f"{label}.kind: unknown kind {kind!r}{suggest(kind, kinds)}; expected "
                         f"one of {', '.join(kinds)}")
-    _, defaults, grouped = TERM_KINDS[kind]
+    defaults, grouped = TERM_KINDS[kind].params, TERM_KINDS[kind].grouped
     for k, v in data.items():
         if k not in TERM_KEYS:
             if k in defaults:
@@ -145,7 +158,7 @@ def _term(i: int, data: Any) -> TermSpec:
         if not grouped:
             raise SpecError(f"{label}.groups: kind {kind} acts on single pixels and takes no "
                             "groups table; remove it (group kinds: "
-                            f"{', '.join(k for k in kinds if TERM_KINDS[k][2])})")
+                            f"{', '.join(k for k in kinds if TERM_KINDS[k].grouped)})")
         groups = _table(f"{label}.groups", GroupSpec, data["groups"])
     elif grouped:
         raise SpecError(f"{label}.groups: missing; kind {kind} needs a groups table "
@@ -202,7 +215,7 @@ def spec_to_dict(spec: AttackSpec) -> Dict[str, Any]:
     out["loss"] = _plain(spec.loss)
     terms = []
     for t in spec.terms:
-        defaults = TERM_KINDS[t.kind][1]
+        defaults = TERM_KINDS[t.kind].defaults
         d = {"name": t.name} if t.name else {}
         d.update(kind=t.kind, role=t.role, params={**defaults, **t.params})
         if t.groups is not None:
@@ -214,3 +227,110 @@ def spec_to_dict(spec: AttackSpec) -> Dict[str, Any]:
     if spec.refine is not None:
         out["refine"] = _plain(spec.refine)
     return out
+
+
+# -- overrides ---------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """A TOML scalar, or the raw text when it is not one."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def parse_override(item: str) -> Tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set solver.rho=2")
+    return key, parse_value(value)
+
+
+def _find_term(terms: list, ref: str, key: str) -> Dict[str, Any]:
+    for t in terms:
+        if isinstance(t, dict) and t.get("name") == ref:
+            return t
+    if ref.isdigit() and int(ref) < len(terms):
+        return terms[int(ref)]
+    names = [t.get("name") for t in terms if isinstance(t, dict) and t.get("name")]
+    raise SpecError(f"--set {key}: no term {ref!r}; terms are addressed by name "
+                    f"({', '.join(names) or 'none named'}) or index (0..{len(terms) - 1})")
+
+
+def _set_term(data: Dict[str, Any], parts: list, key: str, value: Any) -> None:
+    terms = data.get("terms")
+    if not isinstance(terms, list) or not terms:
+        raise SpecError(f"--set {key}: the spec has no [[terms]]")
+    if len(parts) < 3:
+        raise SpecError(f"--set {key}: expected terms.<name>.<key>, <key> among "
+                        f"{', '.join(TERM_KEYS)}")
+    term = _find_term(terms, parts[1], key)
+    field, rest = parts[2], parts[3:]
+    if field not in TERM_KEYS:
+        raise SpecError(f"--set {key}: unknown term key {field!r}; expected one of "
+                        f"{', '.join(TERM_KEYS)}")
+    if field in ("params", "groups") and len(rest) != 1:
+        raise SpecError(f"--set {key}: expected terms.<name>.{field}.<key>")
+    if field not in ("params", "groups"):
+        if rest:
+            raise SpecError(f"--set {key}: {field} is a value, not a table")
+        term[field] = value
+        return
+    kind = term.get("kind")
+    if field == "params":
+        allowed = sorted(TERM_KINDS[kind].params) if kind in TERM_KINDS else None
+        if allowed is not None and rest[0] not in allowed:
+            raise SpecError(f"--set {key}: kind {kind} has no parameter {rest[0]!r}"
+                            f"{suggest(rest[0], allowed)}; parameters: {', '.join(allowed)}")
+    else:
+        if rest[0] not in field_names(GroupSpec):
+            raise SpecError(f"--set {key}: unknown groups key {rest[0]!r}; expected one of "
+                            f"{', '.join(field_names(GroupSpec))}")
+        if "groups" not in term and not (kind in TERM_KINDS and TERM_KINDS[kind].grouped):
+            raise SpecError(f"--set {key}: term {parts[1]} ({kind}) has no groups")
+    table = term.setdefault(field, {})
+    if not isinstance(table, dict):
+        raise SpecError(f"--set {key}: {field} of term {parts[1]} is not a table")
+    table[rest[0]] = value
+
+
+def apply_override(data: Dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` (dotted) to ``value`` in ``data`` in place; SpecError if no such key."""
+    parts = key.split(".")
+    head = parts[0]
+    if head in TOP_KEYS and len(parts) == 1:
+        data[head] = value
+    elif head == "refine" and len(parts) == 1:
+        if value is False:
+            data.pop("refine", None)
+        elif value is True:
+            data.setdefault("refine", {})
+        else:
+            raise SpecError(f"--set refine: expected true or false, found {value!r} "
+                            "(or set refine.<key>)")
+    elif head in TABLES and len(parts) == 2:
+        names = field_names(TABLES[head])
+        if parts[1] not in names:
+            raise SpecError(f"--set {key}: unknown key {parts[1]!r}{suggest(parts[1], names)} "
+                            f"in [{head}]; expected one of {', '.join(names)}")
+        if head == "refine" and "refine" not in data:
+            raise SpecError(f"--set {key}: this spec has no refine stage; add it with "
+                            "--set refine=true (or a [refine] table)")
+        table = data.setdefault(head, {})
+        if not isinstance(table, dict):
+            raise SpecError(f"--set {key}: [{head}] is not a table")
+        table[parts[1]] = value
+    elif head == "terms":
+        _set_term(data, parts, key, value)
+    else:
+        known = list(TOP_KEYS) + [f"{t}.<key>" for t in TABLES] + ["refine",
+                                                                   "terms.<name>.<key>"]
+        raise SpecError(f"--set {key}: unknown key; expected one of {', '.join(known)}")
+
+
+def apply_overrides(data: Dict[str, Any], items: Iterable[str]) -> Dict[str, Any]:
+    """A copy of ``data`` with every ``KEY=VALUE`` of ``items`` applied in order."""
+    data = copy.deepcopy(data)
+    for item in items:
+        apply_override(data, *parse_override(item))
+    return data

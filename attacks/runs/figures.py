@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from admmkit.groups import SlidingGroups
+from attacks.spec import GroupSpec
 
 
 def _name(k: int, class_names: Optional[Sequence[str]]) -> str:
@@ -90,3 +91,32 @@ def pick_examples(success: np.ndarray, count: int) -> list:
     """Up to ``count`` example indices: successes first, in order, then failures."""
     order = list(np.flatnonzero(success)) + list(np.flatnonzero(~success))
     return [int(i) for i in order[:max(count, 0)]]
+
+
+def draw_examples(folder: Path, a: dict, originals: np.ndarray, count: int, model, device, *,
+                  groups: Optional[SlidingGroups], attack: str) -> list:
+    """Figures of up to ``count`` examples of a run's merged arrays ``a`` (successes first),
+    each titled with the class the model gives the adversarial example; their paths."""
+    shape = tuple(originals.shape[1:])
+    if groups is None:  # attacks without groups: the heatmap uses the dataset's default
+        groups = GroupSpec().resolve(shape)
+    chosen = pick_examples(a["success"], count)
+    if not chosen:
+        return []
+    with torch.no_grad():
+        adv = torch.from_numpy(a["adversarial"][chosen])
+        predicted = model(adv.to(device)).argmax(1).tolist()
+    class_names = getattr(model, "class_names", None)
+    paths = []
+    for i, pred in zip(chosen, predicted):
+        p = folder / f"example-{i:04d}.png"
+        metrics = {k[len("metric_"):]: float(v[i]) for k, v in a.items()
+                   if k.startswith("metric_")}
+        example_figure(p, original=originals[i], adversarial=a["adversarial"][i],
+                       delta=a["delta"][i], label=int(a["labels"][i]),
+                       target=int(a["targets"][i]), targeted=bool(a["targeted"][i]),
+                       success=bool(a["success"][i]), groups=groups, attack=attack, index=i,
+                       source_index=int(a["source_index"][i]), metrics=metrics,
+                       predicted=int(pred), class_names=class_names)
+        paths.append(p)
+    return paths

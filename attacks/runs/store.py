@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from cli.errors import UserError
+from attacks.errors import UserError
 
 PROVENANCE = "provenance.json"
 OUTPUTS = ("metrics.csv", "summary.json", "adversarial.npz", "spec.toml", PROVENANCE)

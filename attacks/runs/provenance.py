@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -9,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+import torch
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def package_version(name: str) -> str:
@@ -49,3 +53,23 @@ def git_revision() -> Dict[str, object]:
 def environment() -> Dict[str, object]:
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "versions": versions(), "git": git_revision()}
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second (provenance time stamps)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def fingerprint(*tensors) -> str:
+    """SHA-256 (first 16 hex digits) of tensors' bytes: identifies data and weights."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model) -> str:
+    """:func:`fingerprint` of a model's state dict (its weights and buffers)."""
+    return fingerprint(*[v for _, v in sorted(model.state_dict().items())])

@@ -1,9 +1,14 @@
-"""Write an attack spec as commented TOML (an exact writer for the fixed spec layout).
+"""Attack specs as TOML files: read one (a path, TOML text, a built-in name or a shipped
+example) and write one as commented TOML (an exact writer for the fixed spec layout).
 
 ``loads(dumps_spec(s))`` gives back ``s``: floats are written with ``repr`` (shortest exact
 form), integers as integers, strings as TOML basic strings. Every key carries a short comment;
 optional values that are absent (``eps``, ``loss.c``, group ``size``/``stride``, the
-``[refine]`` table) are shown as commented-out lines so a person sees what can be set.
+``[refine]`` table) are shown as commented-out lines so a person sees what can be set. The
+comments of term kinds and their parameters come from :data:`attacks.terms.TERM_KINDS`.
+
+Shipped example specs (formulations that are none of the built-ins, written only as TOML) live
+in ``attacks/specs/*.toml``; :func:`load_spec` finds them by name.
 """
 
 from __future__ import annotations
@@ -11,10 +16,21 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Dict, List
+import tomllib
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Tuple, Union
 
-from attacks.spec import AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec, SolverSpec
-from cli.spec_dict import field_names, spec_to_dict
+import attrs
+
+from attacks.builtin import BUILTIN, builtin_spec
+from attacks.schema import apply_overrides, field_names, spec_from_dict, spec_to_dict
+from attacks.spec import (AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec, SolverSpec,
+                          SpecError)
+from attacks.terms import TERM_KINDS
+
+SPEC_DIR = Path(__file__).resolve().parent / "specs"
+#: the most a spec file may hold: a spec is a few hundred bytes (guards against /dev/zero)
+MAX_SPEC_BYTES = 1 << 20
 
 DOCS: Dict[str, str] = {
     "name": "short name, used in outputs",
@@ -25,11 +41,10 @@ DOCS: Dict[str, str] = {
     "loss.kappa": "confidence κ >= 0",
     "loss.c": "first c; absent: 0.5 MNIST, 0.25 CIFAR, 2.5 larger",
     "terms.name": "address for --set terms.<name>.…",
-    "terms.kind": "squared_l2 | l1 | elastic_net | group_l2",
+    "terms.kind": " | ".join(TERM_KINDS),
     "terms.role": "distortion (kept by refine) | regularizer",
-    "terms.params.weight": "multiplier of the term",
-    "terms.params.l1": "β, weight of ||δ||₁",
-    "terms.params.l2": "weight of ||δ||₂²",
+    **{f"terms.params.{p}": param.doc for kind in TERM_KINDS.values()
+       for p, param in kind.params.items()},
     "terms.groups.size": "group side; absent: 2 (3 overlapping), 13 above 64 px",
     "terms.groups.stride": "absent: default for size (= size if size is set)",
     "terms.groups.copies": "local (general-form consensus) | full (paper eq. 16)",
@@ -144,5 +159,93 @@ def dumps_spec(spec: AttackSpec) -> str:
         out += _table_lines("refine", RefineSpec, d["refine"], "refine")
     else:
         out += ["# No [refine] table: no refine stage. To add one (paper Sec. 4.2):",
-                "# [refine]", "# quantile = 0.03", "# iterations = 200"]
+                "# [refine]"] + [f"# {k} = {toml_value(v)}"
+                                 for k, v in attrs.asdict(RefineSpec()).items()]
     return "\n".join(out) + "\n"
+
+
+# -- reading ------------------------------------------------------------------------------------
+def example_specs() -> Dict[str, Path]:
+    """Name (file stem) -> path of every shipped ``*.toml`` spec, sorted by name."""
+    return {p.stem: p for p in sorted(SPEC_DIR.glob("*.toml"))}
+
+
+def read_toml(path: Path) -> Dict[str, Any]:
+    """The parsed TOML file ``path``; a :class:`SpecError` naming the file otherwise."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            if path.exists():
+                raise SpecError(f"cannot read spec file {path}: not a regular file")
+            raise SpecError(f"spec file not found: {path}")
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise SpecError(f"cannot read spec file {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES >> 20} MiB; not a spec file")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SpecError(f"cannot read spec file {path}: not UTF-8 text ({e.reason})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML: {e}") from None
+
+
+def read_spec(source: Union[Path, str]) -> AttackSpec:
+    """A spec from a TOML file (a :class:`Path`) or from TOML text (a ``str``)."""
+    if isinstance(source, Path):
+        data, label = read_toml(source), str(source)
+    else:
+        try:
+            data, label = tomllib.loads(source), "spec"
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"not valid TOML: {e}") from None
+    try:
+        return spec_from_dict(data)
+    except SpecError as e:
+        raise SpecError(f"{label}: {e}") from None
+
+
+@attrs.frozen
+class LoadedSpec:
+    """A spec found by name, with where it came from and the overrides applied to it."""
+
+    spec: AttackSpec
+    origin: str          # "builtin:strattack", "example:<name>" or the file path
+    overrides: Tuple[str, ...] = ()
+    path: Union[Path, None] = None   # the file read, for example specs and files
+
+
+def _source(name: str) -> Tuple[Dict[str, Any], str, str, Union[Path, None]]:
+    """(data, origin, label for errors, file) of a spec name or path."""
+    looks_like_path = name.endswith(".toml") or "/" in name or "\\" in name
+    if not looks_like_path:
+        if name in BUILTIN:
+            return (spec_to_dict(builtin_spec(name)), f"builtin:{name}", f"built-in spec {name}",
+                    None)
+        examples = example_specs()
+        if name in examples:
+            path = examples[name]
+            return read_toml(path), f"example:{name}", str(path), path
+        if not Path(name).is_file():
+            raise SpecError(
+                f"unknown spec {name!r}: expected a built-in name ({', '.join(BUILTIN)}), a "
+                f"shipped example ({', '.join(examples) or 'none'}) or a path to a .toml file")
+    path = Path(name).expanduser()
+    return read_toml(path), str(path), str(path), path
+
+
+def load_spec(name: str, overrides: Iterable[str] = ()) -> LoadedSpec:
+    """The validated spec named by ``name`` (a built-in, a shipped example or a TOML file)
+    with ``KEY=VALUE`` ``overrides`` applied; every error is a :class:`SpecError` naming the
+    file and the key."""
+    overrides = tuple(overrides)
+    data, origin, label, path = _source(name)
+    data = apply_overrides(data, overrides)
+    try:
+        spec = spec_from_dict(data)
+    except SpecError as e:
+        via = " (after --set)" if overrides else ""
+        raise SpecError(f"{label}{via}: {e}") from None
+    return LoadedSpec(spec, origin, overrides, path)
