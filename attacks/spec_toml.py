@@ -41,10 +41,7 @@ DOCS: Dict[str, str] = {
     "loss.kappa": "confidence κ >= 0",
     "loss.c": "first c; absent: 0.5 MNIST, 0.25 CIFAR, 2.5 larger",
     "terms.name": "address for --set terms.<name>.…",
-    "terms.kind": " | ".join(TERM_KINDS),
     "terms.role": "distortion (kept by refine) | regularizer",
-    **{f"terms.params.{p}": param.doc for kind in TERM_KINDS.values()
-       for p, param in kind.params.items()},
     "terms.groups.size": "group side; absent: 2 (3 overlapping), 13 above 64 px",
     "terms.groups.stride": "absent: default for size (= size if size is set)",
     "terms.groups.copies": "local (general-form consensus) | full (paper eq. 16)",
@@ -99,9 +96,20 @@ def toml_key(k: str) -> str:
     return k if _BARE_KEY.match(k) else json.dumps(k, ensure_ascii=False)
 
 
-def _line(key: str, value: Any, doc_key: str) -> str:
+def key_doc(doc_key: str, kind: str = "") -> str:
+    """The one-line doc of a spec key (``solver.rho``, ``terms.params.weight`` of ``kind``);
+    term kinds and their parameters are documented in :data:`attacks.terms.TERM_KINDS`."""
+    if doc_key == "terms.kind":
+        return " | ".join(TERM_KINDS)
+    if doc_key.startswith("terms.params.") and kind in TERM_KINDS:
+        param = TERM_KINDS[kind].params.get(doc_key.removeprefix("terms.params."))
+        return param.doc if param else ""
+    return DOCS.get(doc_key, "")
+
+
+def _line(key: str, value: Any, doc_key: str, kind: str = "") -> str:
     text = f"{toml_key(key)} = {toml_value(value)}"
-    doc = DOCS.get(doc_key)
+    doc = key_doc(doc_key, kind)
     if not doc:
         return text
     if len(text) >= _COMMENT_COLUMN - 1:  # long value: the comment goes on the line above
@@ -111,7 +119,7 @@ def _line(key: str, value: Any, doc_key: str) -> str:
 
 def _absent(key: str, doc_key: str) -> str:
     text = f"# {key} = {ABSENT_EXAMPLES.get(doc_key, '...')}"
-    return f"{text.ljust(_COMMENT_COLUMN)}# {DOCS.get(doc_key, 'optional')}"
+    return f"{text.ljust(_COMMENT_COLUMN)}# {key_doc(doc_key) or 'optional'}"
 
 
 def _table_lines(prefix: str, cls, values: Dict[str, Any], doc_prefix: str) -> List[str]:
@@ -146,7 +154,7 @@ def dumps_spec(spec: AttackSpec) -> str:
             if k in t:
                 out.append(_line(k, t[k], f"terms.{k}"))
         out.append("[terms.params]")
-        out += [_line(p, v, f"terms.params.{p}") for p, v in t["params"].items()]
+        out += [_line(p, v, f"terms.params.{p}", t["kind"]) for p, v in t["params"].items()]
         if "groups" in t:
             out.append("[terms.groups]")
             out += _table_lines("groups", GroupSpec, t["groups"], "terms.groups")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks.interpret.saliency import Classes, _classes
+from attacks.interpret.saliency import Classes, target_classes
 
 
 def _upsample(maps: Tensor, size) -> Tensor:
@@ -56,7 +56,7 @@ def class_activation_map(features: Callable[[Tensor], Tensor],
         if w.ndim != 2 or w.shape[1] != f.shape[1]:
             raise ValueError(f"classifier weight {tuple(w.shape)} does not match the "
                              f"{f.shape[1]} feature channels")
-        c = _classes(classes, f.shape[0], f.device)
+        c = target_classes(classes, f.shape[0], f.device)
         maps = torch.einsum("bk,bkhw->bhw", w.to(f.dtype)[c], f)
     return _upsample(maps, x.shape[-2:]) if upsample else maps
 
@@ -242,7 +242,7 @@ def grad_cam(model: nn.Module, x: Tensor, classes: Classes, *,
                          f"{tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__}")
     if z.ndim != 2 or z.shape[0] != x.shape[0]:
         raise ValueError(f"the model must return logits (B, K); got {tuple(z.shape)}")
-    c = _classes(classes, x.shape[0], z.device)
+    c = target_classes(classes, x.shape[0], z.device)
     (g,) = torch.autograd.grad(z.gather(1, c.view(-1, 1)).sum(), a)
     alpha = g.mean(dim=(2, 3), keepdim=True)
     maps = torch.relu((alpha * a).sum(1)).detach()

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from attacks.runs.store import write_json
 from attacks.interpret.cam import default_cam_layer, find_gap_head, module_name
-from attacks.interpret.score import (DEFAULT_NUS, MAPS, REFERENCE, ISCurve, _check_aligned,
+from attacks.interpret.score import (DEFAULT_NUS, MAPS, REFERENCE, ISCurve, check_aligned,
                                      example_maps, is_curve, write_csv)
 
 MAP_DESCRIPTIONS = {
@@ -72,7 +72,7 @@ class Comparison:
     @classmethod
     def from_results(cls, images: Tensor, results: Mapping) -> "Comparison":
         """From AttackResults of the same examples (same source_index, labels, targets)."""
-        idx, labels, targets = _check_aligned(results)
+        idx, labels, targets = check_aligned(results)
         cpu = lambda t: t.detach().cpu()
         return cls(cpu(images).index_select(0, cpu(idx)), cpu(labels), cpu(targets), cpu(idx),
                    {n: cpu(r.delta) for n, r in results.items()},

@@ -29,7 +29,7 @@ Model = Callable[[Tensor], Tensor]
 Classes = Union[int, Tensor]
 
 
-def _classes(c: Classes, b: int, device) -> Tensor:
+def target_classes(c: Classes, b: int, device) -> Tensor:
     t = torch.as_tensor(c, device=device)
     if t.is_floating_point():
         raise ValueError(f"class indices must be integers; got {t.dtype}")
@@ -51,8 +51,8 @@ def logit_gradients(model: Model, x: Tensor, targets: Classes, labels: Classes
     if x.ndim < 2:
         raise ValueError(f"x must be batched (B, ...); got shape {tuple(x.shape)}")
     b = x.shape[0]
-    t = _classes(targets, b, x.device)
-    t0 = _classes(labels, b, x.device)
+    t = target_classes(targets, b, x.device)
+    t0 = target_classes(labels, b, x.device)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         z = model(xg)

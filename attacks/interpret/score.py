@@ -122,7 +122,7 @@ def is_curve(deltas: Mapping[str, Tensor], scores: Tensor, nus: Sequence[float] 
     return ISCurve(map_name, nus_t, per, mean, count, strict)
 
 
-def _check_aligned(results: Mapping) -> tuple:
+def check_aligned(results: Mapping) -> tuple:
     names = list(results)
     if not names:
         raise ValueError("no results given")
@@ -143,7 +143,7 @@ def result_maps(model, images: Tensor, results: Mapping, map: str = "asm", *,
     ASM uses (true label, target); CAM and Grad-CAM the true or the target label."""
     if map not in MAPS:
         raise ValueError(f"map must be one of {', '.join(MAPS)}; got {map!r}")
-    idx, labels, targets = _check_aligned(results)
+    idx, labels, targets = check_aligned(results)
     x0 = images.index_select(0, idx.to(images.device))
     dev = x0.device
     return example_maps(model, x0, labels.to(dev), targets.to(dev), map, layer=layer)
