@@ -30,7 +30,7 @@ from attacks.baselines import GradientAttack
 from attacks.evaluation import CASES, DISTORTIONS, evaluate_cases, summary_rows
 from attacks.runs import Plan, RunDir, run_attack
 from attacks.runs.provenance import fingerprint, model_fingerprint, now
-from attacks.runs.store import PROVENANCE, atomic_write, write_json
+from attacks.runs.store import PROVENANCE
 from attacks.spec import AttackSpec
 from attacks.spec_toml import load_spec
 from attacks.targets import expand_targets
@@ -130,10 +130,10 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
     # best/worst need every other class; the average case alone only the seeded random one
     protocol = "random" if chosen_cases == ("average",) else "all"
     index, tg = expand_targets(labels, num_classes, protocol, seed)
-    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, int(index.shape[0]), ready.ranks)
+    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
     plan = Plan(images, labels, index, tg, batch)
 
-    root = RunDir(out)
+    root = RunDir(out, kind="eval")
     # -n is not part of the key: batches are image-major and checked one by one, so an eval
     # can be extended to more images (the whole data set's fingerprint identifies the data)
     everything = resolve_data(data, None) if n is not None else (images, labels)
@@ -145,8 +145,20 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
     env = ready.record("admm-attack eval", plan, options)
     top = {**env, "attacks": [a.name for a in chosen], "common": common}
     history = ready.ranks.run_on_main(lambda: _start_eval(root, restart, top, inputs.entry))
-    history = history or []
+    try:
+        return _run_eval(root, ready, inputs, chosen, chosen_cases, common, env, top,
+                         history or [], title_of=(model, data, protocol, seed, rank_by),
+                         restart=restart, quiet=quiet, figures=figures)
+    finally:
+        root.unlock()
 
+
+def _run_eval(root: RunDir, ready, inputs, chosen: List[EvalAttack], chosen_cases, common,
+              env, top, history, *, title_of, restart: bool, quiet: bool,
+              figures: int) -> Optional[Dict[str, Any]]:
+    model, data, protocol, seed, rank_by = title_of
+    images, labels, num_classes = ready.images, ready.labels, ready.num_classes
+    out = root.root
     per_attack: Dict[str, Any] = {}
     costs: Dict[str, Dict[str, Any]] = {}
     for a in chosen:
@@ -175,34 +187,29 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
              f"{model} on {data} ({int(images.shape[0])} images, one random target each")
     title += f", seed {seed}, {'8-bit grid' if ready.grid else 'continuous'}; cases ranked by "
     title += f"{rank_by})"
-    atomic_write(root.path("table.md"),
-                 markdown_table(rows, chosen_cases, title, costs).encode("utf-8"))
-    atomic_write(root.path("table.csv"), csv_table(rows).encode("utf-8"))
+    root.write("table.md", markdown_table(rows, chosen_cases, title, costs).encode("utf-8"))
+    root.write("table.csv", csv_table(rows).encode("utf-8"))
     summ = {"title": title, "cases": list(chosen_cases), "rank_by": rank_by, "rows": rows,
             "cost": costs, "images": int(images.shape[0]), "protocol": protocol,
             "grid": ready.grid}
-    write_json(root.path("summary.json"), summ)
+    root.write_json("summary.json", summ)
     entry = {**inputs.entry, "finished": now()}
-    write_json(root.path(PROVENANCE), {**top, "status": "complete",
-                                       "history": history + [entry]})
+    root.write_json(PROVENANCE, {**top, "status": "complete", "history": history + [entry]})
     return summ
 
 
 def _start_eval(root: RunDir, restart: bool, top: Dict[str, Any],
                 entry: Dict[str, Any]) -> List[Any]:
-    """Check ``--out``, clear the eval's own files (``restart``), record this invocation;
-    return the earlier invocations."""
-    if root.root.exists() and not root.root.is_dir():
-        raise UserError(f"--out {root.root}: exists and is not a directory")
-    if restart:
-        for name in ("table.md", "table.csv", "summary.json", PROVENANCE):
-            root.path(name).unlink(missing_ok=True)
-    stored = root.stored_provenance() or {}
-    if stored and stored.get("tool") != "admm-attack eval":
-        raise UserError(f"--out {root.root} holds a {stored.get('tool', 'different')} run, "
-                        "not an eval; use another --out")
-    history = stored.get("history", [])
-    write_json(root.path(PROVENANCE), {**top, "status": "running", "history": history + [entry]})
+    """Claim and lock ``--out`` (``restart``: clear the eval's own files), record this
+    invocation; return the earlier invocations."""
+    root.claim(restart)
+    try:
+        history = (root.stored_provenance() or {}).get("history", [])
+        root.write_json(PROVENANCE, {**top, "status": "running",
+                                     "history": history + [entry]})
+    except BaseException:
+        root.unlock()
+        raise
     return history
 
 

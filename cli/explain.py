@@ -20,7 +20,7 @@ import torch
 from attacks.interpret.report import Comparison, map_settings, write_report
 from attacks.interpret.score import MAPS
 from attacks.runs.provenance import now
-from attacks.runs.store import PROVENANCE, write_json
+from attacks.runs.store import PROVENANCE, RunDir
 from attacks.spec_toml import load_spec
 from cli.errors import UserError
 from cli.setup import attack_sets, check_counts, fits, prepare
@@ -147,20 +147,43 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
         fits(s.spec, tuple(ready.images.shape[1:]), f"--spec {name}")
     plan = target_plan(ready, targets, seed, batch_size)  # a bad --targets fails here
     chosen = resolve_maps(requested, ready.model, ready.images, model)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
 
     record = {**ready.record("admm-attack explain", plan, options), "status": "running",
               "seed": seed, "maps": chosen, "nus": nu_values, "started": now(),
               "attacks": {lab: {"spec": name, "set": o, "spec_origin": s.origin,
                                 "run": f"attacks/{lab}", "spec_toml": s.spec.to_toml()}
                           for lab, name, o, s in zip(labels, names, overrides, specs)}}
-    if ready.ranks.main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / PROVENANCE, record)
+    root = RunDir(out, kind="explain")
+    ready.ranks.run_on_main(lambda: _start(root, restart, record))
+    try:
+        return _compare(root, ready, plan, specs, labels, record, chosen, nu_values,
+                        identity=dict(model=model, weights=weights, data=data, n=n,
+                                      targets=targets),
+                        options=options, seed=seed, restart=restart, quiet=quiet,
+                        figures=figures, figure_nu=figure_nu)
+    finally:
+        root.unlock()
+
+
+#: what explain writes at the top of its directory (figures/ are listed as they are drawn)
+REPORT_FILES = ("is_curve.csv", "is_per_example.csv", "is_curve.png", "summary.json",
+                PROVENANCE)
+
+
+def _start(root: RunDir, restart: bool, record: Dict[str, Any]) -> None:
+    root.claim(restart)
+    try:
+        root.write_json(PROVENANCE, record)
+    except BaseException:
+        root.unlock()
+        raise
+
+
+def _compare(root: RunDir, ready, plan, specs, labels, record, chosen, nu_values, *,
+             identity, options, seed, restart, quiet, figures, figure_nu):
+    out = root.root
 
     runs, attack_summaries = {}, {}
-    identity = dict(model=model, weights=weights, data=data, n=n, targets=targets)
     try:
         for lab, loaded in zip(labels, specs):
             done = run_spec(out / "attacks" / lab, ready, plan, loaded, "admm-attack explain",
@@ -173,22 +196,23 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
                     "gradient_evals", "seconds_this_run", "batches_resumed")}
     except KeyboardInterrupt:
         if ready.ranks.main:
-            write_json(out / PROVENANCE, {**record, "status": "interrupted",
-                                          "finished": now()})
+            root.write_json(PROVENANCE, {**record, "status": "interrupted", "finished": now()})
         raise
     if not ready.ranks.main:
         return None
     net = ready.model
-
+    model, data, targets = identity["model"], identity["data"], identity["targets"]
     comp = load_comparison(runs)
+    root.own(REPORT_FILES)
     summary = write_report(
         out, net, comp, maps=chosen, nus=nu_values, figures=figures, figure_nu=figure_nu,
         batch_size=plan.batch_size, class_names=getattr(net, "class_names", None),
         title=f"{model} on {data}",
         extra={"model": model, "data": data, "targets": targets, "seed": seed,
                "attacks": attack_summaries})
-    write_json(out / PROVENANCE, {**record, "status": "complete", "finished": now(),
-                                  "map_settings": summary["map_settings"]})
+    root.own(summary["figures"])
+    root.write_json(PROVENANCE, {**record, "status": "complete", "finished": now(),
+                                 "map_settings": summary["map_settings"]})
     return summary
 
 

@@ -6,7 +6,6 @@ grid default, targets (:func:`prepare`). Anything that does not resolve is a
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -133,12 +132,14 @@ def fits(spec: AttackSpec, shape, label: str) -> None:
         raise UserError(f"{label}: {e}") from None
 
 
-def batch_size_for(given: Optional[int], default: int, examples: int, ranks: Ranks) -> int:
-    """``--batch-size``, or by default ``default`` made small enough that every torchrun rank
-    gets at least one batch (one process: ``default`` itself)."""
+def batch_size_for(given: Optional[int], default: int, ranks: Ranks) -> int:
+    """``--batch-size``, or by default ``default`` divided by the number of torchrun ranks, so
+    that every rank gets batches of a run that one process would attack in one (one process:
+    ``default`` itself; independent of the number of examples, so an eval extended to more
+    images keeps its batches)."""
     if given is not None:
         return given
-    return max(1, min(default, math.ceil(examples / ranks.world)))
+    return max(1, default // ranks.world)
 
 
 @attrs.frozen

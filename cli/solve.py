@@ -44,7 +44,7 @@ def target_plan(ready: Prepared, targets: str, seed: int, batch_size: Optional[i
     """The examples of ``--targets`` in batches of ``--batch-size`` (default: see
     :func:`cli.setup.batch_size_for`)."""
     index, tg = parse_targets(targets, ready.labels, ready.num_classes, seed)
-    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, int(index.shape[0]), ready.ranks)
+    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
     return Plan(ready.images, ready.labels, index, tg, batch)
 
 

@@ -88,13 +88,20 @@ def test_out_is_a_file(tmp_path):
     assert_user_error(solve_with(tmp_path, "--restart"), "exists and is not a directory")
 
 
+def owned_run_dir(path):
+    """An (empty) admm-attack run directory, as a first run leaves its marker."""
+    path.mkdir(parents=True)
+    (path / ".admm-attack-run.json").write_text('{"kind": "run", "files": []}')
+
+
 def test_unreadable_provenance_is_refused(tmp_path):
-    (tmp_path / "run").mkdir()
+    owned_run_dir(tmp_path / "run")
     (tmp_path / "run" / "provenance.json").write_text("{ broken")
     assert_user_error(solve_with(tmp_path), "cannot read provenance.json", "--restart")
 
 
 def test_batches_without_provenance_are_refused(tmp_path):
+    owned_run_dir(tmp_path / "run")
     (tmp_path / "run" / "batches").mkdir(parents=True)
     (tmp_path / "run" / "batches" / "batch-00000.npz").write_bytes(b"")
     assert_user_error(solve_with(tmp_path), "batch files but no provenance.json")

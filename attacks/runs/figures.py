@@ -3,6 +3,7 @@ adversarial, perturbation and a heatmap of the per-group ℓ2 norm of δ."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -31,13 +32,14 @@ def _show_image(ax, img: np.ndarray, title: str) -> None:
     ax.set_yticks([])
 
 
-def example_figure(path: Path, *, original: np.ndarray, adversarial: np.ndarray,
+def example_figure(path, *, original: np.ndarray, adversarial: np.ndarray,
                    delta: np.ndarray, label: int,
                    target: int, targeted: bool, success: bool, groups: SlidingGroups,
                    attack: str, index: int, source_index: int, metrics: dict,
                    predicted: Optional[int] = None,
                    class_names: Optional[Sequence[str]] = None) -> None:
-    """Write one example's figure (4 panels with colour bars) to ``path``."""
+    """Write one example's figure (4 panels with colour bars) to ``path`` (a path or a binary
+    file object) as PNG."""
     norms = groups.group_norms(torch.from_numpy(delta[None]).float())[0].numpy()
     fig = Figure(figsize=(13.5, 3.9), dpi=110, layout="constrained")
     axes = fig.subplots(1, 4)
@@ -83,8 +85,9 @@ def example_figure(path: Path, *, original: np.ndarray, adversarial: np.ndarray,
     ax.set_ylabel("group row")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    if isinstance(path, (str, Path)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
 
 
 def pick_examples(success: np.ndarray, count: int) -> list:
@@ -93,10 +96,11 @@ def pick_examples(success: np.ndarray, count: int) -> list:
     return [int(i) for i in order[:max(count, 0)]]
 
 
-def draw_examples(folder: Path, a: dict, originals: np.ndarray, count: int, model, device, *,
+def draw_examples(run, a: dict, originals: np.ndarray, count: int, model, device, *,
                   groups: Optional[SlidingGroups], attack: str) -> list:
     """Figures of up to ``count`` examples of a run's merged arrays ``a`` (successes first),
-    each titled with the class the model gives the adversarial example; their paths."""
+    each titled with the class the model gives the adversarial example, written into the
+    :class:`~attacks.runs.store.RunDir` ``run``; their paths."""
     shape = tuple(originals.shape[1:])
     if groups is None:  # attacks without groups: the heatmap uses the dataset's default
         groups = GroupSpec().resolve(shape)
@@ -109,14 +113,14 @@ def draw_examples(folder: Path, a: dict, originals: np.ndarray, count: int, mode
     class_names = getattr(model, "class_names", None)
     paths = []
     for i, pred in zip(chosen, predicted):
-        p = folder / f"example-{i:04d}.png"
+        buf = io.BytesIO()
         metrics = {k[len("metric_"):]: float(v[i]) for k, v in a.items()
                    if k.startswith("metric_")}
-        example_figure(p, original=originals[i], adversarial=a["adversarial"][i],
+        example_figure(buf, original=originals[i], adversarial=a["adversarial"][i],
                        delta=a["delta"][i], label=int(a["labels"][i]),
                        target=int(a["targets"][i]), targeted=bool(a["targeted"][i]),
                        success=bool(a["success"][i]), groups=groups, attack=attack, index=i,
                        source_index=int(a["source_index"][i]), metrics=metrics,
                        predicted=int(pred), class_names=class_names)
-        paths.append(p)
+        paths.append(run.write(f"figures/example-{i:04d}.png", buf.getvalue()))
     return paths

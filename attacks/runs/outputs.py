@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from pathlib import Path
 from typing import Dict
 
 import numpy as np
 import torch
 
 from attacks.result import AttackResult
-from attacks.runs.store import atomic_write, npz_bytes, write_json
+from attacks.runs.store import RunDir, npz_bytes
 
 METRICS = ("l0", "l1", "l2", "linf", "groups_nonzero", "groups_fraction")
 CSV_COLUMNS = ("index", "source_index", "label", "target", "success", *METRICS, "c",
@@ -49,8 +48,8 @@ def _cell(v) -> str:
     return str(int(v)) if isinstance(v, (int, np.integer)) else str(v)
 
 
-def write_csv(path: Path, a: Dict[str, np.ndarray]) -> None:
-    """One row per example; distortions and c are ``nan`` for failed examples."""
+def csv_bytes(a: Dict[str, np.ndarray]) -> bytes:
+    """metrics.csv: one row per example; distortions and c are ``nan`` for failed examples."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
@@ -60,7 +59,7 @@ def write_csv(path: Path, a: Dict[str, np.ndarray]) -> None:
             "target": a["targets"], **{m: a.get(f"metric_{m}", nan) for m in METRICS}}
     for i in range(n):
         w.writerow([_cell((cols[c] if c in cols else a[c])[i]) for c in CSV_COLUMNS])
-    atomic_write(path, buf.getvalue().encode("utf-8"))
+    return buf.getvalue().encode("utf-8")
 
 
 def summary(result: AttackResult, *, images: int, batches: int, resumed: int,
@@ -75,26 +74,26 @@ def summary(result: AttackResult, *, images: int, batches: int, resumed: int,
     return s
 
 
-def write_outputs(root: Path, a: Dict[str, np.ndarray], originals: np.ndarray,
+def write_outputs(run: RunDir, a: Dict[str, np.ndarray], originals: np.ndarray,
                   summ: Dict[str, object]) -> None:
-    write_csv(root / "metrics.csv", a)
-    write_json(root / "summary.json", summ)
-    atomic_write(root / "adversarial.npz", npz_bytes({
+    """metrics.csv, summary.json and adversarial.npz of a finished run."""
+    run.write("metrics.csv", csv_bytes(a))
+    run.write_json("summary.json", summ)
+    run.write("adversarial.npz", npz_bytes({
         "adversarial": a["adversarial"], "delta": a["delta"], "original": originals,
         "success": a["success"], "source_index": a["source_index"], "labels": a["labels"],
         "targets": a["targets"], "targeted": a["targeted"]}))
 
 
-def write_pngs(folder: Path, a: Dict[str, np.ndarray]) -> None:
+def write_pngs(run: RunDir, a: Dict[str, np.ndarray]) -> None:
     """Every adversarial example as a lossless 8-bit PNG (grid runs only: then the file *is*
     the example the model was verified on). Names carry index, label, target and success."""
     from PIL import Image
-    folder.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(a["adversarial"]):
         pixels = np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
         pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
         ok = "ok" if a["success"][i] else "failed"
         name = f"{i:05d}_label{int(a['labels'][i])}_target{int(a['targets'][i])}_{ok}.png"
-        tmp = folder / (name + ".tmp")
-        Image.fromarray(pixels).save(tmp, format="PNG")
-        tmp.replace(folder / name)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        run.write(f"png/{name}", buf.getvalue())

@@ -27,7 +27,7 @@ from attacks.runs.distributed import Ranks
 from attacks.runs.figures import draw_examples
 from attacks.runs.outputs import result_arrays, summary, to_result, write_outputs, write_pngs
 from attacks.runs.provenance import now
-from attacks.runs.store import PROVENANCE, RunDir, atomic_write, merge, write_json
+from attacks.runs.store import PROVENANCE, RunDir, merge, run_fingerprint
 
 
 @attrs.frozen
@@ -130,16 +130,22 @@ class Inputs:
 
 
 def start_run(run: RunDir, key: Dict[str, Any], record: Dict[str, Any],
-              entry: Dict[str, Any], restart: bool, files: Dict[str, str]) -> List[Any]:
-    """Clear (``restart``) or check that ``run`` holds the same run (resume), write ``files``
-    and the provenance with this ``entry`` appended; return the earlier history."""
-    if restart:
-        run.clear()
-    resuming = run.check_resume(key)
-    history = (run.stored_provenance() or {}).get("history", []) if resuming else []
-    for name, text in files.items():
-        atomic_write(run.path(name), text.encode("utf-8"))
-    write_json(run.path(PROVENANCE), {**record, "history": history + [entry]})
+              entry: Dict[str, Any], restart: bool, files: Dict[str, str],
+              batches: int = 0) -> List[Any]:
+    """Claim and lock ``run`` (``restart``: clear its files), check that it holds the same run
+    (resume) or none, list its ``batches`` batch files in the manifest, write ``files`` and
+    the provenance with this ``entry`` appended; return the earlier history."""
+    run.claim(restart)
+    try:
+        resuming = run.check_resume(key)
+        history = (run.stored_provenance() or {}).get("history", []) if resuming else []
+        run.own(run.batch_name(i) for i in range(batches))
+        for name, text in files.items():
+            run.write(name, text.encode("utf-8"))
+        run.write_json(PROVENANCE, {**record, "history": history + [entry]})
+    except BaseException:
+        run.unlock()
+        raise
     return history
 
 
@@ -164,10 +170,22 @@ def run_attack(out: Path, inputs: Inputs, attack: Callable, *, name: str,
     An interruption records itself in the provenance and re-raises ``KeyboardInterrupt`` with
     how many batches were kept.
     """
-    run, ranks, plan = RunDir(out), inputs.ranks, inputs.plan
+    run, ranks, plan = RunDir(out, fingerprint=run_fingerprint(key)), inputs.ranks, inputs.plan
     entry = dict(inputs.entry)
     record = {**record, "status": "running", "resume_key": key}
-    history = ranks.run_on_main(lambda: start_run(run, key, record, entry, restart, files))
+    history = ranks.run_on_main(lambda: start_run(run, key, record, entry, restart, files,
+                                                  len(plan.slices())))
+    try:
+        return _attack_and_write(run, inputs, attack, name, record, history, entry, quiet,
+                                 figures, groups)
+    finally:
+        run.unlock()
+
+
+def _attack_and_write(run: RunDir, inputs: Inputs, attack: Callable, name: str,
+                      record: Dict[str, Any], history: List[Any], entry: Dict[str, Any],
+                      quiet: bool, figures: int, groups) -> Optional[Finished]:
+    ranks, plan = inputs.ranks, inputs.plan
     start = time.perf_counter()
     try:
         parts, resumed = run_all(run, attack, plan, label=name,
@@ -176,9 +194,9 @@ def run_attack(out: Path, inputs: Inputs, attack: Callable, *, name: str,
         done = len(list(run.batches.glob("batch-*.npz")))
         if ranks.main:
             entry.update(finished=now(), interrupted=True)
-            write_json(run.path(PROVENANCE), {**record, "status": "interrupted",
-                                              "history": history + [entry]})
-        raise KeyboardInterrupt(f"{done} of {len(plan.slices())} batches saved in {out}")
+            run.write_json(PROVENANCE, {**record, "status": "interrupted",
+                                        "history": history + [entry]})
+        raise KeyboardInterrupt(f"{done} of {len(plan.slices())} batches saved in {run.root}")
     seconds = time.perf_counter() - start
     if parts is None:  # a rank other than 0: its batches are stored, rank 0 merges
         return None
@@ -188,14 +206,13 @@ def run_attack(out: Path, inputs: Inputs, attack: Callable, *, name: str,
     originals = plan.originals
     summ = summary(result, images=int(plan.images.shape[0]), batches=len(parts),
                    resumed=resumed, seconds=seconds)
-    write_outputs(run.root, arrays, originals, summ)
+    write_outputs(run, arrays, originals, summ)
     if inputs.grid:
-        write_pngs(run.path("png"), arrays)
+        write_pngs(run, arrays)
     if figures:
-        draw_examples(run.figures, arrays, originals, figures, inputs.model, inputs.device,
+        draw_examples(run, arrays, originals, figures, inputs.model, inputs.device,
                       groups=groups, attack=name)
     entry.update(finished=now(), batches_computed=len(parts) - resumed,
                  batches_resumed=resumed)
-    write_json(run.path(PROVENANCE), {**record, "status": "complete",
-                                      "history": history + [entry]})
+    run.write_json(PROVENANCE, {**record, "status": "complete", "history": history + [entry]})
     return Finished(summ, result)
