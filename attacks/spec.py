@@ -13,6 +13,7 @@ the rule that ranks successful candidates. Every built-in attack is one of these
 from __future__ import annotations
 
 import math
+import re
 from typing import Dict, Optional, Tuple
 
 import attrs
@@ -26,6 +27,8 @@ from attacks.errors import UserError
 from attacks.terms import TERM_KINDS
 
 ROLES = ("distortion", "regularizer")
+#: a spec's name names its output folders: a safe slug
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 DECISIONS = ("objective", "l0", "l1", "l2", "linf")
 
 
@@ -216,6 +219,10 @@ class AttackSpec:
     description: str = ""
 
     def __attrs_post_init__(self):
+        _check(isinstance(self.name, str) and bool(SAFE_NAME.fullmatch(self.name))
+               and self.name not in (".", ".."), "name",
+               "a short name of letters, digits and . _ + - (it names files and folders: no "
+               "separators, not empty, '.' or '..'; at most 64 characters)", self.name)
         _check(self.decision in DECISIONS, "decision", f"one of {DECISIONS}", self.decision)
         names = [t.name for t in self.terms if t.name]
         _check(len(names) == len(set(names)), "terms", "unique names", names)

@@ -29,8 +29,9 @@ def fail(message: str) -> None:
 
 
 def command(fn):
-    """Decorator of every command: a :class:`UserError` becomes :func:`fail`; Ctrl-C says
-    what was kept and how to resume, exit status 130."""
+    """Decorator of every command: a :class:`UserError` or an :class:`OSError` (full disk,
+    unwritable folder) becomes :func:`fail`; Ctrl-C says what was kept and how to resume, exit
+    status 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -38,6 +39,10 @@ def command(fn):
             return fn(*args, **kwargs)
         except UserError as e:
             fail(str(e))
+        except OSError as e:  # a full disk, a folder that cannot be created...
+            where = f"{e.filename}: " if e.filename else ""
+            fail(f"{where}{e.strerror or e}; finished batches are kept (run the same command "
+                 "again to resume)")
         except KeyboardInterrupt as e:
             sys.stderr.write(f"interrupted: {one_line(str(e)) or 'stopped'}; run the same "
                              "command again to resume\n")

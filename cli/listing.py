@@ -12,6 +12,7 @@ from typing import Dict, Iterable
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from attacks.builtin import BUILTIN, builtin_spec
@@ -65,7 +66,8 @@ def print_models(long: bool = False) -> None:
         return
     t = _table("Model zoo (--model NAME)", "name", "input", "classes", "accuracy", "weights")
     for m in models:
-        t.add_row(m.name, _shape(m.input_shape), str(m.num_classes), acc(m), _brief(m.weights))
+        t.add_row(escape(m.name), _shape(m.input_shape), str(m.num_classes), acc(m),
+                  escape(_brief(m.weights)))
     _console().print(t)
     _console().print("--long for weights' origin, licences and architectures.")
 
@@ -93,14 +95,14 @@ def print_specs() -> None:
                "name", "terms", "description")
     for name in BUILTIN:
         s = builtin_spec(name)
-        t.add_row(name, ", ".join(x.kind for x in s.terms), s.description)
+        t.add_row(name, ", ".join(x.kind for x in s.terms), escape(s.description))
     for name, path in example_specs().items():
         try:
             s = load_spec(str(path)).spec
-            t.add_row(name, ", ".join(x.kind for x in s.terms),
-                      f"{s.description} [dim](shipped TOML file)[/dim]")
+            t.add_row(escape(name), ", ".join(x.kind for x in s.terms),
+                      f"{escape(s.description)} [dim](shipped TOML file)[/dim]")
         except UserError as e:
-            t.add_row(name, "–", f"INVALID: {e}")
+            t.add_row(escape(name), "–", f"INVALID: {escape(str(e))}")
     _console().print(t)
 
 
@@ -126,7 +128,8 @@ def _fmt(v) -> str:
 
 
 def print_summary(summary: Dict[str, object], out: Path) -> None:
-    t = Table(title=f"{summary.get('attack')}: {summary['successes']}/{summary['examples']} "
+    t = Table(title=f"{escape(str(summary.get('attack')))}: "
+                    f"{summary['successes']}/{summary['examples']} "
                     f"successful ({float(summary['asr']):.1f}% ASR)", show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
@@ -136,8 +139,8 @@ def print_summary(summary: Dict[str, object], out: Path) -> None:
             t.add_row(k, _fmt(summary[k]))
     c = _console()
     c.print(t)
-    c.print(f"wrote {out}/: metrics.csv summary.json adversarial.npz figures/ spec.toml "
-            "provenance.json")
+    c.print(f"wrote {escape(str(out))}/: metrics.csv summary.json adversarial.npz figures/ "
+            "spec.toml provenance.json")
 
 
 
@@ -146,14 +149,14 @@ def print_eval(summary: Dict[str, object], out: Path) -> None:
     """The eval's table: one row per attack and case (the Markdown file has the paper's
     wide layout)."""
     from cli.eval import HEADERS, cell
-    t = Table(title=str(summary["title"]), box=box.SIMPLE_HEAD)
+    t = Table(title=escape(str(summary["title"])), box=box.SIMPLE_HEAD)
     keys = ("asr", "l0", "l1", "l2", "linf")
     for col in ("attack", "case", "images", *[HEADERS[k] for k in keys]):
         t.add_column(col, justify="left" if col in ("attack", "case") else "right")
     for r in summary["rows"]:
-        t.add_row(r["attack"], r["case"], f"{r['successes']}/{r['images']}",
+        t.add_row(escape(r["attack"]), r["case"], f"{r['successes']}/{r['images']}",
                   *[cell(k, r[k]) for k in keys])
     c = _console()
     c.print(t)
-    c.print(f"wrote {out}/: table.md table.csv summary.json provenance.json and one run "
-            "directory per attack")
+    c.print(f"wrote {escape(str(out))}/: table.md table.csv summary.json provenance.json and "
+            "one run directory per attack")

@@ -13,7 +13,14 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from cli.errors import command
+from cli.errors import UserError, command
+
+
+def out_dir(text: str) -> Path:
+    """``--out`` as a path; an empty one (an unset shell variable) is refused."""
+    if not text.strip():
+        raise UserError(f"--out {text!r}: expected a directory path (an unset variable?)")
+    return Path(text).expanduser()
 
 app = typer.Typer(
     name="admm-attack",
@@ -45,7 +52,7 @@ Model = Annotated[str, typer.Option(
 Data = Annotated[str, typer.Option(
     "--data", "-d", help="Dataset name (mnist-test20, cifar10-test20, mnist-heldout...), a "
                          "dataset directory or an image folder.")]
-Out = Annotated[Path, typer.Option(
+Out = Annotated[str, typer.Option(
     "--out", "-o", help="Run directory (new, empty, or one of this command's own runs: "
                         "re-running into it resumes).")]
 Weights = Annotated[Optional[str], typer.Option(
@@ -112,7 +119,7 @@ def solve(
     from cli.solve import solve as run_solve
     summ = run_solve(spec=spec, sets=sets, model=model, weights=weights, data=data, n=n,
                      targets=targets, device=device, batch_size=batch_size, seed=seed,
-                     out=out, figures=figures, restart=restart, threads=threads, grid=grid,
+                     out=out_dir(out), figures=figures, restart=restart, threads=threads, grid=grid,
                      quiet=quiet)
     if summ is not None:  # None: a torchrun rank other than 0 (rank 0 prints)
         from cli import listing
@@ -160,8 +167,8 @@ def eval_command(
     from cli.eval import evaluate
     summ = evaluate(attacks=attacks, sets=sets, model=model, weights=weights, data=data, n=n,
                     cases=cases, rank_by=rank_by, device=device, batch_size=batch_size,
-                    seed=seed, out=out, restart=restart, quiet=quiet, threads=threads,
-                    grid=grid, figures=figures)
+                    seed=seed, out=out_dir(out), restart=restart, quiet=quiet,
+                    threads=threads, grid=grid, figures=figures)
     if summ is not None:
         from cli.listing import print_eval
         print_eval(summ, out)
@@ -218,7 +225,8 @@ def explain(
     summ = run_explain(attacks=attacks, sets=sets, model=model, weights=weights, data=data,
                        n=n, targets=targets, maps=maps, nus=nus, figures=figures,
                        figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
-                       out=out, restart=restart, quiet=quiet, threads=threads, grid=grid)
+                       out=out_dir(out), restart=restart, quiet=quiet, threads=threads,
+                       grid=grid)
     if summ is not None:
         typer.echo(format_table(summ))
         typer.echo(f"wrote {out}/is_curve.csv, is_per_example.csv, is_curve.png, figures/, "

@@ -19,11 +19,15 @@ from attacks.models import load_model
 from attacks.runs import Inputs, Plan, Ranks
 from attacks.runs import distributed
 from attacks.runs.provenance import environment, git_revision, now
+from attacks.checks import check_logits
 from attacks.spec import AttackSpec, SpecError
 from attacks.targets import expand_targets
 from attacks.errors import UserError
+from cli.errors import one_line
 
 TARGET_MODES = ("untargeted", "random", "all")
+#: how many clean images the model is checked on before any attack (finite logits, classes)
+CHECKED_IMAGES = 16
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,10 +57,17 @@ def describe_device(dev: torch.device) -> str:
 
 
 def resolve_model(name: str, weights: Optional[str], device: torch.device) -> nn.Module:
+    """The model of ``--model``; whatever loading it raises (a user's factory may raise
+    anything, or exit) is one line naming the option."""
     try:
         return load_model(name, device, weights=weights)
     except (ValueError, FileNotFoundError, OSError) as e:
         raise UserError(f"--model {name}: {e}") from None
+    except SystemExit as e:
+        raise UserError(f"--model {name}: loading it exited (SystemExit {e.code!r}) instead of "
+                        "returning a model") from None
+    except Exception as e:  # a user's module or factory failed
+        raise UserError(f"--model {name}: loading it raised {type(e).__name__}: {e}") from None
 
 
 def resolve_data(name: str, n: Optional[int]) -> Tuple[Tensor, Tensor]:
@@ -78,10 +89,17 @@ def check_compatible(model: nn.Module, images: Tensor, labels: Tensor, model_nam
     device = next(iter(model.parameters()), torch.empty(0)).device
     try:
         with torch.no_grad():
-            k = model(images[:1].to(device)).shape[1]
+            logits = model(images[:CHECKED_IMAGES].to(device))
     except Exception as e:  # a user model that cannot take these images
         raise UserError(f"--model {model_name} fails on images of --data {data_name} "
                         f"{tuple(images.shape[1:])}: {e}") from None
+    if not isinstance(logits, Tensor):
+        raise UserError(f"--model {model_name} returned {type(logits).__name__}, expected a "
+                        "tensor of logits")
+    warning = check_logits(logits.detach().float().cpu(), f"--model {model_name}")
+    if warning:
+        sys.stderr.write(f"warning: {one_line(warning)}\n")
+    k = logits.shape[1]
     if int(labels.max()) >= k:
         raise UserError(f"--data {data_name} has label {int(labels.max())} but --model "
                         f"{model_name} has only {k} classes")

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attacks.builtin import BUILTIN, builtin_spec
-from attacks.spec import (AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec, SolverSpec,
-                          SpecError, TermSpec)
+from attacks.spec import (SAFE_NAME, AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec,
+                          SolverSpec, SpecError, TermSpec)
 from attacks.schema import apply_overrides, parse_value
 from attacks.schema import spec_from_dict, spec_to_dict
 from attacks.spec_toml import dumps_spec, toml_value
@@ -47,16 +47,17 @@ finite = st.floats(min_value=1e-12, max_value=1e12, allow_nan=False, allow_infin
 @settings(max_examples=60, deadline=None)
 @given(rho=finite, eta=finite, growth=finite, kappa=st.floats(0, 1e6), weight=st.floats(0, 1e9),
        steps=st.integers(1, 10**6), quantile=st.floats(0, 0.999),
-       name=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
+       name=st.from_regex(SAFE_NAME, fullmatch=True),
+       text=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
        eps=st.one_of(st.none(), finite), c=st.one_of(st.none(), finite))
-def test_writer_is_exact(rho, eta, growth, kappa, weight, steps, quantile, name, eps, c):
+def test_writer_is_exact(rho, eta, growth, kappa, weight, steps, quantile, name, text, eps, c):
     spec = AttackSpec(
         name=name, terms=[TermSpec("l1", "distortion", {"weight": weight}, name="a"),
                           TermSpec("group_l2", "regularizer", {"weight": weight},
                                    GroupSpec(2, 1, "full", True), name="b")],
         loss=LossSpec(kappa=kappa, c=c), eps=eps, solver=SolverSpec(rho=rho, eta=eta),
         search=SearchSpec(steps=steps, growth=growth), refine=RefineSpec(quantile, steps),
-        description=name)
+        description=text)
     assert spec_from_dict(tomllib.loads(dumps_spec(spec))) == spec
 
 
