@@ -88,10 +88,12 @@ def test_out_is_a_file(tmp_path):
     assert_user_error(solve_with(tmp_path, "--restart"), "exists and is not a directory")
 
 
-def owned_run_dir(path):
-    """An (empty) admm-attack run directory, as a first run leaves its marker."""
+def owned_run_dir(path, *files):
+    """An admm-attack run directory whose manifest lists ``files``, as a run leaves it."""
+    import json
     path.mkdir(parents=True)
-    (path / ".admm-attack-run.json").write_text('{"kind": "run", "files": []}')
+    (path / ".admm-attack-run.json").write_text(json.dumps({"kind": "run",
+                                                            "files": list(files)}))
 
 
 def test_unreadable_provenance_is_refused(tmp_path):
@@ -101,7 +103,7 @@ def test_unreadable_provenance_is_refused(tmp_path):
 
 
 def test_batches_without_provenance_are_refused(tmp_path):
-    owned_run_dir(tmp_path / "run")
+    owned_run_dir(tmp_path / "run", "batches/batch-00000.npz")
     (tmp_path / "run" / "batches").mkdir(parents=True)
     (tmp_path / "run" / "batches" / "batch-00000.npz").write_bytes(b"")
     assert_user_error(solve_with(tmp_path), "batch files but no provenance.json")

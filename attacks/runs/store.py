@@ -278,7 +278,7 @@ class RunDir:
         """
         stored = self.stored_provenance()
         if stored is None:
-            if any(self.batches.glob("batch-*.npz")):
+            if any(n.startswith("batches/") and self.path(n).is_file() for n in self.owned()):
                 raise UserError(f"--out {self.root}: holds batch files but no {PROVENANCE}; "
                                 "use another --out or --restart")
             return False

@@ -1,0 +1,296 @@
+"""Hostile and careless use: a run never writes or deletes outside its own files, and a broken
+model never looks robust. File-safety cases keep a sentinel outside (or inside, not ours) the
+run directory and assert it stays byte-identical."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import attacks.runs.store
+from test_cli_helpers import FAST, TINY, invoke, read_json
+
+SOLVE = ["solve", "--spec", "cw-l2", *FAST, *TINY, "--figures", "1", "-n", "1"]
+
+
+def solve(out, *extra):
+    return invoke(*SOLVE, "--out", out, *extra)
+
+
+def one_line_error(r, *fragments):
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` (relative name -> SHA-256 of its bytes)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def sentinel(tmp_path):
+    """A user's folder beside the run: every test ends with it unchanged."""
+    folder = tmp_path / "users-own"
+    (folder / "png").mkdir(parents=True)
+    (folder / "figures").mkdir()
+    for name in ("summary.json", "metrics.csv", "spec.toml", "png/holiday.png",
+                 "figures/example-0000.png", "provenance.json"):
+        (folder / name).write_bytes(b"the user's own " + name.encode())
+    before = snapshot(folder)
+    yield folder
+    assert snapshot(folder) == before
+
+
+def evil_spec(tmp_path, name: str) -> Path:
+    text = invoke("specs", "show", "cw-l2").stdout.replace('name = "cw-l2"', f"name = {name}")
+    p = tmp_path / "evil.toml"
+    p.write_text(text)
+    return p
+
+
+# -- names that would become paths ------------------------------------------------------------
+@pytest.mark.parametrize("name", ['"/abs/dir"', '"../up"', '".."', '"."', '""', '"a/b"',
+                                  '"cw [kappa=1]"', '"[/]"'])
+def test_spec_names_that_are_not_safe_slugs_are_refused(tmp_path, sentinel, name):
+    spec = evil_spec(tmp_path, name.replace("/abs/dir", str(sentinel)))
+    for command in (["explain", "--attacks", spec, "--figures", 0, "--maps", "asm"],
+                    ["eval", "--attacks", spec, "--cases", "average"]):
+        r = invoke(*command, "--model", "mnist-cw", "--data", "mnist-test20", "-n", 1,
+                   "--restart", "--out", tmp_path / "run", *TINY, "-q")
+        one_line_error(r, "name: expected a short name")
+    assert not (tmp_path / "run").exists()
+
+
+# -- --out: empty, unrelated, a file, unwritable -----------------------------------------------
+def test_empty_out_is_refused_and_the_current_directory_untouched(sentinel, monkeypatch):
+    monkeypatch.chdir(sentinel)
+    for extra in ([], ["--restart"]):
+        one_line_error(invoke(*SOLVE, "--out", "", *extra), "--out ''", "expected a directory")
+
+
+@pytest.mark.parametrize("command", ["solve", "eval", "explain"])
+def test_an_unrelated_directory_is_refused_even_with_restart(sentinel, command):
+    args = {"solve": SOLVE,
+            "eval": ["eval", "--attacks", "cw-l2", "--cases", "average", "--model", "mnist-cw",
+                     "--data", "mnist-test20", "-n", "1", *TINY, "-q"],
+            "explain": ["explain", "--attacks", "cw-l2", "--model", "mnist-cw", "--data",
+                        "mnist-test20", "-n", "1", "--figures", "0", *TINY, "-q"]}[command]
+    for extra in ([], ["--restart"]):
+        one_line_error(invoke(*args, "--out", sentinel, *extra), "not empty",
+                       "choose a new or empty directory")
+
+
+def test_a_run_of_another_kind_is_refused(tmp_path):
+    assert solve(tmp_path / "run").exit_code == 0
+    r = invoke("eval", "--attacks", "cw-l2", "--cases", "average", "--model", "mnist-cw",
+               "--data", "mnist-test20", "-n", "1", *TINY, "-q", "--out", tmp_path / "run")
+    one_line_error(r, "is an admm-attack run directory, not eval")
+
+
+@pytest.mark.parametrize("where", ["/proc/no-such-dir/x", "/sys/x"])
+def test_an_out_that_cannot_be_created_is_one_line(where):
+    one_line_error(invoke(*SOLVE, "--out", where), "--out", where)
+
+
+def test_restart_deletes_only_the_runs_own_files(tmp_path):
+    out = tmp_path / "run"
+    assert solve(out, "--figures", "1").exit_code == 0
+    theirs = {"png/mine.png": b"user", "figures/example-9999.png": b"user",
+              "notes.txt": b"user", "batches/batch-99999.npz": b"user"}
+    for name, data in theirs.items():
+        (out / name).write_bytes(data)
+    ours = set(read_json(out / ".admm-attack-run.json")["files"])
+    assert {"metrics.csv", "summary.json", "figures/example-0000.png"} <= ours
+    assert ours.isdisjoint(theirs)
+    r = solve(out, "--restart", "--figures", "0")
+    assert r.exit_code == 0, r.output
+    for name, data in theirs.items():
+        assert (out / name).read_bytes() == data, name
+    assert not (out / "figures" / "example-0000.png").exists()   # ours, not redrawn
+
+
+def test_a_symbolic_link_out_of_the_run_is_not_followed(tmp_path, sentinel):
+    out = tmp_path / "run"
+    assert solve(out).exit_code == 0
+    for p in (out / "png").iterdir():
+        p.unlink()
+    (out / "png").rmdir()
+    (out / "png").symlink_to(sentinel / "png")
+    one_line_error(solve(out, "--restart"), "leads outside --out")
+
+
+# -- concurrent runs and foreign batches --------------------------------------------------------
+def test_a_live_lock_is_refused_naming_its_holder(tmp_path):
+    out = tmp_path / "run"
+    assert solve(out).exit_code == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".admm-attack.lock").write_text(
+            f'{{"pid": {holder.pid}, "host": "{os.uname().nodename}"}}')
+        one_line_error(solve(out), "in use by process", str(holder.pid))
+    finally:
+        holder.kill()
+        holder.wait()
+    # its owner is gone now: the stale lock is taken over and the run resumes
+    r = solve(out)
+    assert r.exit_code == 0, r.output
+    assert not (out / ".admm-attack.lock").exists()
+
+
+def test_a_batch_file_of_another_run_is_refused_not_merged(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert solve(a, "--seed", "1").exit_code == 0
+    assert solve(b, "--seed", "2", "--targets", "3").exit_code == 0
+    (b / "batches" / "batch-00000.npz").write_bytes((a / "batches" / "batch-00000.npz")
+                                                    .read_bytes())
+    one_line_error(invoke(*SOLVE, "--seed", "2", "--targets", "3", "--out", b),
+                   "a batch file of another run")
+
+
+# -- the disk ------------------------------------------------------------------------------------
+def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real = attacks.runs.store.atomic_write
+
+    def full(path, data):
+        if path.name == "metrics.csv":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(attacks.runs.store, "atomic_write", full)
+    one_line_error(solve(out), "No space left on device", "run the same command again")
+    assert any((out / "batches").glob("batch-*.npz"))       # the attack's work is kept
+    monkeypatch.setattr(attacks.runs.store, "atomic_write", real)
+    r = solve(out)
+    assert r.exit_code == 0 and "batches_resumed" in r.stdout, r.output
+    assert not (out / ".admm-attack.lock").exists()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_outputs_honour_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        assert solve(tmp_path / "run").exit_code == 0
+    finally:
+        os.umask(old)
+    for name in ("metrics.csv", "summary.json", "adversarial.npz", "batches/batch-00000.npz"):
+        mode = stat.S_IMODE((tmp_path / "run" / name).stat().st_mode)
+        assert mode == 0o666 & ~mask, (name, oct(mode))
+
+
+# -- broken models -------------------------------------------------------------------------------
+BROKEN = '''
+import torch
+from torch import nn
+
+
+class Broken(nn.Module):
+    def __init__(self, fill=None, softmax=False):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        self.fill, self.softmax = fill, softmax
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.fill is not None:
+            out = torch.full_like(out, self.fill)
+        return out.softmax(1) if self.softmax else out
+
+
+def nan():
+    return Broken(float("nan"))
+
+
+def inf():
+    return Broken(float("inf"))
+
+
+def probabilities():
+    return Broken(softmax=True)
+
+
+def raises():
+    raise RuntimeError("no weights here")
+
+
+def exits():
+    raise SystemExit(0)
+'''
+
+
+@pytest.fixture
+def broken_models(tmp_path, monkeypatch):
+    (tmp_path / "broken_nets.py").write_text(BROKEN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+@pytest.mark.parametrize("factory", ["nan", "inf"])
+def test_a_model_with_non_finite_logits_is_an_error_not_robust(tmp_path, broken_models,
+                                                                factory):
+    r = invoke(*SOLVE, "--model", f"broken_nets:{factory}", "--out", tmp_path / "run")
+    one_line_error(r, f"--model broken_nets:{factory}", "non-finite outputs")
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_probabilities_are_warned_about(tmp_path, broken_models):
+    r = invoke(*SOLVE, "--model", "broken_nets:probabilities", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.stderr and "probabilities" in r.stderr
+
+
+@pytest.mark.parametrize("factory, fragment", [("raises", "raised RuntimeError: no weights"),
+                                               ("exits", "exited (SystemExit 0)")])
+def test_a_factory_that_fails_is_one_line(tmp_path, broken_models, factory, fragment):
+    one_line_error(invoke(*SOLVE, "--model", f"broken_nets:{factory}", "--out",
+                          tmp_path / "run"), fragment)
+
+
+def test_sys_exit_as_a_model_is_one_line(tmp_path):
+    one_line_error(invoke(*SOLVE, "--model", "sys:exit", "--out", tmp_path / "run"),
+                   "--model sys:exit")
+
+
+# -- specs that are not files --------------------------------------------------------------------
+@pytest.mark.parametrize("path, fragment", [("/dev/zero", "not a regular file"),
+                                            ("/", "not a regular file")])
+def test_a_spec_that_is_not_a_file_is_refused_quickly(tmp_path, path, fragment):
+    one_line_error(invoke("solve", "--spec", path, *FAST, "--out", tmp_path / "run"), fragment)
+
+
+def test_a_huge_spec_file_is_refused(tmp_path):
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
+    one_line_error(invoke("solve", "--spec", big, *FAST, "--out", tmp_path / "run"),
+                   "not a spec file")
+
+
+def test_rich_markup_in_descriptions_is_printed_as_written(tmp_path):
+    text = invoke("specs", "show", "cw-l2").stdout.replace(
+        'description = "', 'description = "[bold]x[/] [/] ')
+    (tmp_path / "m.toml").write_text(text)
+    r = invoke("solve", "--spec", tmp_path / "m.toml", *FAST, *TINY, "-n", 1,
+               "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+
+
+def test_the_callers_numbers_stay_numbers(tmp_path):
+    """A seeded run into a fresh directory after all this is still byte-identical."""
+    assert solve(tmp_path / "a").exit_code == 0
+    assert solve(tmp_path / "b").exit_code == 0
+    for name in ("metrics.csv", "adversarial.npz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with np.load(tmp_path / "a" / "batches" / "batch-00000.npz") as z:
+        assert "run_fingerprint" in z.files
