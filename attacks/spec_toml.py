@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple, Union
 
 import attrs
+import tomlkit
 
 from attacks.builtin import BUILTIN, builtin_spec
 from attacks.schema import apply_overrides, field_names, spec_from_dict, spec_to_dict
@@ -257,3 +258,16 @@ def load_spec(name: str, overrides: Iterable[str] = ()) -> LoadedSpec:
         via = " (after --set)" if overrides else ""
         raise SpecError(f"{label}{via}: {e}") from None
     return LoadedSpec(spec, origin, overrides, path)
+
+
+def rewrite_toml(text: str, overrides: Iterable[str]) -> str:
+    """``text`` (a spec's TOML) with ``KEY=VALUE`` ``overrides`` applied in place: the user's
+    comments, order and layout are kept (tomlkit), only the values set change. The result is
+    validated like any spec file."""
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as e:
+        raise SpecError(f"not valid TOML: {e}") from None
+    doc = apply_overrides(doc, overrides)
+    spec_from_dict(doc.unwrap())
+    return tomlkit.dumps(doc)

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from attacks.builtin import BUILTIN, builtin_spec
-from attacks.spec_toml import example_specs, load_spec
+from attacks.spec_toml import example_specs, load_spec, rewrite_toml
 from cli.errors import UserError
 
 
@@ -107,12 +107,16 @@ def print_specs() -> None:
 
 
 def show_spec(name: str, sets: Iterable[str], resolved: bool) -> str:
-    """The TOML of a spec: a file as written (validated) unless --set or --resolved."""
+    """The TOML of a spec (validated): a file as written, with --set values changed in place
+    (its comments kept); a built-in commented on every key; --resolved: the canonical
+    layout."""
     sets = list(sets)
     loaded = load_spec(name, sets)
-    if not sets and not resolved and loaded.path is not None:
-        return loaded.path.read_text(encoding="utf-8")
-    return loaded.spec.to_toml()
+    if resolved:
+        return loaded.spec.to_toml()
+    if loaded.path is None:  # a built-in: its commented TOML, then the overrides
+        return rewrite_toml(load_spec(name).spec.to_toml(), sets)
+    return rewrite_toml(loaded.path.read_text(encoding="utf-8"), sets)
 
 
 def check_spec(name: str, sets: Iterable[str]) -> str:
