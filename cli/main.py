@@ -25,45 +25,45 @@ def out_dir(text: str) -> Path:
 app = typer.Typer(
     name="admm-attack",
     help="Structured adversarial attacks (StrAttack, ICLR 2019) by batched linearised ADMM.\n\n"
-         "Attacks are declarative specs (TOML): list them with `admm-attack specs list`, "
-         "print one with `admm-attack specs show strattack > my.toml`, edit it and run it with "
-         "`admm-attack solve --spec my.toml ...`.\n\n"
+         "Attacks are declarative specs (TOML): list them with admm-attack specs list, "
+         "print one with admm-attack specs show strattack > my.toml, edit it and run it with "
+         "admm-attack solve --spec my.toml ....\n\n"
          "Example: admm-attack solve --spec strattack --model mnist-cw --data mnist-test20 "
          "-n 10 --targets random --out runs/str",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
 )
 specs_app = typer.Typer(
     help="List, print and check attack specs (TOML).\n\n"
-         "Examples: `admm-attack specs list`; `admm-attack specs show strattack > my.toml`; "
-         "`admm-attack specs show strattack --set search.steps=3`; "
-         "`admm-attack specs check my.toml`",
+         "Examples: admm-attack specs list; admm-attack specs show strattack > my.toml; "
+         "admm-attack specs show strattack --set search.steps=3; "
+         "admm-attack specs check my.toml",
     no_args_is_help=True,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
 )
 app.add_typer(specs_app, name="specs")
 
 # -- options shared by the commands -------------------------------------------------------------
 Model = Annotated[str, typer.Option(
-    "--model", "-m", help="Zoo name (mnist-cw, cifar10-cnn...), a TorchScript file, or "
+    "--model", "-m", metavar="MODEL", help="Zoo name (mnist-cw, cifar10-cnn...), a TorchScript file, or "
                           "package.module:factory (with --weights).")]
 Data = Annotated[str, typer.Option(
-    "--data", "-d", help="Dataset name (mnist-test20, cifar10-test20, mnist-heldout...), a "
+    "--data", "-d", metavar="DATA", help="Dataset name (mnist-test20, cifar10-test20, mnist-heldout...), a "
                          "dataset directory or an image folder.")]
 Out = Annotated[str, typer.Option(
-    "--out", "-o", help="Run directory (new, empty, or one of this command's own runs: "
+    "--out", "-o", metavar="DIR", help="Run directory (new, empty, or one of this command's own runs: "
                         "re-running into it resumes).")]
 Weights = Annotated[Optional[str], typer.Option(
-    help="State-dict file for a zoo model or a module:factory model.")]
+    metavar="FILE", help="State-dict file for a zoo model or a module:factory model.")]
 Count = Annotated[Optional[int], typer.Option(
-    "-n", "--num-images", help="Use only the first N images (default: all).")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+    "-n", "--num-images", metavar="N", help="Use only the first N images (default: all).")]
+Device = Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda or cuda:N.")]
 BatchSize = Annotated[Optional[int], typer.Option(
-    help="Examples per batch, the unit of progress and of resuming (default: the command's, "
+    metavar="N", help="Examples per batch, the unit of progress and of resuming (default: the command's, "
          "lowered so that every torchrun rank gets a batch).", show_default=False)]
-Seed = Annotated[int, typer.Option(help="Seed of the random targets (and torch).")]
+Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the random targets (and torch).")]
 Grid = Annotated[Optional[bool], typer.Option(
     "--grid/--no-grid", help="Round the final examples to the 8-bit grid (multiples of 1/255), "
                              "re-verify them (failures to repair count as failed) and write "
@@ -72,13 +72,13 @@ Grid = Annotated[Optional[bool], typer.Option(
 Restart = Annotated[bool, typer.Option(
     "--restart", help="Discard the files of a previous run in --out instead of resuming it.")]
 Threads = Annotated[int, typer.Option(
-    help="CPU threads for torch (0: torch's default). 1 is often fastest on a busy machine.")]
+    metavar="N", help="CPU threads for torch (0: torch's default). 1 is often fastest on a busy machine.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Targets = Annotated[str, typer.Option(
-    help="untargeted, random (one seeded class per image), all (every other class, the "
+    metavar="TARGETS", help="untargeted, random (one seeded class per image), all (every other class, the "
          "paper's protocol), or class indices: one per image or one for all, e.g. 3,7,1.")]
 Figures = Annotated[int, typer.Option(
-    help="How many example figures to draw (successes first).")]
+    metavar="N", help="How many example figures to draw (successes first).")]
 Sets = Annotated[List[str], typer.Option(
     "--set", metavar="KEY=VALUE",
     help="Override one spec value before validation, e.g. solver.rho=2, search.iterations=50, "
@@ -91,12 +91,12 @@ ScopedSets = Annotated[List[str], typer.Option(
 
 
 # -- attacking -----------------------------------------------------------------------------------
-@app.command(epilog="More: docs/cli.md. Outputs: metrics.csv, summary.json, adversarial.npz, "
+@app.command(epilog="More: docs/cli.md in the source repository. Outputs: metrics.csv, summary.json, adversarial.npz, "
                     "figures/, png/ (8-bit grid runs), spec.toml, provenance.json, batches/.")
 @command
 def solve(
     spec: Annotated[str, typer.Option(
-        "--spec", "-s", help="Built-in name (strattack, cw-l2...), shipped example "
+        "--spec", "-s", metavar="SPEC", help="Built-in name (strattack, cw-l2...), shipped example "
                              "(sparse-group-lasso...) or a TOML file.")],
     model: Model, data: Data, out: Out, sets: Sets = [], weights: Weights = None,
     n: Count = None, targets: Targets = "random", device: Device = "auto",
@@ -108,13 +108,16 @@ def solve(
 
     Examples:
 
-    * `admm-attack solve --spec strattack --model mnist-cw --data mnist-test20 -n 10 --out runs/str`
+    \b
+      admm-attack solve --spec strattack --model mnist-cw --data mnist-test20 \\
+          -n 10 --out runs/str
+      admm-attack solve --spec my.toml --set search.iterations=50 \\
+          --model mnist-cw --data mnist-heldout --targets all -n 5 --out runs/mine
+      admm-attack solve --spec sparse-group-lasso --model cifar10-cnn \\
+          --data cifar10-test20 --targets untargeted --device cuda --out runs/sgl
 
-    * `admm-attack solve --spec my.toml --set search.iterations=50 --model mnist-cw --data mnist-heldout --targets all -n 5 --out runs/mine`
-
-    * `admm-attack solve --spec sparse-group-lasso --model cifar10-cnn --data cifar10-test20 --targets untargeted --device cuda --out runs/sgl`
-
-    Interrupted? Run the same command again: finished batches are kept. Default batch size 16.
+    Interrupted? Run the same command again: finished batches are kept.
+    Default batch size 16.
     """
     from cli.solve import solve as run_solve
     summ = run_solve(spec=spec, sets=sets, model=model, weights=weights, data=data, n=n,
@@ -126,26 +129,26 @@ def solve(
         listing.print_summary(summ, out)
 
 
-@app.command("eval", epilog="More: docs/cli.md. Outputs: table.md, table.csv, summary.json, "
+@app.command("eval", epilog="More: docs/cli.md in the source repository. Outputs: table.md, table.csv, summary.json, "
                             "provenance.json, one solve-like run directory per attack.")
 @command
 def eval_command(
     model: Model, data: Data, out: Out,
     attacks: Annotated[str, typer.Option(
-        "--attacks", "-a", help="Comma list of spec names or TOML files (strattack, "
+        "--attacks", "-a", metavar="LIST", help="Comma list of spec names or TOML files (strattack, "
                                 "strattack-overlap, cw-l2, ead, linf, refined...) and "
                                 "gradient baselines (fgm, ifgsm, fgm-l2, ifgsm-l2).")
     ] = "strattack,cw-l2,ead,ifgsm,fgm",
     sets: ScopedSets = [], weights: Weights = None, n: Count = None,
     cases: Annotated[str, typer.Option(
-        help="Comma list of best, average, worst. best/worst attack every image towards all "
+        metavar="LIST", help="Comma list of best, average, worst. best/worst attack every image towards all "
              "other classes; average alone attacks one seeded random target per image.")
     ] = "best,average,worst",
     rank_by: Annotated[str, typer.Option(
-        help="The distortion that decides the easiest (best case) and hardest (worst case) "
+        metavar="NORM", help="The distortion that decides the easiest (best case) and hardest (worst case) "
              "target: l0, l1, l2 or linf.")] = "l2",
     device: Device = "auto", batch_size: BatchSize = None,
-    seed: Annotated[int, typer.Option(help="Seed of the average case's targets.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the average case's targets.")] = 0,
     figures: Figures = 0, grid: Grid = None, restart: Restart = False, threads: Threads = 0,
     quiet: Quiet = False,
 ):
@@ -156,13 +159,16 @@ def eval_command(
 
     Examples:
 
-    * `admm-attack eval --model mnist-cw --data mnist-heldout -n 200 --out runs/table1-mnist`
+    \b
+      admm-attack eval --model mnist-cw --data mnist-heldout -n 200 \\
+          --out runs/table1-mnist
+      admm-attack eval --attacks strattack,strattack-overlap --cases average \\
+          --model mnist-cw --data mnist-test20 --out runs/overlap
+      torchrun --standalone --nproc_per_node 2 -m cli eval ... --out runs/x
 
-    * `admm-attack eval --attacks strattack,strattack-overlap --cases average --model mnist-cw --data mnist-test20 --out runs/overlap`
-
-    * `torchrun --standalone --nproc_per_node 2 -m cli eval ... --out runs/x` (each process attacks its share of the batches; same files as one process)
-
-    Interrupted? Run the same command again: finished batches are kept. Default batch size 45.
+    Under torchrun each process attacks its share of the batches; the files are
+    those of one process. Interrupted? Run the same command again: finished
+    batches are kept. Default batch size 45.
     """
     from cli.eval import evaluate
     summ = evaluate(attacks=attacks, sets=sets, model=model, weights=weights, data=data, n=n,
@@ -174,32 +180,32 @@ def eval_command(
         print_eval(summ, out)
 
 
-@app.command("explain", epilog="More: docs/interpretability.md. Outputs: is_curve.csv, "
+@app.command("explain", epilog="More: docs/interpretability.md in the source repository. Outputs: is_curve.csv, "
                                "is_per_example.csv, is_curve.png, figures/, summary.json, "
                                "provenance.json, attacks/NAME/ (one solve run per attack).")
 @command
 def explain(
     model: Model, data: Data, out: Out,
     attacks: Annotated[str, typer.Option(
-        "--attacks", "-a", help="Attacks to compare, comma-separated: built-in names, shipped "
+        "--attacks", "-a", metavar="LIST", help="Attacks to compare, comma-separated: built-in names, shipped "
                                 "examples or TOML files.")] = "strattack,cw-l2",
     sets: ScopedSets = [],
     maps: Annotated[str, typer.Option(
-        help="Maps B is cut from, comma-separated: asm, cam-true, cam-target (GAP models "
+        metavar="LIST", help="Maps B is cut from, comma-separated: asm, cam-true, cam-target (GAP models "
              "only), gradcam-true, gradcam-target; cam and gradcam stand for both labels; "
              "auto: asm, CAM where the model has a GAP head, Grad-CAM where it has a conv "
              "layer.")] = "auto",
     nus: Annotated[str, typer.Option(
-        "--nus", help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
+        "--nus", metavar="LIST", help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
                      "percentile), comma-separated.")] = "30,40,50,60,70,80,90",
     weights: Weights = None, n: Count = None,
     targets: Annotated[str, typer.Option(
-        help="random (one seeded class per image, shared by every attack), all, or class "
+        metavar="TARGETS", help="random (one seeded class per image, shared by every attack), all, or class "
              "indices (one per image or one for all).")] = "random",
     figures: Annotated[int, typer.Option(
-        help="How many example overlays to draw (examples every attack fooled first).")] = 4,
+        metavar="N", help="How many example overlays to draw (examples every attack fooled first).")] = 4,
     figure_nu: Annotated[float, typer.Option(
-        help="The percentile ν of the B outlines in the example overlays.")] = 90.0,
+        metavar="NU", help="The percentile ν of the B outlines in the example overlays.")] = 90.0,
     device: Device = "auto", batch_size: BatchSize = None, seed: Seed = 0, grid: Grid = None,
     restart: Restart = False, threads: Threads = 0, quiet: Quiet = False,
 ):
@@ -212,14 +218,16 @@ def explain(
 
     Examples:
 
-    * `admm-attack explain --model mnist-cw --data mnist-test20 -n 20 --out runs/explain`
+    \b
+      admm-attack explain --model mnist-cw --data mnist-test20 -n 20 \\
+          --out runs/explain
+      admm-attack explain --model mnist-gap --data mnist-test20 --maps cam,asm \\
+          --out runs/gap
+      admm-attack explain --attacks strattack,cw-l2,ead --set search.steps=4 \\
+          --model cifar10-cnn --data cifar10-test20 -n 10 --out runs/cifar
 
-    * `admm-attack explain --model mnist-gap --data mnist-test20 --maps cam,asm --out runs/gap`
-
-    * `admm-attack explain --attacks strattack,cw-l2,ead --set search.steps=4 --model cifar10-cnn --data cifar10-test20 -n 10 --out runs/cifar`
-
-    Each attack is a `solve` run under OUT/attacks/NAME: an interrupted run resumes.
-    Default batch size 16 (attacks and maps).
+    Each attack is a solve run under OUT/attacks/NAME: an interrupted run
+    resumes. Default batch size 16 (attacks and maps).
     """
     from cli.explain import explain as run_explain, format_table
     summ = run_explain(attacks=attacks, sets=sets, model=model, weights=weights, data=data,
@@ -239,8 +247,9 @@ def explain(
 def models(long: Annotated[bool, typer.Option("--long", "-l", help="Full details.")] = False):
     """List the model zoo: name, input shape, classes, measured accuracy, weights.
 
-    Example: `admm-attack models`, then `admm-attack solve --model mnist-cw ...`.
-    Your own models: `--model net.pt` (TorchScript) or `--model pkg.mod:factory --weights w.pt`.
+    Example: admm-attack models, then admm-attack solve --model mnist-cw ...
+    Your own models: --model net.pt (TorchScript) or
+    --model pkg.mod:factory --weights w.pt.
     """
     from cli import listing
     listing.print_models(long)
@@ -251,7 +260,7 @@ def models(long: Annotated[bool, typer.Option("--long", "-l", help="Full details
 def datasets(long: Annotated[bool, typer.Option("--long", "-l", help="Full details.")] = False):
     """List the registered datasets: name, shape, classes, size, availability, source.
 
-    Example: `admm-attack datasets`, then `admm-attack solve --data mnist-test20 ...`.
+    Example: admm-attack datasets, then admm-attack solve --data mnist-test20 ...
     A directory of MNIST/CIFAR-10 files or an image folder also works as --data.
     """
     from cli import listing
@@ -263,7 +272,7 @@ def datasets(long: Annotated[bool, typer.Option("--long", "-l", help="Full detai
 def specs_list():
     """List the built-in specs and the shipped example spec files.
 
-    Example: `admm-attack specs list`
+    Example: admm-attack specs list
     """
     from cli import listing
     listing.print_specs()
@@ -282,11 +291,10 @@ def specs_show(
 
     Examples:
 
-    * `admm-attack specs show strattack > my.toml`
-
-    * `admm-attack specs show strattack --set search.steps=3 --set eps=0.3`
-
-    * `admm-attack specs show sparse-group-lasso`
+    \b
+      admm-attack specs show strattack > my.toml
+      admm-attack specs show strattack --set search.steps=3 --set eps=0.3
+      admm-attack specs show sparse-group-lasso
     """
     from cli import listing
     sys.stdout.write(listing.show_spec(name, sets, resolved))
@@ -300,7 +308,7 @@ def specs_check(
 ):
     """Validate spec files (exit 2 with the file and key on the first error).
 
-    Example: `admm-attack specs check my.toml --set solver.rho=2`
+    Example: admm-attack specs check my.toml --set solver.rho=2
     """
     from cli import listing
     for f in files:
