@@ -11,6 +11,7 @@ Layout of ``--out DIR``::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -229,6 +230,7 @@ def format_table(summary: Dict[str, Any]) -> str:
             lines.append(f"{m:15s} {name:24s} "
                          + " ".join(f"{num(v, '.3f'):13s}" for v in vals))
         for pair, d in summary["paired"].get(m, {}).items():
-            cells = [f"{num(a, '+.3f')}±{num(e, '.3f')}" for a, e in zip(d["mean"], d["stderr"])]
+            cells = [num(a, "+.3f") + ("" if e is None or math.isnan(e) else f"±{e:.3f}")
+                     for a, e in zip(d["mean"], d["stderr"])]  # one example: no error bar
             lines.append(f"{m:15s} {pair:24s} " + " ".join(f"{c:13s}" for c in cells))
     return "\n".join(lines)
