@@ -126,7 +126,7 @@ def test_an_interrupted_explain_says_so_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(attacks.runs.runner, "run_batch", real)
     r = explain(out, *TINY, "--figures", 0, "--maps", "asm", n=1)
     assert r.exit_code == 0, r.output
-    assert "nan" not in r.stdout  # one example: a paired difference without an error bar
+    assert "±nan" not in r.stdout  # one example: a paired difference without an error bar
     s = read_json(out / "summary.json")
     assert s["attacks"]["strattack"]["batches_resumed"] == 1   # not attacked again
     assert s["attacks"]["cw-l2"]["batches_resumed"] == 0
