@@ -294,3 +294,62 @@ def test_the_callers_numbers_stay_numbers(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     with np.load(tmp_path / "a" / "batches" / "batch-00000.npz") as z:
         assert "run_fingerprint" in z.files
+
+
+# -- images --------------------------------------------------------------------------------------
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width`` x ``height`` grey pixels (no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def image_folder(tmp_path, files: dict, labels: str) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, write in files.items():
+        write(folder / name)
+    (folder / "labels.csv").write_text(labels)
+    return folder
+
+
+def test_16_bit_grey_pngs_keep_their_depth(tmp_path):
+    from PIL import Image
+
+    from attacks.data.folder import load_image_folder
+    pixels = (np.arange(28 * 28).reshape(28, 28) * 83).astype(np.uint16)
+    folder = image_folder(tmp_path, {"a.png": lambda p: Image.fromarray(pixels).save(p)},
+                          "a.png,3\n")
+    x, y = load_image_folder(folder)
+    np.testing.assert_allclose(x[0, 0].numpy(), pixels / 65535.0, rtol=1e-6)
+    assert len(np.unique(x.numpy())) > 2                      # not binarised
+    r = invoke("solve", "--spec", "cw-l2", "--model", "mnist-cw", "--data", folder, *TINY,
+               "--threads", "1", "-q", "--targets", "untargeted", "--figures", "0",
+               "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert read_json(tmp_path / "run" / "provenance.json")["resume_key"]["grid"] is False
+
+
+def test_an_oversized_image_is_refused_before_decoding(tmp_path):
+    folder = image_folder(tmp_path, {"big.png": lambda p: png_header_only(p, 20000, 20000)},
+                          "big.png,1\n")
+    r = invoke(*SOLVE, "--data", folder, "--out", tmp_path / "run")
+    one_line_error(r, "big.png", "too large")
+    png_header_only(folder / "big.png", 9000, 9000)   # below Pillow's own limit, above ours
+    one_line_error(invoke(*SOLVE, "--data", folder, "--out", tmp_path / "run"),
+                   "9000x9000 pixels: too large for this loader")
+
+
+def test_a_label_that_is_no_class_index_is_one_line(tmp_path):
+    from PIL import Image
+    folder = image_folder(
+        tmp_path, {"a.png": lambda p: Image.fromarray(np.zeros((28, 28), np.uint8)).save(p)},
+        "a.png,99999999999999999999\n")
+    one_line_error(invoke(*SOLVE, "--data", folder, "--out", tmp_path / "run"),
+                   "is not a class index")

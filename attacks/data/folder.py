@@ -11,12 +11,15 @@ Two conventions (checked in this order):
    (label, file name).
 
 All images must have the same size. They are returned with 1 channel if every image is
-greyscale, else as RGB (an alpha channel is dropped).
+greyscale, else as RGB (an alpha channel is dropped). 16-bit greyscale PNGs keep their depth
+(pixel / 65535: such images are not on the 8-bit grid); an image larger than
+:data:`MAX_PIXELS` is refused before it is decoded.
 """
 
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,12 @@ from ._common import check_n, to_image_tensor, to_label_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELS_FILE = "labels.csv"
+#: the largest image read (pixels): 64 Mpx, well above ImageNet-sized inputs
+MAX_PIXELS = 1 << 26
+#: the largest label accepted (labels are class indices)
+MAX_LABEL = 1 << 31
+GREY_MODES = ("L", "1", "I;16", "I;16B", "I;16L", "I")
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I")  # 16-bit greyscale (Pillow reads some as "I")
 
 
 def _read_labels_csv(folder: Path) -> list[tuple[Path, int]]:
@@ -47,6 +56,9 @@ def _read_labels_csv(folder: Path) -> list[tuple[Path, int]]:
                 raise ValueError(f"{path}:{lineno}: label {label!r} is not an integer") from None
             if value < 0:
                 raise ValueError(f"{path}:{lineno}: negative label {value}")
+            if value >= MAX_LABEL:
+                raise ValueError(f"{path}:{lineno}: label {value} is not a class index "
+                                 f"(expected 0 <= label < {MAX_LABEL})")
             file = (folder / name).resolve()
             if folder.resolve() not in file.parents:
                 raise ValueError(f"{path}:{lineno}: {name!r} points outside {folder}")
@@ -92,13 +104,9 @@ def load_image_folder(
     for file, _ in items:
         if not file.is_file():
             raise FileNotFoundError(f"image listed for {folder} not found: {file}")
-        try:
-            with Image.open(file) as im:
-                im.load()
-                pictures.append(im.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{file}: not a readable PNG/JPEG image ({exc})") from exc
-    grey = all(im.mode in ("L", "1", "I;16", "I") for im in pictures)
+        pictures.append(_read_image(file))
+    grey = all(im.mode in GREY_MODES for im in pictures)
+    deep = grey and any(im.mode in DEEP_MODES for im in pictures)
     arrays = []
     for (file, _), im in zip(items, pictures):
         if im.size != pictures[0].size:
@@ -107,7 +115,36 @@ def load_image_folder(
                 f"{pictures[0].size[0]}x{pictures[0].size[1]} of {items[0][0].name}; "
                 "all images of a folder must have the same size"
             )
+        if deep:  # 16 bits per pixel (8-bit images of the same folder are scaled up exactly)
+            arr = (np.asarray(im, dtype=np.float64) / 65535.0 if im.mode in DEEP_MODES
+                   else np.asarray(im.convert("L"), dtype=np.float64) / 255.0)
+            arrays.append(arr)
+            continue
         arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
         arrays.append(arr if grey else arr.transpose(2, 0, 1))
     images = np.stack(arrays)
-    return to_image_tensor(images), to_label_tensor([label for _, label in items])
+    labels = to_label_tensor([label for _, label in items])
+    if deep:
+        if images.max() > 1:
+            raise ValueError(f"{folder}: 16-bit pixel values above 65535; not a PNG this "
+                             "loader understands")
+        return torch.from_numpy(images.astype(np.float32))[:, None], labels
+    return to_image_tensor(images), labels
+
+
+def _read_image(file: Path) -> Image.Image:
+    """The decoded image, refusing one above :data:`MAX_PIXELS` before decoding it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise ValueError(f"{file}: {w}x{h} pixels: too large for this loader "
+                                     f"(at most {MAX_PIXELS:,} pixels); resize it first")
+                im.load()
+                return im.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"{file}: too large to decode safely ({exc})") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{file}: not a readable PNG/JPEG image ({exc})") from exc
