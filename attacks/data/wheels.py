@@ -1,7 +1,7 @@
 """The three PyPI wheels that carry the bundled data and weights, read as zip archives.
 
 Nothing is installed or imported: the wheels are fetched into a cache folder
-(``python -m attacks.data.wheels``, which ``make setup`` runs) and the loaders read single
+(``python -m attacks.data.fetch``, which ``make setup`` runs) and the loaders read single
 files out of them with :mod:`zipfile`. A wheel is found, in this order, in
 
 1. ``$ADMM_ATTACK_CACHE/wheels`` when ``ADMM_ATTACK_CACHE`` is set;
@@ -12,10 +12,10 @@ Each wheel's SHA-256 is checked (once per process) before a file is read from it
 fallback for older set-ups, a package that is already installed (``pip install --no-deps
 foolbox==3.3.4``) is read from its folder, again without importing it.
 
-Command line::
+Command line (:mod:`attacks.data.fetch`)::
 
-    python -m attacks.data.wheels [--dest DIR]    # fetch the missing wheels (about 13 MB)
-    python -m attacks.data.wheels --list          # where each wheel is found, or "missing"
+    python -m attacks.data.fetch [--dest DIR]    # fetch the missing wheels (about 13 MB)
+    python -m attacks.data.fetch --list          # where each wheel is found, or "missing"
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ._common import CACHE_ENV
 
-FETCH_COMMAND = "python -m attacks.data.wheels"
+FETCH_COMMAND = "python -m attacks.data.fetch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,7 @@ def wheel_dirs() -> list[Path]:
 
 
 def default_dest() -> Path:
-    """Where ``python -m attacks.data.wheels`` puts the wheels: the first of wheel_dirs()."""
+    """Where ``python -m attacks.data.fetch`` puts the wheels: the first of wheel_dirs()."""
     return wheel_dirs()[0]
 
 
@@ -224,7 +224,3 @@ def main(argv: list[str] | None = None) -> None:
         return
     dest = fetch(args.dest, quiet=args.quiet)
     print(f"data wheels ready in {dest}")
-
-
-if __name__ == "__main__":
-    main()
