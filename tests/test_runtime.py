@@ -1,0 +1,33 @@
+"""attacks.runtime: the default CPU thread count and how a requested count is applied."""
+
+import pytest
+import torch
+
+from attacks import runtime
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_default_is_one_thread_unless_omp_num_threads_is_set(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert runtime.default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime.default_threads() == 3
+    for junk in ("", "0", "-2", "many"):
+        monkeypatch.setenv("OMP_NUM_THREADS", junk)
+        assert runtime.default_threads() == 1
+
+
+def test_set_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert runtime.set_threads() == 1 and torch.get_num_threads() == 1
+    assert runtime.set_threads(2) == 2 and torch.get_num_threads() == 2
+    assert runtime.set_threads(0) == runtime.TORCH_DEFAULT_THREADS == torch.get_num_threads()
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be"):
+            runtime.set_threads(bad)
