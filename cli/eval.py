@@ -109,7 +109,7 @@ def parse_cases(text: str) -> tuple:
 def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
              n: Optional[int], cases: str, rank_by: str, device: str,
              batch_size: Optional[int], seed: int, out: Path, restart: bool, quiet: bool,
-             threads: int = 0, grid: Optional[bool] = None,
+             threads: Optional[int] = None, grid: Optional[bool] = None,
              figures: int = 0) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack eval`` does; returns the summary (``None`` on torchrun ranks
     other than 0). User errors raise :class:`UserError`."""

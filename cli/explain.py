@@ -121,7 +121,7 @@ def load_comparison(runs: Dict[str, Path]) -> Comparison:
 def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
             n: Optional[int], targets: str, maps: str, nus: str, figures: int,
             figure_nu: float, device: str, batch_size: int, seed: int, out: Path,
-            restart: bool, quiet: bool, threads: int = 0,
+            restart: bool, quiet: bool, threads: Optional[int] = None,
             grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack explain`` does; returns the summary (None on torchrun ranks
     other than 0, which only attack). User errors raise :class:`UserError`."""

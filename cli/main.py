@@ -47,21 +47,25 @@ app.add_typer(specs_app, name="specs")
 
 # -- options shared by the commands -------------------------------------------------------------
 Model = Annotated[str, typer.Option(
-    "--model", "-m", metavar="MODEL", help="Zoo name (mnist-cw, cifar10-cnn...), a TorchScript file, or "
-                          "package.module:factory (with --weights).")]
+    "--model", "-m", metavar="MODEL",
+    help="Zoo name (mnist-cw, cifar10-cnn...), a TorchScript file, or "
+         "package.module:factory (with --weights).")]
 Data = Annotated[str, typer.Option(
-    "--data", "-d", metavar="DATA", help="Dataset name (mnist-test20, cifar10-test20, mnist-heldout...), a "
-                         "dataset directory or an image folder.")]
+    "--data", "-d", metavar="DATA",
+    help="Dataset name (mnist-test20, cifar10-test20, mnist-heldout...), a "
+         "dataset directory or an image folder.")]
 Out = Annotated[str, typer.Option(
-    "--out", "-o", metavar="DIR", help="Run directory (new, empty, or one of this command's own runs: "
-                        "re-running into it resumes).")]
+    "--out", "-o", metavar="DIR",
+    help="Run directory (new, empty, or one of this command's own runs: "
+         "re-running into it resumes).")]
 Weights = Annotated[Optional[str], typer.Option(
     metavar="FILE", help="State-dict file for a zoo model or a module:factory model.")]
 Count = Annotated[Optional[int], typer.Option(
     "-n", "--num-images", metavar="N", help="Use only the first N images (default: all).")]
 Device = Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda or cuda:N.")]
 BatchSize = Annotated[Optional[int], typer.Option(
-    metavar="N", help="Examples per batch, the unit of progress and of resuming (default: the command's, "
+    metavar="N",
+    help="Examples per batch, the unit of progress and of resuming (default: the command's, "
          "lowered so that every torchrun rank gets a batch).", show_default=False)]
 Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the random targets (and torch).")]
 Grid = Annotated[Optional[bool], typer.Option(
@@ -71,11 +75,14 @@ Grid = Annotated[Optional[bool], typer.Option(
     show_default=False)]
 Restart = Annotated[bool, typer.Option(
     "--restart", help="Discard the files of a previous run in --out instead of resuming it.")]
-Threads = Annotated[int, typer.Option(
-    metavar="N", help="CPU threads for torch (0: torch's default). 1 is often fastest on a busy machine.")]
+Threads = Annotated[Optional[int], typer.Option(
+    metavar="N", help="CPU threads for torch. Default: 1 (or OMP_NUM_THREADS when set), "
+                      "never slow on a busy machine; 0: torch's own default, one per core.",
+    show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Targets = Annotated[str, typer.Option(
-    metavar="TARGETS", help="untargeted, random (one seeded class per image), all (every other class, the "
+    metavar="TARGETS",
+    help="untargeted, random (one seeded class per image), all (every other class, the "
          "paper's protocol), or class indices: one per image or one for all, e.g. 3,7,1.")]
 Figures = Annotated[int, typer.Option(
     metavar="N", help="How many example figures to draw (successes first).")]
@@ -91,17 +98,18 @@ ScopedSets = Annotated[List[str], typer.Option(
 
 
 # -- attacking -----------------------------------------------------------------------------------
-@app.command(epilog="More: docs/cli.md in the source repository. Outputs: metrics.csv, summary.json, adversarial.npz, "
+@app.command(epilog="More: docs/cli.md in the source repository. Outputs: metrics.csv, "
+                    "summary.json, adversarial.npz, "
                     "figures/, png/ (8-bit grid runs), spec.toml, provenance.json, batches/.")
 @command
 def solve(
     spec: Annotated[str, typer.Option(
         "--spec", "-s", metavar="SPEC", help="Built-in name (strattack, cw-l2...), shipped example "
-                             "(sparse-group-lasso...) or a TOML file.")],
+                                             "(sparse-group-lasso...) or a TOML file.")],
     model: Model, data: Data, out: Out, sets: Sets = [], weights: Weights = None,
     n: Count = None, targets: Targets = "random", device: Device = "auto",
     batch_size: BatchSize = None, seed: Seed = 0, figures: Figures = 4, grid: Grid = None,
-    restart: Restart = False, threads: Threads = 0, quiet: Quiet = False,
+    restart: Restart = False, threads: Threads = None, quiet: Quiet = False,
 ):
     """Run an attack spec on a model and a dataset; write metrics, examples, figures and
     provenance to --out.
@@ -122,34 +130,38 @@ def solve(
     from cli.solve import solve as run_solve
     summ = run_solve(spec=spec, sets=sets, model=model, weights=weights, data=data, n=n,
                      targets=targets, device=device, batch_size=batch_size, seed=seed,
-                     out=out_dir(out), figures=figures, restart=restart, threads=threads, grid=grid,
-                     quiet=quiet)
+                     out=out_dir(out), figures=figures, restart=restart, threads=threads,
+                     grid=grid, quiet=quiet)
     if summ is not None:  # None: a torchrun rank other than 0 (rank 0 prints)
         from cli import listing
         listing.print_summary(summ, out)
 
 
-@app.command("eval", epilog="More: docs/cli.md in the source repository. Outputs: table.md, table.csv, summary.json, "
+@app.command("eval", epilog="More: docs/cli.md in the source repository. Outputs: table.md, "
+                            "table.csv, summary.json, "
                             "provenance.json, one solve-like run directory per attack.")
 @command
 def eval_command(
     model: Model, data: Data, out: Out,
     attacks: Annotated[str, typer.Option(
-        "--attacks", "-a", metavar="LIST", help="Comma list of spec names or TOML files (strattack, "
-                                "strattack-overlap, cw-l2, ead, linf, refined...) and "
-                                "gradient baselines (fgm, ifgsm, fgm-l2, ifgsm-l2).")
+        "--attacks", "-a", metavar="LIST",
+        help="Comma list of spec names or TOML files (strattack, "
+             "strattack-overlap, cw-l2, ead, linf, refined...) and "
+             "gradient baselines (fgm, ifgsm, fgm-l2, ifgsm-l2).")
     ] = "strattack,cw-l2,ead,ifgsm,fgm",
     sets: ScopedSets = [], weights: Weights = None, n: Count = None,
     cases: Annotated[str, typer.Option(
-        metavar="LIST", help="Comma list of best, average, worst. best/worst attack every image towards all "
+        metavar="LIST",
+        help="Comma list of best, average, worst. best/worst attack every image towards all "
              "other classes; average alone attacks one seeded random target per image.")
     ] = "best,average,worst",
     rank_by: Annotated[str, typer.Option(
-        metavar="NORM", help="The distortion that decides the easiest (best case) and hardest (worst case) "
+        metavar="NORM",
+        help="The distortion that decides the easiest (best case) and hardest (worst case) "
              "target: l0, l1, l2 or linf.")] = "l2",
     device: Device = "auto", batch_size: BatchSize = None,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed of the average case's targets.")] = 0,
-    figures: Figures = 0, grid: Grid = None, restart: Restart = False, threads: Threads = 0,
+    figures: Figures = 0, grid: Grid = None, restart: Restart = False, threads: Threads = None,
     quiet: Quiet = False,
 ):
     """Evaluate attacks by the paper's protocol (appendix F): targeted, each image against
@@ -180,34 +192,40 @@ def eval_command(
         print_eval(summ, out)
 
 
-@app.command("explain", epilog="More: docs/interpretability.md in the source repository. Outputs: is_curve.csv, "
+@app.command("explain", epilog="More: docs/interpretability.md in the source repository. "
+                               "Outputs: is_curve.csv, "
                                "is_per_example.csv, is_curve.png, figures/, summary.json, "
                                "provenance.json, attacks/NAME/ (one solve run per attack).")
 @command
 def explain(
     model: Model, data: Data, out: Out,
     attacks: Annotated[str, typer.Option(
-        "--attacks", "-a", metavar="LIST", help="Attacks to compare, comma-separated: built-in names, shipped "
-                                "examples or TOML files.")] = "strattack,cw-l2",
+        "--attacks", "-a", metavar="LIST",
+        help="Attacks to compare, comma-separated: built-in names, shipped "
+             "examples or TOML files.")] = "strattack,cw-l2",
     sets: ScopedSets = [],
     maps: Annotated[str, typer.Option(
-        metavar="LIST", help="Maps B is cut from, comma-separated: asm, cam-true, cam-target (GAP models "
+        metavar="LIST",
+        help="Maps B is cut from, comma-separated: asm, cam-true, cam-target (GAP models "
              "only), gradcam-true, gradcam-target; cam and gradcam stand for both labels; "
              "auto: asm, CAM where the model has a GAP head, Grad-CAM where it has a conv "
              "layer.")] = "auto",
     nus: Annotated[str, typer.Option(
-        "--nus", metavar="LIST", help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
-                     "percentile), comma-separated.")] = "30,40,50,60,70,80,90",
+        "--nus", metavar="LIST",
+        help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
+             "percentile), comma-separated.")] = "30,40,50,60,70,80,90",
     weights: Weights = None, n: Count = None,
     targets: Annotated[str, typer.Option(
-        metavar="TARGETS", help="random (one seeded class per image, shared by every attack), all, or class "
+        metavar="TARGETS",
+        help="random (one seeded class per image, shared by every attack), all, or class "
              "indices (one per image or one for all).")] = "random",
     figures: Annotated[int, typer.Option(
-        metavar="N", help="How many example overlays to draw (examples every attack fooled first).")] = 4,
+        metavar="N",
+        help="How many example overlays to draw (examples every attack fooled first).")] = 4,
     figure_nu: Annotated[float, typer.Option(
         metavar="NU", help="The percentile ν of the B outlines in the example overlays.")] = 90.0,
     device: Device = "auto", batch_size: BatchSize = None, seed: Seed = 0, grid: Grid = None,
-    restart: Restart = False, threads: Threads = 0, quiet: Quiet = False,
+    restart: Restart = False, threads: Threads = None, quiet: Quiet = False,
 ):
     """Interpretability: compare where attacks put their perturbation (paper section 6).
 

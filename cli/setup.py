@@ -18,6 +18,7 @@ from attacks.grid import on_grid
 from attacks.models import load_model
 from attacks.runs import Inputs, Plan, Ranks
 from attacks.runs import distributed
+from attacks.runtime import set_threads
 from attacks.runs.provenance import environment, git_revision, now
 from attacks.checks import check_logits
 from attacks.spec import AttackSpec, SpecError
@@ -131,14 +132,14 @@ def parse_targets(text: str, labels: Tensor, num_classes: int, seed: int):
         raise UserError(f"--targets {text}: {e}") from None
 
 
-def check_counts(*, batch_size: Optional[int] = None, threads: int = 0,
+def check_counts(*, batch_size: Optional[int] = None, threads: Optional[int] = None,
                  figures: int = 0) -> None:
     """The numeric options every command shares."""
     if batch_size is not None and batch_size <= 0:
         raise UserError(f"--batch-size {batch_size}: expected a positive integer")
     if figures < 0:
         raise UserError(f"--figures {figures}: expected 0 or more")
-    if threads < 0:
+    if threads is not None and threads < 0:
         raise UserError(f"--threads {threads}: expected 0 (torch's default) or more")
 
 
@@ -186,10 +187,9 @@ class Prepared:
 
 
 def prepare(*, model: str, weights: Optional[str], data: str, n: Optional[int], device: str,
-            threads: int, grid: Optional[bool]) -> Prepared:
+            threads: Optional[int], grid: Optional[bool]) -> Prepared:
     """Threads, ranks, device, model, data, their compatibility and the grid, once."""
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     ranks = distributed.current()
     dev = resolve_device(distributed.rank_device(device, ranks))
     net = resolve_model(model, weights, dev)

@@ -18,7 +18,7 @@ DEFAULT_BATCH_SIZE = 16
 
 def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], data: str,
           n: Optional[int], targets: str, device: str, batch_size: Optional[int], seed: int,
-          out: Path, figures: int, restart: bool, quiet: bool, threads: int = 0,
+          out: Path, figures: int, restart: bool, quiet: bool, threads: Optional[int] = None,
           grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack solve`` does; returns the summary (``None`` on torchrun
     ranks other than 0). User errors raise :class:`UserError`; an interruption leaves the

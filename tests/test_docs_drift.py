@@ -65,7 +65,7 @@ def option_defaults(command: str) -> dict:
     return {opt: p.default for p in cmd.params for opt in p.opts}
 
 
-@pytest.mark.parametrize("command, which, least", [("solve", 0, 6), ("explain", 1, 4)])
+@pytest.mark.parametrize("command, which, least", [("solve", 0, 5), ("explain", 1, 4)])
 def test_every_default_in_an_options_table_is_the_codes(command, which, least):
     from cli.solve import DEFAULT_BATCH_SIZE
     defaults = option_defaults(command)
