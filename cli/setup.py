@@ -13,7 +13,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from attacks.data import load_dataset
+from attacks.data import DataFilesMissing, load_dataset
 from attacks.grid import on_grid
 from attacks.models import load_model
 from attacks.runs import Inputs, Plan, Ranks
@@ -76,6 +76,11 @@ def resolve_data(name: str, n: Optional[int]) -> Tuple[Tensor, Tensor]:
         raise UserError(f"-n {n}: expected a positive number of images")
     try:
         return load_dataset(name, n)
+    except DataFilesMissing as e:  # worded for the command line, which has no download option
+        raise UserError(f"--data {name}: the standard files are not in {e.where}; give the "
+                        "directory that holds them as --data DIR, or download them once "
+                        f"(python -c \"from attacks.data import load_dataset; "
+                        f"load_dataset('{name}', download=True)\"; docs/data.md)") from None
     except (ValueError, FileNotFoundError, OSError) as e:
         raise UserError(f"--data {name}: {e}") from None
 

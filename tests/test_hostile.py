@@ -353,3 +353,10 @@ def test_a_label_that_is_no_class_index_is_one_line(tmp_path):
         "a.png,99999999999999999999\n")
     one_line_error(invoke(*SOLVE, "--data", folder, "--out", tmp_path / "run"),
                    "is not a class index")
+
+
+def test_missing_standard_files_are_explained_for_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADMM_ATTACK_CACHE", str(tmp_path / "empty-cache"))
+    r = invoke(*SOLVE, "--data", "mnist-test", "--out", tmp_path / "run")
+    one_line_error(r, "--data mnist-test", "as --data DIR", "download=True")
+    assert "root=" not in r.stderr

@@ -25,6 +25,7 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "MNIST_CLASSES",
     "ChecksumError",
+    "DataFilesMissing",
     "DatasetInfo",
     "DownloadError",
     "dataset_info",
@@ -146,6 +147,15 @@ def _find_cifar(root: Path, split: str) -> list[Path]:
     return find_cifar10_files(root, split)
 
 
+
+class DataFilesMissing(FileNotFoundError):
+    """A standard dataset whose files are neither given (``root``) nor in the cache."""
+
+    def __init__(self, name: str, where: Path):
+        self.name, self.where = name, where
+        super().__init__(f"dataset {name!r}: the standard files are not in {where}; pass "
+                         f"root=<directory holding them> or download=True (see docs/data.md)")
+
 def _load_standard(
     entry: _Entry, n: int | None, root, download: bool, cache_dir, base_url
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,10 +168,7 @@ def _load_standard(
         return (load_mnist_idx if is_mnist else load_cifar10_binary)(where, entry.arg, n=n)
     except FileNotFoundError:
         if not download:
-            raise FileNotFoundError(
-                f"dataset {entry.info.name!r}: the standard files are not in {where}; pass "
-                f"root=<directory holding them> or download=True (see docs/data.md)"
-            ) from None
+            raise DataFilesMissing(entry.info.name, where) from None
     if is_mnist:
         fetch_mnist(entry.arg, cache_dir=cache_dir, base_url=base_url)
         return load_mnist_idx(where, entry.arg, n=n)
