@@ -14,10 +14,11 @@ from torch import Tensor, nn
 
 from attacks import builtin
 from attacks.classifier import Classifier
-from attacks.engine import Best, Engine, Outcome, verify
+from attacks.engine import Best, Engine
 from attacks.result import AttackResult, build_result
 from attacks.spec import AttackSpec, GroupSpec, RefineSpec, default_c
 from attacks.targets import TargetChoice, expand_targets
+from attacks.verify import Evaluations, Outcome, verify
 
 
 class Attack:
@@ -115,16 +116,17 @@ class Refine:
         delta = delta.to(images.device, images.dtype)
         index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
         shape = tuple(images.shape[1:])
-        start, found = verify(self.classifier, images, delta,
-                              torch.ones_like(labels, dtype=torch.bool), tg)
+        evals = Evaluations.zeros(images.shape[0], images.device, self.spec.search.budget)
+        start, found = verify(self.classifier, images, delta,  # is the given δ adversarial?
+                              torch.ones_like(labels, dtype=torch.bool), tg, evals)
         best = Best.empty(images)
         best.delta, best.found = start - images, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
-        grads, fwd = torch.zeros_like(labels), torch.zeros_like(labels)
         engine = Engine(self.classifier, self.spec, shape, grid=self.grid)
-        refined = engine.refine(images, tg, best, grads, fwd)
-        final, success, grads, fwd = engine.finish(images, tg, best, grads, fwd)
-        outcome = Outcome(adversarial=final, success=success, c=best.c, gradient_evals=grads,
-                          forward_evals=fwd + 2, refined=refined & success)
+        refined = engine.refine(images, tg, best, evals)
+        final, success = engine.finish(images, tg, best, evals)
+        outcome = Outcome(adversarial=final, success=success, c=best.c,
+                          gradient_evals=evals.gradient, forward_evals=evals.forward,
+                          refined=refined & success)
         return build_result(f"refined-{self.spec.name}", images, index, tg, outcome,
                             self.spec.groups(shape) or GroupSpec().resolve(shape), grid=self.grid)

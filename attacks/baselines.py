@@ -17,12 +17,12 @@ from torch import Tensor, nn
 
 from admmkit.solver.state import batch_where
 from attacks.classifier import Classifier
-from attacks.engine import Outcome, Targets, verify
 from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial
 from attacks.result import AttackResult, build_result
 from attacks.spec import GroupSpec
-from attacks.targets import TargetChoice, expand_targets
+from attacks.targets import TargetChoice, Targets, expand_targets
+from attacks.verify import Evaluations, Outcome, verify
 
 NORMS = ("inf", "2")
 
@@ -100,16 +100,19 @@ class GradientAttack:
             hi = torch.where(ok, eps, hi)
             lo = torch.where(ok, lo, eps)
             eps = (lo + hi) / 2
-        adv, success = verify(self.classifier, x0, best, found, tg)
-        grads = torch.full((b,), (self.search_steps + 1) * self.iterations, device=x0.device)
-        fwd = grads // self.iterations + 1
+        # one gradient per IFGSM step of each ε tried, one check per ε, then the verification
+        evals = Evaluations.zeros(b, x0.device)
+        evals.gradient += (self.search_steps + 1) * self.iterations
+        evals.forward += self.search_steps + 1
+        adv, success = verify(self.classifier, x0, best, found, tg, evals)
         if self.grid:  # round, re-verify, repair; its evaluations are counted
             snap = snap_to_grid(self.classifier, x0, adv - x0, success, tg)
             adv, success = snap.adversarial, snap.success
-            grads, fwd = grads + snap.gradient_evals, fwd + snap.forward_evals
+            evals.gradient += snap.gradient_evals
+            evals.forward += snap.forward_evals
         outcome = Outcome(adversarial=adv, success=success,
                           c=torch.where(success, hi, torch.full_like(hi, math.nan)),
-                          gradient_evals=grads, forward_evals=fwd,
+                          gradient_evals=evals.gradient, forward_evals=evals.forward,
                           refined=torch.zeros_like(success))
         groups = GroupSpec().resolve(tuple(x0.shape[1:]))
         return build_result(self.name, x0, index, tg, outcome, groups, grid=self.grid)

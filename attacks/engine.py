@@ -1,11 +1,21 @@
 """The attack engine: per-sample search over ``c`` around the ADMM solver, the refine stage,
-and honest verification. Shared by every ADMM attack; no attack writes its own loop.
+honest verification, and a hard per-example budget of gradient evaluations. Shared by every
+ADMM attack; no attack writes its own loop.
 
-Per sample and fully batched: ``c`` grows by ``growth`` until a success bounds it, then is
-bisected; a sample leaves the search once a step succeeds without improving its best
-distortion. Only the samples still searching are solved (index_select), so finished samples
-cost nothing. The best successful candidate is tracked every ``track_every`` iterations by
-the spec's decision rule.
+Two searches (``spec.search.mode``):
+
+* **binary** (the paper's): per sample and fully batched, ``c`` grows by ``growth`` until a
+  success bounds it, then is bisected, one restarted solve per step; a sample leaves the
+  search once a step succeeds without improving its best distortion, and samples that never
+  succeeded get one cold rescue solve.
+* **adaptive** (anytime): one solve in which each sample's ``c`` is raised at every check
+  where its candidate is not adversarial and lowered where it is; a sample that stops
+  improving stops.
+
+Only the samples still solving are evaluated (index_select between solves, :class:`LiveRows`
+inside one), so finished samples cost nothing. The best successful candidate is tracked every
+``track_every`` iterations by the spec's decision rule. Every gradient evaluation is counted in
+:class:`Evaluations` and no stage spends beyond ``search.budget`` (module :mod:`attacks.verify`).
 """
 
 from __future__ import annotations
@@ -21,9 +31,15 @@ from admmkit.solver import LinearizedADMM
 from admmkit.solver.state import batch_where
 from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial
-from attacks.problems import (attack_problem, candidate, loss_term, refine_problem,
-                              support_mask, term_blocks)
+from attacks.problems import (LiveRows, attack_problem, loss_term, refine_problem, support_mask,
+                              term_blocks)
 from attacks.spec import AttackSpec, default_c, valid_box
+from attacks.targets import Targets
+from attacks.verify import Evaluations, Outcome, verify
+
+__all__ = ["Best", "Engine", "Evaluations", "Outcome", "Targets", "decision_score", "verify"]
+
+GRID_ROUNDS = 10  # repair rounds of attacks.grid.snap_to_grid (one gradient evaluation each)
 
 
 @attrs.define
@@ -71,31 +87,6 @@ def decision_score(spec: AttackSpec, terms, delta: Tensor) -> Tensor:
     return flat.norm(p={"l1": 1, "l2": 2, "linf": math.inf}[spec.decision], dim=1)
 
 
-@attrs.define
-class Targets:
-    """Per-example labels, targets and whether each example is targeted, (B,) each."""
-
-    labels: Tensor
-    targets: Tensor
-    targeted: Tensor
-
-    def select(self, idx: Tensor) -> "Targets":
-        return Targets(*(t.index_select(0, idx) for t in attrs.astuple(self, recurse=False)))
-
-
-@attrs.define
-class Outcome:
-    """What the engine returns, per example: the verified image (exactly the one the model saw;
-    the clean image on failure) and the accounting."""
-
-    adversarial: Tensor
-    success: Tensor
-    c: Tensor
-    gradient_evals: Tensor
-    forward_evals: Tensor
-    refined: Tensor
-
-
 class Engine:
     def __init__(self, model: Callable[[Tensor], Tensor], spec: AttackSpec, shape,
                  grid: bool = False):
@@ -104,56 +95,129 @@ class Engine:
         self.grid = grid  # snap the final examples onto the 8-bit grid (attacks.grid)
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
 
+    # -- how a budget is split ---------------------------------------------------------------
+    def stage_limits(self):
+        """Cumulative gradient evaluations per example after which the search and the refine
+        stop: their planned iterations, shrunk in proportion when ``search.budget`` is below
+        the whole plan (search + refine + grid repair). Each stage also gets what the earlier
+        ones left unspent; the grid repair may spend up to the budget."""
+        s = self.spec.search
+        search = s.planned
+        refine = self.spec.refine.iterations if self.spec.refine is not None else 0
+        plan = search + refine + (GRID_ROUNDS if self.grid else 0)
+        if s.budget is None or s.budget >= plan:
+            return search, search + refine
+        return s.budget * search // plan, s.budget * (search + refine) // plan
+
     # -- one ADMM solve with success tracking --------------------------------------------
     def _solve(self, idx: Tensor, x0: Tensor, tg: Targets, c: Tensor, best: Best, z0: Tensor,
-               iterations: int, grads: Tensor, fwd: Tensor, support: Optional[Tensor] = None):
+               cap: Tensor, evals: Evaluations, support: Optional[Tensor] = None,
+               adapt: bool = False):
         """One ADMM solve for the samples ``idx`` — the attack problem, or with ``support`` the
-        refine problem — offering every tracked success to ``best`` (already restricted to
-        ``idx``) and adding the evaluations spent to ``grads``/``fwd``. Returns the solver's
-        result and which samples succeeded at any check."""
-        spec = self.spec
+        refine problem — of at most ``cap`` (per sample, (B_idx,) long) iterations, offering
+        every tracked success to ``best`` (already restricted to ``idx``) and counting the
+        evaluations in ``evals``. With ``adapt`` (the adaptive search) ``c`` is updated in
+        place at every check and a sample stops after ``search.patience`` checks without
+        improvement. Returns the solver's result and which samples succeeded at any check."""
+        spec, s = self.spec, self.spec.search
         x, t = x0.index_select(0, idx), tg.select(idx)
-        smooth = loss_term(self.model, x, t.labels, t.targets, t.targeted, c, spec.loss.kappa)
+        live = LiveRows(x, t)
+        smooth = loss_term(self.model, live, c, spec.loss.kappa)
+        box = valid_box(x, spec.eps)  # validated once; the tracker projects with it
         if support is None:
-            problem, out = attack_problem(spec, x, smooth), spec.output_term
+            problem, out = attack_problem(spec, self.terms, box, smooth), spec.output_term
         else:  # the block that carries the fixed support is the last one
-            problem = refine_problem(spec, x, smooth, support)
+            problem = refine_problem(spec, self.terms, box, smooth, support)
             out = len(problem.blocks) - 1
-        project = lambda v: valid_box(x, spec.eps).prox(v, 1.0)
-        every = spec.search.track_every
-        hit = torch.zeros_like(best.found)
-        checks = torch.zeros_like(idx)
+        iterations = int(cap.max())
+        ends = set(cap.unique().tolist())  # iterations after which some sample's cap is spent
+        n = idx.shape[0]
+        hit = torch.zeros(n, dtype=torch.bool, device=x.device)
+        stale = torch.zeros(n, dtype=torch.long, device=x.device)
+        checks = torch.zeros(n, dtype=torch.long, device=x.device)
 
         def track(info):
-            if info.k % every and info.k != iterations:
-                return None
-            cand = candidate(problem, info.state, out, project)
-            with torch.no_grad():
-                logits = self.model(x + cand)
-            success = is_adversarial(logits, t.labels, t.targets, t.targeted, spec.loss.kappa)
-            hit.logical_or_(success)
-            checks.add_(1)
-            best.offer(cand, success, decision_score(spec, self.terms, cand), c)
-            return None
+            k, state = info.k, info.state
+            stop = state.iterations >= cap  # the cap (and the budget) is honoured exactly
+            checking = k % s.track_every == 0 or k in ends
+            if checking:
+                v = state.z if out is None else problem.blocks[out].mean_copy(state.xs[out])
+                cand = box.prox(v, 1.0)  # the candidate, projected onto the valid set
+                success = torch.zeros_like(hit)
+                if live.rows is None or live.rows.numel():
+                    rows = live.rows
+                    xr = x if rows is None else live.x_rows
+                    cr = cand if rows is None else cand.index_select(0, rows)
+                    with torch.no_grad():  # the check: one forward evaluation per live row
+                        logits = self.model(xr + cr)
+                    tr = live.tg_rows
+                    ok = is_adversarial(logits, tr.labels, tr.targets, tr.targeted,
+                                        spec.loss.kappa)
+                    if rows is None:
+                        success = ok
+                        checks.add_(1)
+                    else:
+                        success.index_copy_(0, rows, ok)
+                        checks.index_add_(0, rows, torch.ones_like(rows))
+                before = best.score
+                hit.logical_or_(success)
+                best.offer(cand, success, self._score(cand), c)
+                if adapt:
+                    # raise c where the candidate is not adversarial, lower it where it is
+                    c.mul_(torch.where(success, 1 / s.c_down, s.c_up).to(c.dtype))
+                    if s.patience:
+                        improved = best.score < before * (1 - s.patience_tol)
+                        stale.copy_(torch.where(improved, 0, stale + 1))
+                        stop = stop | (best.found & (stale >= s.patience))
+            if k in ends or (checking and adapt and s.patience):
+                live.keep(state.active & ~stop)  # the only points where samples stop
+            return stop
 
         result = LinearizedADMM(spec.solver.settings(iterations)).solve(problem, z0,
                                                                        callback=track)
-        grads.index_add_(0, idx, result.iterations)
-        fwd.index_add_(0, idx, checks)
+        evals.add_gradients(idx, result.iterations)
+        evals.add_forwards(idx, checks)
         return result, hit
 
+    def _score(self, cand: Tensor) -> Tensor:
+        return decision_score(self.spec, self.terms, cand)
+
     # -- the search over c -----------------------------------------------------------------
-    def search(self, x0: Tensor, tg: Targets, grads: Tensor, fwd: Tensor) -> Best:
-        spec, s = self.spec, self.spec.search
+    def search(self, x0: Tensor, tg: Targets, evals: Evaluations) -> Best:
+        limit = self.stage_limits()[0]
+        if self.spec.search.mode == "adaptive":
+            return self._search_adaptive(x0, tg, evals, limit)
+        return self._search_binary(x0, tg, evals, limit)
+
+    def _c0(self, x0: Tensor) -> Tensor:
+        c0 = self.spec.loss.c or default_c(tuple(x0.shape[1:]))
+        return torch.full((x0.shape[0],), c0, dtype=x0.dtype, device=x0.device)
+
+    def _search_adaptive(self, x0: Tensor, tg: Targets, evals: Evaluations, limit: int) -> Best:
+        s = self.spec.search
+        best = Best.empty(x0)
+        cap = torch.clamp(evals.left(until=limit), max=s.iterations)
+        idx = (cap > 0).nonzero().squeeze(1)
+        if idx.numel():
+            part = best.select(idx)
+            c = self._c0(x0).index_select(0, idx)
+            self._solve(idx, x0, tg, c, part, torch.zeros_like(part.delta),
+                        cap.index_select(0, idx), evals, adapt=True)
+            best.put(idx, part)
+        return best
+
+    def _search_binary(self, x0: Tensor, tg: Targets, evals: Evaluations, limit: int) -> Best:
+        s = self.spec.search
         b = x0.shape[0]
-        c0 = spec.loss.c or default_c(tuple(x0.shape[1:]))
-        c = torch.full((b,), c0, dtype=x0.dtype, device=x0.device)
+        c = self._c0(x0)
+        c0 = c.clone()
         lo, hi = torch.zeros_like(c), torch.full_like(c, math.inf)
         best = Best.empty(x0)
         last_z = torch.zeros_like(x0)
         running = torch.ones(b, dtype=torch.bool, device=x0.device)
         for _ in range(s.steps):
-            idx = running.nonzero().squeeze(1)
+            cap = torch.clamp(evals.left(until=limit), max=s.iterations)
+            idx = (running & (cap > 0)).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             cc, part = c.index_select(0, idx), best.select(idx)
@@ -162,7 +226,8 @@ class Engine:
                 z0 = batch_where(part.found, part.delta, last_z.index_select(0, idx))
             else:
                 z0 = torch.zeros_like(part.delta)
-            result, hit = self._solve(idx, x0, tg, cc, part, z0, s.iterations, grads, fwd)
+            result, hit = self._solve(idx, x0, tg, cc, part, z0, cap.index_select(0, idx),
+                                      evals)
             best.put(idx, part)
             last_z.index_copy_(0, idx, result.z)
             # per-sample binary search on c
@@ -177,62 +242,57 @@ class Engine:
             running.index_copy_(0, idx, ~stalled)
         # Samples that never succeeded get one cold restart at c0·growth²: a warm start from a
         # failed large-c step can sit far outside the valid box, where linearizing is useless.
-        idx = (~best.found).nonzero().squeeze(1)
+        cap = torch.clamp(evals.left(until=limit), max=s.rescue_iterations)
+        idx = (~best.found & (cap > 0)).nonzero().squeeze(1)
         if s.rescue_iterations and idx.numel():
             part = best.select(idx)
-            cc = torch.full_like(part.score, c0 * s.growth ** 2)
+            cc = c0.index_select(0, idx) * s.growth ** 2
             self._solve(idx, x0, tg, cc, part, torch.zeros_like(part.delta),
-                        s.rescue_iterations, grads, fwd)
+                        cap.index_select(0, idx), evals)
             best.put(idx, part)
         return best
 
     # -- refine (Sec. 4.2) -------------------------------------------------------------------
-    def refine(self, x0: Tensor, tg: Targets, best: Best, grads: Tensor, fwd: Tensor) -> Tensor:
+    def refine(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations) -> Tensor:
         """Re-solve on the support of each success; keep the refined answer when it succeeds."""
         spec = self.spec
         refined = torch.zeros_like(best.found)
-        idx = best.found.nonzero().squeeze(1)
-        if spec.refine is None or idx.numel() == 0:
+        if spec.refine is None:
+            return refined
+        cap = torch.clamp(evals.left(until=self.stage_limits()[1]), max=spec.refine.iterations)
+        idx = (best.found & (cap > 0)).nonzero().squeeze(1)
+        if idx.numel() == 0:
             return refined
         part = best.select(idx)
         support = support_mask(part.delta, spec.refine.quantile)
         fresh = Best.empty(part.delta)
-        self._solve(idx, x0, tg, part.c, fresh, part.delta * support, spec.refine.iterations,
-                    grads, fwd, support=support)
+        self._solve(idx, x0, tg, part.c.clone(), fresh, part.delta * support,
+                    cap.index_select(0, idx), evals, support=support)
         part.delta = batch_where(fresh.found, fresh.delta, part.delta)
         best.put(idx, part)
         refined.index_copy_(0, idx, fresh.found)
         return refined
 
     # -- everything, verified ----------------------------------------------------------------
-    def finish(self, x0: Tensor, tg: Targets, best: Best, grads: Tensor, fwd: Tensor):
+    def finish(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations):
         """Verify the best examples by a fresh forward pass and, with ``grid``, round, re-verify
-        and repair them on the 8-bit grid; returns (adversarial, success, grads, fwd) with the
-        grid's evaluations counted."""
-        adv, success = verify(self.model, x0, best.delta, best.found, tg)
+        and repair them on the 8-bit grid within what is left of the budget; returns
+        (adversarial, success) with every evaluation counted in ``evals``."""
+        adv, success = verify(self.model, x0, best.delta, best.found, tg, evals)
         if self.grid:
-            snap = snap_to_grid(self.model, x0, adv - x0, success, tg, self.spec.eps)
+            left = evals.left() if evals.budget is not None else None
+            snap = snap_to_grid(self.model, x0, adv - x0, success, tg, self.spec.eps,
+                                rounds=GRID_ROUNDS, max_repairs=left)
             adv, success = snap.adversarial, snap.success
-            grads, fwd = grads + snap.gradient_evals, fwd + snap.forward_evals
-        return adv, success, grads, fwd
+            evals.gradient += snap.gradient_evals
+            evals.forward += snap.forward_evals
+        return adv, success
 
     def run(self, x0: Tensor, tg: Targets) -> Outcome:
-        b = x0.shape[0]
-        grads = torch.zeros(b, dtype=torch.long, device=x0.device)
-        fwd = torch.zeros_like(grads)
-        best = self.search(x0, tg, grads, fwd)
-        refined = self.refine(x0, tg, best, grads, fwd)
-        adv, success, grads, fwd = self.finish(x0, tg, best, grads, fwd)
+        evals = Evaluations.zeros(x0.shape[0], x0.device, self.spec.search.budget)
+        best = self.search(x0, tg, evals)
+        refined = self.refine(x0, tg, best, evals)
+        adv, success = self.finish(x0, tg, best, evals)
         return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,
-                       torch.full_like(best.c, math.nan)), gradient_evals=grads,
-                       forward_evals=fwd + 1, refined=refined & success)
-
-
-def verify(model, x0: Tensor, delta: Tensor, found: Tensor, tg: Targets):
-    """Fresh forward pass on the final image ``clip(x0 + δ, 0, 1)``: returns the images that
-    were checked (the clean image where the attack failed) and the success mask."""
-    adv = (x0 + delta).clamp(0, 1)
-    with torch.no_grad():
-        logits = model(adv)
-    success = found & is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
-    return batch_where(success, adv, x0), success
+                       torch.full_like(best.c, math.nan)), gradient_evals=evals.gradient,
+                       forward_evals=evals.forward, refined=refined & success)

@@ -118,10 +118,12 @@ def _check(model, x: Tensor, tg) -> Tensor:
 
 def snap_to_grid(model: Callable[[Tensor], Tensor], x0: Tensor, delta: Tensor, success: Tensor,
                  tg, eps: Optional[float] = None, rounds: int = 10, growth: float = 1.5,
-                 levels: int = LEVELS) -> GridOutcome:
+                 levels: int = LEVELS, max_repairs: Optional[Tensor] = None) -> GridOutcome:
     """Grid-valued adversarial images for the successes ``success`` (B,) of ``x0 + δ``:
     rounded, re-verified, repaired on the support of δ or flagged failed (module docstring).
-    ``tg`` holds the (B,) ``labels``, ``targets`` and ``targeted`` of the attack."""
+    ``tg`` holds the (B,) ``labels``, ``targets`` and ``targeted`` of the attack.
+    ``max_repairs`` (B,): the most repair rounds (gradient evaluations) each sample may spend
+    (an attack's remaining budget); a sample out of budget and still failing is failed."""
     if not on_grid(x0, levels):
         raise ValueError(f"grid output needs clean images on the 8-bit grid (multiples of "
                          f"1/{levels}); these are not — load 8-bit images or turn grid output off")
@@ -137,6 +139,8 @@ def snap_to_grid(model: Callable[[Tensor], Tensor], x0: Tensor, delta: Tensor, s
     ok = torch.zeros_like(success)
     pending = success.clone()
     for r in range(rounds + 1):  # round 0 checks the rounding, each later one repairs
+        if r and max_repairs is not None:  # a repair round costs one gradient evaluation
+            pending = pending & (grads < max_repairs)
         idx = pending.nonzero().squeeze(1)
         if idx.numel() == 0:
             break

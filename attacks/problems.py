@@ -9,18 +9,44 @@ import torch
 from torch import Tensor
 
 from admmkit.problem import Block, Identity, Problem
-from admmkit.prox import Constrained, FixedSupport, Zero
+from admmkit.prox import Constrained, FixedSupport, ProxFunction, Zero
 from admmkit.smooth import Smooth
 from attacks.losses import margin_loss
-from attacks.spec import AttackSpec, valid_box
+from attacks.spec import AttackSpec
+from attacks.targets import Targets
 
 
-def loss_term(model: Callable[[Tensor], Tensor], x0: Tensor, labels: Tensor, targets: Tensor,
-              targeted: Tensor, c: Tensor, kappa: float) -> Smooth:
-    """``f(z) = c · max(margin(Z(x0 + z)), −κ)``; the logits ride along as ``aux``."""
-    def f(z: Tensor):
-        logits = model(x0 + z)
-        return margin_loss(logits, labels, targets, targeted, c, kappa), logits
+class LiveRows:
+    """The rows of one solve's batch that are still being solved: the model runs on these
+    only, so a sample that has stopped (budget spent, search done) costs no evaluation while
+    the others go on. ``rows`` is None for all rows; :meth:`keep` sets it from a (B,) mask
+    (one host sync, done only where the set of running samples can change)."""
+
+    def __init__(self, x0: Tensor, tg: Targets):
+        self.x0, self.tg = x0, tg
+        self.rows: Optional[Tensor] = None
+        self.x_rows, self.tg_rows = x0, tg
+
+    def keep(self, running: Tensor) -> None:
+        self.rows = running.nonzero().squeeze(1)
+        self.x_rows, self.tg_rows = self.x0.index_select(0, self.rows), self.tg.select(self.rows)
+
+
+def loss_term(model: Callable[[Tensor], Tensor], live: LiveRows, c: Tensor,
+              kappa: float) -> Smooth:
+    """``f(z) = c · max(margin(Z(x0 + z)), −κ)`` per sample (eq. 3), evaluated on the live
+    rows; the other rows get f = 0 and ∇f = 0 (the solver keeps them frozen). ``c`` (B,) is
+    read at every call, so an attack may change it between iterations."""
+    def f(z: Tensor) -> Tensor:
+        t = live.tg_rows
+        if live.rows is None:
+            return margin_loss(model(live.x0 + z), t.labels, t.targets, t.targeted, c, kappa)
+        if live.rows.numel() == 0:  # nothing left to solve: no model call, a zero graph
+            return z.flatten(1).sum(1) * 0
+        logits = model(live.x_rows + z.index_select(0, live.rows))
+        value = margin_loss(logits, t.labels, t.targets, t.targeted,
+                            c.index_select(0, live.rows), kappa)
+        return z.new_zeros(z.shape[0]).index_copy(0, live.rows, value)
     return Smooth(f, name="margin")
 
 
@@ -35,24 +61,23 @@ def term_blocks(spec: AttackSpec, shape) -> List[Block]:
     return blocks
 
 
-def attack_problem(spec: AttackSpec, x0: Tensor, smooth: Smooth) -> Problem:
-    """Problem (4)/(16): the spec's terms plus the validity constraint ``h`` as block "valid"."""
-    blocks = term_blocks(spec, tuple(x0.shape[1:]))
-    blocks.append(Block(valid_box(x0, spec.eps), name="valid"))
-    return Problem(blocks, smooth=smooth)
+def attack_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction,
+                   smooth: Smooth) -> Problem:
+    """Problem (4)/(16): the spec's term ``blocks`` plus the validity constraint ``h``
+    (``box``, :func:`attacks.spec.valid_box`) as block "valid"."""
+    return Problem(list(terms) + [Block(box, name="valid")], smooth=smooth)
 
 
-def refine_problem(spec: AttackSpec, x0: Tensor, smooth: Smooth, support: Tensor) -> Problem:
+def refine_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction, smooth: Smooth,
+                   support: Tensor) -> Problem:
     """Problem (20): loss + distortion terms on a fixed support, with the validity constraint.
 
     With one pixel-wise distortion term D this is the paper's single block
     ``D + 1{valid} + 1{support}`` (prox = clip ∘ prox_D, eq. 21) and the z-step is restricted to
     the support (eq. 59). Regularizers (the group penalty) are dropped: the support is fixed.
     """
-    box = valid_box(x0, spec.eps)
     keep = FixedSupport(support)
-    shape = tuple(x0.shape[1:])
-    distortions = [b for b, t in zip(term_blocks(spec, shape), spec.terms)
+    distortions = [b for b, t in zip(terms, spec.terms)
                    if t.role == "distortion" and t.groups is None]
     if len(distortions) == 1:
         blocks = [Block(Constrained(distortions[0].fn, box, keep), name="refined")]

@@ -169,18 +169,42 @@ class SolverSpec:
                             adaptive_rho=self.adaptive_rho)
 
 
+def _opt_budget(instance, attribute, value):
+    if value is not None:
+        _number("search.budget", value, positive=True, integer=True)
+
+
+SEARCH_MODES = ("binary", "adaptive")
+
+
 @attrs.frozen
 class SearchSpec:
-    """Per-sample search over ``c``: grow by ``growth`` until a success bounds it, then bisect.
+    """How ``c`` is searched per sample, and the hard per-example budget.
 
-    steps        binary-search steps (solves) at most
-    iterations   ADMM iterations per step
-    track_every  test the current candidate for success every N iterations
-    warm_start   start each step from the best success so far (else from 0)
-    patience_tol a sample stops once a step succeeds without improving its best distortion
-                 by more than this relative amount
-    rescue_iterations  samples with no success after all steps get one cold restart at
-                 c0·growth² with this many iterations (0: none)
+    mode         "binary": the paper's search — restart a solve for each ``c``, growing it by
+                 ``growth`` until a success bounds it, then bisecting (``steps`` solves of
+                 ``iterations``, then the rescue). "adaptive": one solve of ``iterations`` in
+                 which each sample's ``c`` is raised by ``c_up`` at every check where it is not
+                 adversarial and lowered by ``c_down`` where it is (penalty adaptation as in
+                 ALMA/FMN); ``steps``, ``growth``, ``warm_start``, ``patience_tol`` and
+                 ``rescue_iterations`` are not used.
+    steps        binary: search steps (solves) at most
+    iterations   ADMM iterations per step (binary) or of the one solve (adaptive)
+    track_every  test the current candidate for success every N iterations (a "check")
+    growth       binary: c ×= growth until a step succeeds
+    warm_start   binary: start each step from the best success so far (else from 0)
+    patience_tol binary: a sample stops once a step succeeds without improving its best
+                 distortion by more than this relative amount
+    rescue_iterations  binary: samples with no success after all steps get one cold restart
+                 at c0·growth² with this many iterations, on top of steps × iterations
+                 (0: none)
+    c_up, c_down adaptive: factors of the per-sample c update at each check
+    patience     adaptive: a sample that has succeeded stops after this many checks in a row
+                 without improving its best by more than ``patience_tol`` (0: never stops)
+    budget       the most gradient evaluations one example may cost, everything counted
+                 (search, rescue, refine, grid repair); None: no limit. When the plan
+                 (search + refine + 10 grid repair rounds) exceeds it, the search and refine
+                 shrink in proportion and each stage may also spend what an earlier one left.
     """
 
     steps: int = attrs.field(default=6, validator=_pos_int)
@@ -190,6 +214,23 @@ class SearchSpec:
     warm_start: bool = True
     patience_tol: float = attrs.field(default=1e-3, validator=_nonneg)
     rescue_iterations: int = attrs.field(default=400, validator=_nonneg_int)
+    mode: str = "binary"
+    c_up: float = attrs.field(default=1.5, validator=_pos)
+    c_down: float = attrs.field(default=1.1, validator=_pos)
+    patience: int = attrs.field(default=0, validator=_nonneg_int)
+    budget: Optional[int] = attrs.field(default=None, validator=_opt_budget)
+
+    def __attrs_post_init__(self):
+        _check(self.mode in SEARCH_MODES, "search.mode", f"one of {SEARCH_MODES}", self.mode)
+        _check(self.c_up >= 1, "search.c_up", "a number >= 1", self.c_up)
+        _check(self.c_down >= 1, "search.c_down", "a number >= 1", self.c_down)
+
+    @property
+    def planned(self) -> int:
+        """Gradient evaluations per example the search plans at most (before any budget)."""
+        if self.mode == "adaptive":
+            return self.iterations
+        return self.steps * self.iterations + self.rescue_iterations
 
 
 @attrs.frozen

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Union
 
+import attrs
 import torch
 from torch import Tensor
 
-from attacks.engine import Targets
-
 TargetChoice = Union[None, str, Tensor]
+
+
+@attrs.define
+class Targets:
+    """Per-example labels, targets and whether each example is targeted, (B,) each."""
+
+    labels: Tensor
+    targets: Tensor
+    targeted: Tensor
+
+    def select(self, idx: Tensor) -> "Targets":
+        return Targets(*(t.index_select(0, idx) for t in attrs.astuple(self, recurse=False)))
 
 
 def expand_targets(labels: Tensor, num_classes: int, targets: TargetChoice = None,

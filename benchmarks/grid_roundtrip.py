@@ -26,7 +26,7 @@ from PIL import Image
 
 from attacks import CWL2, EAD, StrAttack
 from attacks.data import load_dataset
-from attacks.engine import Targets
+from attacks.targets import Targets
 from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial
 from attacks.metrics import L0_TOL

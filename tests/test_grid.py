@@ -8,7 +8,7 @@ from torch import nn
 
 from attacks import CWL2, Refine, StrAttack
 from attacks.data import load_dataset
-from attacks.engine import Targets
+from attacks.targets import Targets
 from attacks.grid import greedy_move, on_grid, round_to_grid, snap_to_grid
 from attacks.models import load_model
 from attacks.spec import SearchSpec
