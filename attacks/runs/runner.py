@@ -21,7 +21,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from torch import Tensor, nn
 
-from attacks.engine import Targets
+from attacks.targets import Targets
 from attacks.result import AttackResult
 from attacks.runs.distributed import Ranks
 from attacks.runs.figures import draw_examples
