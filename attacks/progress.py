@@ -52,7 +52,7 @@ class BatchProgress:
     Neither: nothing is shown.
     """
 
-    def __init__(self, label: str, total: int, verbose: bool = False,
+    def __init__(self, label: str, total: Optional[int], verbose: bool = False,
                  callback: Optional[ProgressCallback] = None):
         self.total, self.done, self.callback = total, 0, callback
         self.stats = LiveStats()
@@ -67,9 +67,11 @@ class BatchProgress:
     def __exit__(self, *exc) -> None:
         self._bar.__exit__(*exc)
 
-    def advance(self, part: AttackResult) -> None:
+    def advance(self, part: Optional[AttackResult]) -> None:
+        """One more batch done; ``part`` (its result, if any) feeds the live statistics."""
         self.done += 1
-        self.stats.add(part)
+        if part is not None:
+            self.stats.add(part)
         self._bar.update(self._task, advance=1, stats=str(self.stats))
         if self.callback is not None:
             self.callback(self.done, self.total, part)
