@@ -1,5 +1,9 @@
 """The classifier under attack: any ``torch.nn.Module`` mapping [0, 1] images to logits, with
-optional input normalisation (mean, std), and the input checks every attack shares."""
+optional input normalisation (mean, std), and the input checks every attack shares.
+
+``normalize=(mean, std)`` is for a model that expects normalised inputs (a torchvision-style
+network, a user's TorchScript file): the attack still works on [0, 1] images and the model
+sees ``(x - mean) / std``; mean and std are numbers or one value per channel."""
 
 from __future__ import annotations
 
@@ -16,13 +20,21 @@ class Classifier:
 
     def __init__(self, model: nn.Module, normalize: Optional[tuple] = None):
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        if normalize is not None:  # (mean, std) per channel, applied inside the model
-            model = ImageClassifier(model, *normalize)
-        self.model = model.eval()
+            hint = ""
+            if hasattr(model, "bounds") and callable(model):  # e.g. a foolbox PyTorchModel
+                hint = " (for a foolbox model use attacks.adapters.FoolboxAttack)"
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}{hint}")
+        if normalize is not None and (not isinstance(normalize, (tuple, list))
+                                      or len(normalize) != 2):
+            raise ValueError(f"normalize must be a (mean, std) pair; got {normalize!r}")
+        self.net = model  # the user's model, as given
+        self.normalize = normalize
         p = next(iter(model.parameters()), None)
         p = next(iter(model.buffers()), None) if p is None else p
         self.device = p.device if p is not None else torch.device("cpu")
+        if normalize is not None:  # (x - mean) / std inside the model, on its device
+            model = ImageClassifier(model, *normalize).to(self.device)
+        self.model = model.eval()
         self.num_classes: Optional[int] = None
 
     def __call__(self, x: Tensor) -> Tensor:

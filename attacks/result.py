@@ -1,10 +1,12 @@
 """The result of an attack: images, perturbations, an explicit success mask, and per-example
 metrics. Failed examples are returned as the clean image (δ = 0) and their distortions are NaN,
-so they can never be averaged in as successes."""
+so they can never be averaged in as successes. ``save``/``load`` use the CLI's file formats
+(attacks.result_io)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Dict, Optional
 
 import attrs
@@ -54,6 +56,36 @@ class AttackResult:
                                      for f in attrs.fields(AttackResult)
                                      if isinstance(getattr(self, f.name), Tensor)},
                             metrics={k: move(v) for k, v in self.metrics.items()})
+
+    def save(self, path) -> Path:
+        """Write a results directory in the CLI's formats (batches/*.npz, adversarial.npz,
+        metrics.csv, summary.json; see attacks.result_io); returns its path."""
+        from attacks import result_io
+        return result_io.save(self, path)
+
+    @staticmethod
+    def load(path) -> "AttackResult":
+        """Read a directory written by :meth:`save` or by ``admm-attack solve`` (on the CPU)."""
+        from attacks import result_io
+        return result_io.load(path)
+
+    def equals(self, other: "AttackResult") -> bool:
+        """Same attack, grid flag and per-example fields (shape, dtype and values; NaN equals
+        NaN; a missing ``refined`` counts as all False)."""
+        def same(a: Tensor, b: Tensor) -> bool:
+            a, b = a.cpu(), b.cpu()
+            if a.shape != b.shape or a.dtype != b.dtype:
+                return False
+            both_nan = (a.isnan() & b.isnan()) if a.is_floating_point() else False
+            return bool(((a == b) | both_nan).all())
+        flag = lambda r: r.refined if r.refined is not None else torch.zeros_like(r.success)
+        fields = [f.name for f in attrs.fields(AttackResult)
+                  if f.name not in ("attack", "grid", "metrics", "refined")]
+        return (isinstance(other, AttackResult) and self.attack == other.attack
+                and self.grid == other.grid and set(self.metrics) == set(other.metrics)
+                and all(same(getattr(self, k), getattr(other, k)) for k in fields)
+                and same(flag(self), flag(other))
+                and all(same(v, other.metrics[k]) for k, v in self.metrics.items()))
 
     @staticmethod
     def concat(parts) -> "AttackResult":

@@ -1,0 +1,14 @@
+"""This project's attacks in the calling conventions of other libraries (docs/adapters.md).
+
+- :class:`TorchattacksAdapter` — torchattacks 3.5: ``atk(images, labels)`` returns the
+  adversarial tensor; targeted-mode setters, ``set_normalization_used``, ``save``.
+- :class:`FoolboxAttack` — foolbox 3: ``attack(fmodel, inputs, criterion, epsilons=...)``
+  returns ``(raw, clipped, success)`` for a ``foolbox.PyTorchModel``.
+
+Neither library is imported here: the adapters only follow their conventions.
+"""
+
+from attacks.adapters.foolbox import FoolboxAttack
+from attacks.adapters.torchattacks import TorchattacksAdapter
+
+__all__ = ["FoolboxAttack", "TorchattacksAdapter"]

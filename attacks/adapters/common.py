@@ -1,0 +1,49 @@
+"""What both adapters share: run one of our attacks and return tensors, not an AttackResult."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import attrs
+import torch
+from torch import Tensor
+
+from attacks.result import AttackResult
+
+
+def check_attack(attack) -> None:
+    """``attack`` must be one of this project's attacks (it has a ``classifier``)."""
+    if not callable(attack) or not hasattr(attack, "classifier"):
+        raise TypeError("attack must be one of this project's attacks, e.g. StrAttack(model) or "
+                        f"CWL2(model); got {type(attack).__name__}")
+
+
+def predict(attack, images: Tensor) -> Tensor:
+    """The attacked model's classes for ``images`` (B,), on its device."""
+    return attack.classifier.predict(images.to(attack.classifier.device))
+
+
+def run_attack(attack, images: Tensor, labels: Tensor, targets: Optional[Tensor] = None
+               ) -> Tuple[Tensor, Tensor, Optional[AttackResult]]:
+    """``(adversarial, success, result)`` for every image, on the model's device.
+
+    Untargeted when ``targets`` is None. With ``targets``, examples whose ``labels`` already
+    equal their target (``labels`` may be the model's predictions) are returned clean and
+    successful without being attacked; ``result`` covers the attacked ones (``source_index``
+    into ``images``) and is None when there were none. Failures are the clean image.
+    """
+    dev = attack.classifier.device
+    images, labels = images.to(dev), labels.to(dev).long()
+    if targets is None:
+        r = attack(images, labels)
+        return r.adversarial, r.success, r
+    targets = targets.to(dev).long()
+    todo = (labels != targets).nonzero().squeeze(1)
+    adversarial = images.clone()
+    success = torch.ones(images.shape[0], dtype=torch.bool, device=dev)
+    if todo.numel() == 0:
+        return adversarial, success, None
+    r = attack(images[todo], labels[todo], targets[todo])
+    adversarial[todo] = r.adversarial.to(adversarial.dtype)
+    success[todo] = r.success
+    return adversarial, success, attrs.evolve(r, source_index=todo[r.source_index])

@@ -1,0 +1,79 @@
+"""Progress of a long attack: the CLI's rich columns (batches done, live ASR, mean ℓ0 / ℓ2,
+elapsed and remaining time) for Python runs, or a callback of the user's own."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from attacks.result import AttackResult
+
+#: ``callback(done, total, part)`` after each batch: batches done, batches in all, the batch's
+#: result.
+ProgressCallback = Callable[[int, int, AttackResult], None]
+
+COLUMNS = (TextColumn("[bold]{task.description}"), BarColumn(bar_width=16),
+           MofNCompleteColumn(), TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
+           TimeRemainingColumn())
+
+
+class LiveStats:
+    """Running ASR and mean ℓ0 / ℓ2 over the successes of the batches seen so far."""
+
+    def __init__(self):
+        self.examples = self.successes = 0
+        self.l0 = self.l2 = 0.0
+
+    def add(self, part: AttackResult) -> None:
+        ok = part.success
+        self.examples += len(part)
+        self.successes += int(ok.sum())
+        if ok.any():
+            self.l0 += float(part.metrics["l0"][ok].double().sum())
+            self.l2 += float(part.metrics["l2"][ok].double().sum())
+
+    def __str__(self) -> str:
+        if not self.examples:
+            return "ASR –"
+        text = (f"ASR {100.0 * self.successes / self.examples:5.1f}% "
+                f"({self.successes}/{self.examples})")
+        if self.successes:
+            text += f"  mean ℓ0 {self.l0 / self.successes:.1f}  ℓ2 {self.l2 / self.successes:.3f}"
+        return text
+
+
+class BatchProgress:
+    """``with BatchProgress(label, total, verbose, callback) as p: ... p.advance(part)``.
+
+    ``verbose`` draws a rich progress bar on stderr; ``callback`` is called after every batch.
+    Neither: nothing is shown.
+    """
+
+    def __init__(self, label: str, total: Optional[int], verbose: bool = False,
+                 callback: Optional[ProgressCallback] = None):
+        self.total, self.done, self.callback = total, 0, callback
+        self.stats = LiveStats()
+        self._bar = Progress(*COLUMNS, console=Console(stderr=True), disable=not verbose)
+        self._label = label
+
+    def __enter__(self) -> "BatchProgress":
+        self._bar.__enter__()
+        self._task = self._bar.add_task(self._label, total=self.total, stats=str(self.stats))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.__exit__(*exc)
+
+    def advance(self, part: Optional[AttackResult]) -> None:
+        """One more batch done; ``part`` (its result, if any) feeds the live statistics."""
+        self.done += 1
+        if part is not None:
+            self.stats.add(part)
+        self._bar.update(self._task, advance=1, stats=str(self.stats))
+        if self.callback is not None:
+            self.callback(self.done, self.total, part)
+
+
