@@ -10,6 +10,7 @@ are 8-bit (multiples of 1/255), so a saved PNG is the verified example. See docs
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable, Optional, Tuple, Union
 
 import attrs
@@ -23,8 +24,11 @@ from attacks.engine import Best, Engine
 from attacks.grid import on_grid
 from attacks.progress import BatchProgress, ProgressCallback
 from attacks.result import AttackResult, build_result
+from attacks.runs import Inputs, Plan, run_attack
+from attacks.runs.provenance import (environment, fingerprint, git_revision, model_fingerprint,
+                                     now)
 from attacks.spec import AttackSpec, GroupSpec, RefineSpec, default_c
-from attacks.targets import TargetChoice, expand_targets
+from attacks.targets import TargetChoice, Targets, expand_targets
 from attacks.verify import Evaluations, Outcome, verify
 
 #: What :meth:`Attack.run` accepts: a DataLoader (or any iterable) of ``(images, labels)``
@@ -99,19 +103,52 @@ class Attack:
                  ) -> AttackResult:
         return self._attack(images, labels, targets, self.batch_size)
 
-    def run(self, data: Data, targets: TargetChoice = None) -> AttackResult:
-        """Attack every example of a DataLoader or Dataset, in memory: the batches are
-        gathered, targets drawn for the whole set (as the CLI does), and the examples attacked
-        ``batch_size`` at a time (default: the loader's batch size). ``source_index`` counts
-        examples in iteration order."""
-        images, labels, loader_batch = gather(data, self.batch_size)
-        return self._attack(images, labels, targets, self.batch_size or loader_batch)
+    def run(self, data: Data, targets: TargetChoice = None, *, out=None,
+            restart: bool = False) -> AttackResult:
+        """Attack every example of a DataLoader or Dataset: the batches are gathered, targets
+        drawn for the whole set (as the CLI does), and the examples attacked ``batch_size`` at
+        a time (default: the loader's batch size). ``source_index`` counts examples in
+        iteration order.
 
-    def _attack(self, images, labels, targets, batch_size) -> AttackResult:
+        ``out``: a run directory, written and resumed exactly as ``admm-attack solve`` does
+        (same files, same resume rules: run the same call again after an interruption and the
+        finished batches are kept; ``restart=True`` discards them). Without it, in memory."""
+        images, labels, loader_batch = gather(data, self.batch_size)
+        batch_size = self.batch_size or loader_batch
+        if out is None:
+            return self._attack(images, labels, targets, batch_size)
+        return self._run_into(out, images, labels, targets, batch_size, restart)
+
+    def _run_into(self, out, images, labels, targets, batch_size, restart) -> AttackResult:
+        """:meth:`run` into the run directory ``out`` through the run layer (attacks.runs)."""
+        images, labels = self.classifier.check_inputs(images, labels)
+        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
+        grid = resolve_grid(self.grid, images)
+        tg = Targets(*(t.cpu() for t in attrs.astuple(tg, recurse=False)))
+        plan = Plan(images.cpu(), labels.cpu(), index.cpu(), tg, batch_size or int(index.shape[0]))
+        choice = targets if targets is None or isinstance(targets, str) else \
+            [int(t) for t in torch.as_tensor(targets).reshape(-1)]
+        key = {"spec": self.spec.to_dict(), "model_sha256_16":
+               model_fingerprint(self.classifier.net), "normalize": repr(self.classifier.normalize),
+               "data_sha256_16": fingerprint(plan.images, plan.labels), "targets": choice,
+               "seed": self.seed, "batch_size": plan.batch_size, "grid": grid}
+        record = {"tool": "attacks.Attack.run", "examples": plan.size,
+                  "images": int(images.shape[0]), **environment()}
+        inputs = Inputs(self.classifier.net, self.classifier.device, plan, grid,
+                        entry={"started": now(), "git": git_revision()})
+        # every batch on the grid decided for the whole set
+        attack = lambda x, y, t: self._attack(x, y, t, None, grid=grid)
+        done = run_attack(Path(out), inputs, attack, name=self.spec.name, key=key,
+                          record=record, files={"spec.toml": self.spec.to_toml()},
+                          restart=restart, quiet=not self.verbose,
+                          groups=self.spec.groups(tuple(images.shape[1:])))
+        return done.result
+
+    def _attack(self, images, labels, targets, batch_size, grid=None) -> AttackResult:
         images, labels = self.classifier.check_inputs(images, labels)
         index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
         shape = tuple(images.shape[1:])
-        grid = resolve_grid(self.grid, images)
+        grid = resolve_grid(self.grid, images) if grid is None else grid
         engine = Engine(self.classifier, self.spec, shape, grid=grid)
         n = index.shape[0]
         step = batch_size or n

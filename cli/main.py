@@ -107,7 +107,7 @@ def solve(
         "--spec", "-s", metavar="SPEC", help="Built-in name (strattack, cw-l2...), shipped example "
                                              "(sparse-group-lasso...) or a TOML file.")],
     model: Model, data: Data, out: Out, sets: Sets = [], weights: Weights = None,
-    n: Count = None, targets: Targets = "random", device: Device = "auto",
+    n: Count = None, targets: Targets = "untargeted", device: Device = "auto",
     batch_size: BatchSize = None, seed: Seed = 0, figures: Figures = 4, grid: Grid = None,
     restart: Restart = False, threads: Threads = None, quiet: Quiet = False,
 ):
