@@ -35,6 +35,7 @@ from attacks.spec import AttackSpec
 from attacks.spec_toml import load_spec
 from attacks.targets import expand_targets
 from cli.errors import UserError
+from cli.solve import normalized
 from cli.setup import (attack_sets, batch_size_for, check_counts, fits, prepare,
                        resolve_data)
 
@@ -107,13 +108,15 @@ def parse_cases(text: str) -> tuple:
 
 
 def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
+             normalize: Optional[tuple] = None,
              n: Optional[int], cases: str, rank_by: str, device: str,
              batch_size: Optional[int], seed: int, out: Path, restart: bool, quiet: bool,
              threads: Optional[int] = None, grid: Optional[bool] = None,
              figures: int = 0) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack eval`` does; returns the summary (``None`` on torchrun ranks
     other than 0). User errors raise :class:`UserError`."""
-    options = dict(attacks=attacks, set=list(sets), model=model, weights=weights, data=data,
+    options = dict(attacks=attacks, set=list(sets), model=model, weights=weights,
+                   normalize=normalize, data=data,
                    n=n, cases=cases, rank_by=rank_by, device=device, batch_size=batch_size,
                    seed=seed, out=str(out), restart=restart, threads=threads, grid=grid)
     check_counts(batch_size=batch_size, threads=threads, figures=figures)
@@ -121,7 +124,8 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
         raise UserError(f"--rank-by {rank_by!r}: expected one of {', '.join(RANK_BY)}")
     chosen_cases = parse_cases(cases)
     chosen = resolve_attacks(attacks, sets)
-    ready = prepare(model=model, weights=weights, data=data, n=n, device=device,
+    ready = prepare(model=model, weights=weights, normalize=normalize, data=data, n=n,
+                    device=device,
                     threads=threads, grid=grid)
     images, labels, num_classes = ready.images, ready.labels, ready.num_classes
     for a in chosen:
@@ -140,7 +144,7 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
     common = {"model": model, "weights": weights,
               "model_sha256_16": model_fingerprint(ready.model), "data": data,
               "data_sha256_16": fingerprint(*everything), "targets": protocol, "seed": seed,
-              "batch_size": batch, "grid": ready.grid}
+              "batch_size": batch, "grid": ready.grid, **normalized(normalize)}
     inputs = ready.inputs(plan, options)
     env = ready.record("admm-attack eval", plan, options)
     top = {**env, "attacks": [a.name for a in chosen], "common": common}

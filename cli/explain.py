@@ -25,7 +25,7 @@ from attacks.runs.store import PROVENANCE, RunDir
 from attacks.spec_toml import load_spec
 from cli.errors import UserError
 from cli.setup import attack_sets, check_counts, fits, prepare
-from cli.solve import run_spec, target_plan
+from cli.solve import normalized, run_spec, target_plan
 
 ALIASES = {"cam": ("cam-true", "cam-target"), "gradcam": ("gradcam-true", "gradcam-target")}
 MAP_CHOICES = ("auto",) + MAPS + tuple(ALIASES)
@@ -119,13 +119,15 @@ def load_comparison(runs: Dict[str, Path]) -> Comparison:
 
 
 def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
+            normalize: Optional[tuple] = None,
             n: Optional[int], targets: str, maps: str, nus: str, figures: int,
             figure_nu: float, device: str, batch_size: int, seed: int, out: Path,
             restart: bool, quiet: bool, threads: Optional[int] = None,
             grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack explain`` does; returns the summary (None on torchrun ranks
     other than 0, which only attack). User errors raise :class:`UserError`."""
-    options = dict(attacks=attacks, set=list(sets), model=model, weights=weights, data=data,
+    options = dict(attacks=attacks, set=list(sets), model=model, weights=weights,
+                   normalize=normalize, data=data,
                    n=n, targets=targets, maps=maps, nus=nus, figures=figures,
                    figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
                    out=str(out), restart=restart, threads=threads, grid=grid, quiet=quiet)
@@ -142,7 +144,8 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
     specs = [load_spec(a, o) for a, o in zip(names, overrides)]
     labels = attack_labels(specs)
 
-    ready = prepare(model=model, weights=weights, data=data, n=n, device=device,
+    ready = prepare(model=model, weights=weights, normalize=normalize, data=data, n=n,
+                    device=device,
                     threads=threads, grid=grid)
     for name, s in zip(names, specs):
         fits(s.spec, tuple(ready.images.shape[1:]), f"--spec {name}")
@@ -159,7 +162,7 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
     try:
         return _compare(root, ready, plan, specs, labels, record, chosen, nu_values,
                         identity=dict(model=model, weights=weights, data=data, n=n,
-                                      targets=targets),
+                                      targets=targets, **normalized(normalize)),
                         options=options, seed=seed, restart=restart, quiet=quiet,
                         figures=figures, figure_nu=figure_nu)
     finally:

@@ -16,6 +16,25 @@ import typer
 from cli.errors import UserError, command
 
 
+def normalization(mean: Optional[str], std: Optional[str]):
+    """``--mean``/``--std`` as ``(mean, std)`` tuples of floats, or None for neither."""
+    if mean is None and std is None:
+        return None
+    parse = lambda text, option: tuple(_floats(text, option)) if text is not None else (0.0,)
+    return parse(mean, "--mean"), parse(std, "--std") if std is not None else (1.0,)
+
+
+def _floats(text: str, option: str):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"{option} {text!r}: expected a number or a comma list of numbers, one "
+                        "per channel") from None
+    if option == "--std" and any(not v > 0 for v in values):
+        raise UserError(f"{option} {text!r}: expected positive numbers")
+    return values
+
+
 def out_dir(text: str) -> Path:
     """``--out`` as a path; an empty one (an unset shell variable) is refused."""
     if not text.strip():
@@ -62,6 +81,15 @@ Weights = Annotated[Optional[str], typer.Option(
     metavar="FILE", help="State-dict file for a zoo model or a module:factory model.")]
 Count = Annotated[Optional[int], typer.Option(
     "-n", "--num-images", metavar="N", help="Use only the first N images (default: all).")]
+Mean = Annotated[Optional[str], typer.Option(
+    metavar="M[,M...]",
+    help="The model expects normalised inputs (x - mean) / std: the per-channel mean (one "
+         "value, or one per channel), as normalize=(mean, std) in Python. Images stay in "
+         "[0, 1]; a model taking [0, 255] pixels is --mean 0 --std 0.00392156862745098.",
+    show_default=False)]
+Std = Annotated[Optional[str], typer.Option(
+    metavar="S[,S...]", help="The per-channel std of --mean (default 1 when --mean is given).",
+    show_default=False)]
 Device = Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda or cuda:N.")]
 BatchSize = Annotated[Optional[int], typer.Option(
     metavar="N",
@@ -107,7 +135,8 @@ def solve(
         "--spec", "-s", metavar="SPEC", help="Built-in name (strattack, cw-l2...), shipped example "
                                              "(sparse-group-lasso...) or a TOML file.")],
     model: Model, data: Data, out: Out, sets: Sets = [], weights: Weights = None,
-    n: Count = None, targets: Targets = "untargeted", device: Device = "auto",
+    mean: Mean = None, std: Std = None, n: Count = None, targets: Targets = "untargeted",
+    device: Device = "auto",
     batch_size: BatchSize = None, seed: Seed = 0, figures: Figures = 4, grid: Grid = None,
     restart: Restart = False, threads: Threads = None, quiet: Quiet = False,
 ):
@@ -128,7 +157,8 @@ def solve(
     Default batch size 16.
     """
     from cli.solve import solve as run_solve
-    summ = run_solve(spec=spec, sets=sets, model=model, weights=weights, data=data, n=n,
+    summ = run_solve(spec=spec, sets=sets, model=model, weights=weights,
+                     normalize=normalization(mean, std), data=data, n=n,
                      targets=targets, device=device, batch_size=batch_size, seed=seed,
                      out=out_dir(out), figures=figures, restart=restart, threads=threads,
                      grid=grid, quiet=quiet)
@@ -149,7 +179,8 @@ def eval_command(
              "strattack-overlap, cw-l2, ead, linf, refined...) and "
              "gradient baselines (fgm, ifgsm, fgm-l2, ifgsm-l2).")
     ] = "strattack,cw-l2,ead,ifgsm,fgm",
-    sets: ScopedSets = [], weights: Weights = None, n: Count = None,
+    sets: ScopedSets = [], weights: Weights = None, mean: Mean = None, std: Std = None,
+    n: Count = None,
     cases: Annotated[str, typer.Option(
         metavar="LIST",
         help="Comma list of best, average, worst. best/worst attack every image towards all "
@@ -183,7 +214,8 @@ def eval_command(
     batches are kept. Default batch size 45.
     """
     from cli.eval import evaluate
-    summ = evaluate(attacks=attacks, sets=sets, model=model, weights=weights, data=data, n=n,
+    summ = evaluate(attacks=attacks, sets=sets, model=model, weights=weights,
+                    normalize=normalization(mean, std), data=data, n=n,
                     cases=cases, rank_by=rank_by, device=device, batch_size=batch_size,
                     seed=seed, out=out_dir(out), restart=restart, quiet=quiet,
                     threads=threads, grid=grid, figures=figures)
@@ -248,7 +280,8 @@ def explain(
     resumes. Default batch size 16 (attacks and maps).
     """
     from cli.explain import explain as run_explain, format_table
-    summ = run_explain(attacks=attacks, sets=sets, model=model, weights=weights, data=data,
+    summ = run_explain(attacks=attacks, sets=sets, model=model, weights=weights,
+                       normalize=normalization(mean, std), data=data,
                        n=n, targets=targets, maps=maps, nus=nus, figures=figures,
                        figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
                        out=out_dir(out), restart=restart, quiet=quiet, threads=threads,

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from attacks.data import DataFilesMissing, load_dataset
 from attacks.grid import on_grid
-from attacks.models import load_model
+from attacks.models import ImageClassifier, load_model
 from attacks.runs import Inputs, Plan, Ranks
 from attacks.runs import distributed
 from attacks.runtime import set_threads
@@ -192,12 +192,17 @@ class Prepared:
 
 
 def prepare(*, model: str, weights: Optional[str], data: str, n: Optional[int], device: str,
+            normalize: Optional[tuple] = None,
             threads: Optional[int], grid: Optional[bool]) -> Prepared:
     """Threads, ranks, device, model, data, their compatibility and the grid, once."""
     set_threads(threads)
     ranks = distributed.current()
     dev = resolve_device(distributed.rank_device(device, ranks))
     net = resolve_model(model, weights, dev)
+    if normalize is not None:  # (x - mean) / std in front of the model, as normalize= does
+        net = ImageClassifier(net, *normalize, input_shape=getattr(net, "input_shape", None),
+                              num_classes=getattr(net, "num_classes", None),
+                              class_names=getattr(net, "class_names", None)).to(dev)
     images, labels = resolve_data(data, n)
     num_classes = check_compatible(net, images, labels, model, data)
     if grid is None:  # on by default wherever the images are 8-bit (PNG-savable)

@@ -17,27 +17,35 @@ DEFAULT_BATCH_SIZE = 16
 
 
 def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], data: str,
+          normalize: Optional[tuple] = None,
           n: Optional[int], targets: str, device: str, batch_size: Optional[int], seed: int,
           out: Path, figures: int, restart: bool, quiet: bool, threads: Optional[int] = None,
           grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack solve`` does; returns the summary (``None`` on torchrun
     ranks other than 0). User errors raise :class:`UserError`; an interruption leaves the
     finished batches in ``out``."""
-    options = dict(spec=spec, set=list(sets), model=model, weights=weights, data=data, n=n,
+    options = dict(spec=spec, set=list(sets), model=model, weights=weights, normalize=normalize,
+                   data=data, n=n,
                    targets=targets, device=device, batch_size=batch_size, seed=seed,
                    out=str(out), figures=figures, restart=restart, threads=threads,
                    grid=grid, quiet=quiet)
     check_counts(batch_size=batch_size, threads=threads, figures=figures)
     loaded = load_spec(spec, sets)
-    ready = prepare(model=model, weights=weights, data=data, n=n, device=device,
+    ready = prepare(model=model, weights=weights, normalize=normalize, data=data, n=n,
+                    device=device,
                     threads=threads, grid=grid)
     fits(loaded.spec, tuple(ready.images.shape[1:]), f"--spec {spec}")
     plan = target_plan(ready, targets, seed, batch_size)
     done = run_spec(out, ready, plan, loaded, "admm-attack solve", options,
                     identity=dict(model=model, weights=weights, data=data, n=n,
-                                  targets=targets),
+                                  targets=targets, **normalized(normalize)),
                     seed=seed, restart=restart, quiet=quiet, figures=figures)
     return None if done is None else done.summary
+
+
+def normalized(normalize: Optional[tuple]) -> Dict[str, Any]:
+    """The resume-key entry of ``--mean/--std`` (none without them: older keys stay valid)."""
+    return {} if normalize is None else {"normalize": [list(normalize[0]), list(normalize[1])]}
 
 
 def target_plan(ready: Prepared, targets: str, seed: int, batch_size: Optional[int]) -> Plan:

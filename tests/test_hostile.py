@@ -360,3 +360,41 @@ def test_missing_standard_files_are_explained_for_the_command_line(tmp_path, mon
     r = invoke(*SOLVE, "--data", "mnist-test", "--out", tmp_path / "run")
     one_line_error(r, "--data mnist-test", "as --data DIR", "download=True")
     assert "root=" not in r.stderr
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace/save in torch 2.13
+def test_mean_and_std_normalise_for_the_model_like_python(tmp_path):
+    """--mean/--std wrap the model as normalize=(mean, std) does; the results equal Python's."""
+    import torch
+    from torch import nn
+
+    from attacks import Attack
+    from attacks.data import load_dataset
+    from attacks.models import load_model
+    from attacks.result import AttackResult
+    from attacks.spec_toml import load_spec
+
+    class ExpectsNormalised(nn.Module):  # a user's model taking (x - 0.5) / 0.25
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, z):
+            return self.net(z * 0.25 + 0.5)
+
+    x, y = load_dataset("mnist-test20", 2)
+    scripted = tmp_path / "net.pt"
+    with torch.no_grad():
+        traced = torch.jit.trace(ExpectsNormalised(load_model("mnist-cw")).eval(), x[:1])
+    torch.jit.save(traced, str(scripted))
+    r = invoke("solve", "--spec", "cw-l2", "--model", scripted, "--mean", "0.5", "--std",
+               "0.25", "--data", "mnist-test20", "-n", 2, *TINY, "--threads", 1, "-q",
+               "--figures", 0, "--out", tmp_path / "cli")
+    assert r.exit_code == 0, r.output
+    assert read_json(tmp_path / "cli" / "provenance.json")["resume_key"]["normalize"] == [
+        [0.5], [0.25]]
+    spec = load_spec("cw-l2", [a for a in TINY if a != "--set"]).spec
+    python = Attack(torch.jit.load(str(scripted)), spec, normalize=(0.5, 0.25))(x, y)
+    assert AttackResult.load(tmp_path / "cli").equals(python)
+    one_line_error(invoke("solve", "--spec", "cw-l2", "--model", scripted, "--std", "0,x",
+                          "--data", "mnist-test20", "--out", tmp_path / "bad"), "--std")
