@@ -246,7 +246,7 @@ def explain(
         "--nus", metavar="LIST",
         help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
              "percentile), comma-separated.")] = "30,40,50,60,70,80,90",
-    weights: Weights = None, n: Count = None,
+    weights: Weights = None, mean: Mean = None, std: Std = None, n: Count = None,
     targets: Annotated[str, typer.Option(
         metavar="TARGETS",
         help="random (one seeded class per image, shared by every attack), all, or class "
