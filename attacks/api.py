@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from attacks import builtin
-from attacks.classifier import Classifier
+from attacks.classifier import Classifier, in_eval_mode
 from attacks.engine import Best, Engine
 from attacks.grid import on_grid
 from attacks.progress import BatchProgress, ProgressCallback
@@ -119,6 +119,7 @@ class Attack:
             return self._attack(images, labels, targets, batch_size)
         return self._run_into(out, images, labels, targets, batch_size, restart)
 
+    @in_eval_mode
     def _run_into(self, out, images, labels, targets, batch_size, restart) -> AttackResult:
         """:meth:`run` into the run directory ``out`` through the run layer (attacks.runs)."""
         images, labels = self.classifier.check_inputs(images, labels)
@@ -144,6 +145,7 @@ class Attack:
                           groups=self.spec.groups(tuple(images.shape[1:])))
         return done.result
 
+    @in_eval_mode
     def _attack(self, images, labels, targets, batch_size, grid=None) -> AttackResult:
         images, labels = self.classifier.check_inputs(images, labels)
         index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
@@ -218,6 +220,7 @@ class Refine:
         self.seed = seed
         self.grid = grid
 
+    @in_eval_mode
     def __call__(self, images: Tensor, labels: Tensor, delta: Tensor,
                  targets: TargetChoice = None) -> AttackResult:
         images, labels = self.classifier.check_inputs(images, labels)

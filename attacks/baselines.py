@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from admmkit.solver.state import batch_where
-from attacks.classifier import Classifier
+from attacks.classifier import Classifier, in_eval_mode
 from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial
 from attacks.result import AttackResult, build_result
@@ -79,6 +79,7 @@ class GradientAttack:
             x = (x0 + d).clamp(0, 1)
         return x
 
+    @in_eval_mode
     def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
                  ) -> AttackResult:
         images, labels = self.classifier.check_inputs(images, labels)

@@ -7,16 +7,24 @@ sees ``(x - mean) / std``; mean and std are numbers or one value per channel."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import warnings
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from attacks.checks import check_logits
 from attacks.models import ImageClassifier
+
+#: how many clean images the model's outputs are checked on before an attack
+CHECKED_IMAGES = 16
 
 
 class Classifier:
-    """A model in eval mode on its own device, with checked calls."""
+    """A model on its own device, with checked calls. Attacks run it in eval mode inside
+    :meth:`evaluating`, which gives every module of the caller's model its own mode back."""
 
     def __init__(self, model: nn.Module, normalize: Optional[tuple] = None):
         if not isinstance(model, nn.Module):
@@ -32,10 +40,23 @@ class Classifier:
         p = next(iter(model.parameters()), None)
         p = next(iter(model.buffers()), None) if p is None else p
         self.device = p.device if p is not None else torch.device("cpu")
+        self.dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
         if normalize is not None:  # (x - mean) / std inside the model, on its device
             model = ImageClassifier(model, *normalize).to(self.device)
-        self.model = model.eval()
+        self.model = model
         self.num_classes: Optional[int] = None
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """The model in eval mode for the duration; each module's own mode restored after
+        (the caller's model is left as it was given, training or not)."""
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            yield self
+        finally:
+            for m, training in modes:
+                m.training = training
 
     def __call__(self, x: Tensor) -> Tensor:
         logits = self.model(x)
@@ -45,7 +66,7 @@ class Classifier:
         return logits
 
     def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), self.evaluating():
             return torch.cat([self(x[i:i + batch_size]).argmax(1)
                               for i in range(0, x.shape[0], batch_size)])
 
@@ -66,11 +87,28 @@ class Classifier:
         if labels.shape != (images.shape[0],) or labels.is_floating_point():
             raise ValueError(f"labels must be an integer tensor of shape ({images.shape[0]},); "
                              f"got {labels.dtype} {tuple(labels.shape)}")
-        images, labels = images.to(self.device), labels.to(self.device).long()
-        with torch.no_grad():
-            k = self(images[:1]).shape[1]
+        # float64 (or half) images are cast to the model's own floating-point type
+        images, labels = images.to(self.device, self.dtype), labels.to(self.device).long()
+        with torch.no_grad(), self.evaluating():
+            logits = self(images[:CHECKED_IMAGES])
+        warning = check_logits(logits.detach().float(), "the model")  # non-finite: an error
+        if warning:
+            warnings.warn(warning, stacklevel=3)
+        k = logits.shape[1]
         self.num_classes = k
         if labels.min() < 0 or labels.max() >= k:
             raise ValueError(f"labels must be in [0, {k}); got values in "
                              f"[{labels.min().item()}, {labels.max().item()}]")
         return images, labels
+
+
+def in_eval_mode(method):
+    """Decorator of an attack's method: its ``self.classifier`` runs in eval mode during the
+    call, and the caller's model gets its modes back afterwards."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.classifier.evaluating():
+            return method(self, *args, **kwargs)
+
+    return wrapper

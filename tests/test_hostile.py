@@ -398,3 +398,38 @@ def test_mean_and_std_normalise_for_the_model_like_python(tmp_path):
     assert AttackResult.load(tmp_path / "cli").equals(python)
     one_line_error(invoke("solve", "--spec", "cw-l2", "--model", scripted, "--std", "0,x",
                           "--data", "mnist-test20", "--out", tmp_path / "bad"), "--std")
+
+
+def test_the_callers_model_keeps_its_mode_and_float64_images_are_cast():
+    import torch
+
+    from attacks import CWL2
+    from attacks.data import load_dataset
+    from attacks.models import load_model
+    from attacks.spec import SearchSpec
+    model = load_model("mnist-cw").train()
+    next(iter(model.net.children())).eval()  # mixed modes, as a caller may hold a model
+    modes = [m.training for m in model.modules()]
+    x, y = load_dataset("mnist-test20", 2)
+    result = CWL2(model, search=SearchSpec(steps=1, iterations=10))(x.double(), y)
+    assert [m.training for m in model.modules()] == modes
+    assert result.adversarial.dtype == torch.float32
+
+
+def test_the_api_refuses_a_model_with_non_finite_logits():
+    import torch
+    from torch import nn
+
+    from attacks import StrAttack
+    from attacks.checks import ModelOutputError
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.full((x.shape[0], 10), float("nan")) + self.w
+
+    with pytest.raises(ModelOutputError, match="non-finite outputs"):
+        StrAttack(Broken())(torch.rand(2, 1, 28, 28), torch.tensor([1, 2]))

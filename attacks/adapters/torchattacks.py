@@ -114,7 +114,7 @@ class TorchattacksAdapter:
             return labels
         if mode == "targeted(custom)":
             return torch.as_tensor(self._target_map_function(images, labels)).to(labels)
-        with torch.no_grad():
+        with torch.no_grad(), self.wrapped.classifier.evaluating():
             logits = self.wrapped.classifier(images)
         k = logits.shape[1]
         if mode == "targeted(random)":
