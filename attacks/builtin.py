@@ -1,11 +1,13 @@
 """The built-in attack specs. The problem follows the paper's appendix F (ρ = 1, η_k = 5√k,
 τ = 2, γ = 1, c per dataset, 2×2 groups with stride 2, 3×3 stride 2 when overlapping).
 
-The search: the ADMM attacks default to the anytime search (:data:`ANYTIME`: one solve with a
-per-sample adaptive ``c``, a hard budget of 500 gradient evaluations per example, StrAttack's
-refine shortened to :data:`REFINE_ITERATIONS`); ``strattack-paper`` is the paper's algorithm as
-published (6-step binary search on ``c`` × 200 iterations, rescue, 400-iteration refine), for
-comparisons with the paper. See docs/results.md for how the defaults were chosen."""
+The search: every ADMM attack takes ``budget`` (the most gradient evaluations one example may
+cost, everything counted). The defaults stay the paper's binary search on ``c`` (6 steps ×
+200 iterations, rescue, StrAttack refined for 400): the anytime search (:data:`ANYTIME`, one
+solve with a per-sample adaptive ``c``) did not yet reach the paper search's ASR at 500
+evaluations in our measurements (docs/results.md), so it is opt-in (``search=ANYTIME`` or
+``--set search.mode=adaptive``). ``strattack-paper`` pins the published algorithm, whatever
+the defaults become, for comparisons with the paper."""
 
 from __future__ import annotations
 
@@ -16,10 +18,9 @@ import attrs
 from attacks.spec import (AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec, SolverSpec,
                           TermSpec)
 
-BUDGET = 500  # gradient evaluations per example, everything counted
-REFINE_ITERATIONS = 100
-#: the anytime search of the ADMM attacks (StrAttack spends ``BUDGET − REFINE_ITERATIONS`` on it)
-ANYTIME = SearchSpec(mode="adaptive", iterations=BUDGET, budget=BUDGET)
+#: the anytime search (opt-in): one 500-iteration solve with a per-sample adaptive c, at most
+#: 500 gradient evaluations per example
+ANYTIME = SearchSpec(mode="adaptive", iterations=500, budget=500)
 
 
 def _search(search: Optional[SearchSpec], budget, default: SearchSpec) -> SearchSpec:
@@ -42,9 +43,8 @@ def strattack(*, tau: float = 2.0, gamma: float = 1.0, overlapping: bool = False
     return AttackSpec(
         name="strattack-overlap" if overlapping else "strattack", terms=terms,
         loss=LossSpec(kappa=kappa, c=c), eps=eps, solver=solver or SolverSpec(),
-        search=_search(search, budget, attrs.evolve(
-            ANYTIME, iterations=BUDGET - (REFINE_ITERATIONS if refine else 0))),
-        refine=RefineSpec(iterations=REFINE_ITERATIONS) if refine else None,
+        search=_search(search, budget, SearchSpec()),
+        refine=RefineSpec() if refine else None,
         description="Structured attack: group-sparse perturbations by ADMM (Xu et al. 2019), "
                     + ("overlapping groups (eqs. 16-18)" if overlapping
                        else "non-overlapping groups (eqs. 4-15)") + (", refined (eq. 20)"
@@ -70,7 +70,7 @@ def cw_l2(*, c: Optional[float] = None, kappa: float = 0.0, search=None, solver=
     """The C&W-ℓ2 objective c·margin + ||δ||² s.t. valid pixels, solved by ADMM."""
     return AttackSpec(
         name="cw-l2", terms=[TermSpec("squared_l2", "distortion", {"weight": 1.0}, name="l2")],
-        loss=LossSpec(kappa=kappa, c=c), search=_search(search, budget, ANYTIME),
+        loss=LossSpec(kappa=kappa, c=c), search=_search(search, budget, SearchSpec()),
         solver=solver or SolverSpec(), refine=RefineSpec() if refine else None,
         description="C&W ℓ2 objective (Carlini & Wagner 2017) solved by linearized ADMM")
 
@@ -83,7 +83,7 @@ def ead(*, beta: float = 1e-2, decision: str = "objective", c: Optional[float] =
     return AttackSpec(
         name="ead", terms=[TermSpec("elastic_net", "distortion", {"l1": beta, "l2": 1.0},
                                     name="en")],
-        loss=LossSpec(kappa=kappa, c=c), search=_search(search, budget, ANYTIME),
+        loss=LossSpec(kappa=kappa, c=c), search=_search(search, budget, SearchSpec()),
         solver=solver or SolverSpec(), refine=RefineSpec() if refine else None,
         decision=decision,
         description="EAD elastic-net attack (Chen et al. 2018) solved by linearized ADMM")
