@@ -12,8 +12,9 @@ The peers (torchattacks CW, foolbox EAD/C&W) are run only where they import; the
 installed in this environment, which the report says.
 
     python benchmarks/budget.py [--full] [--device cpu] [--threads 1] [--out-dir DIR]
-    quick (default): 2 images x 9 targets, budgets 100 and 500, ImageNet case 1 example
-    --full:          10 images x 9 targets, budgets 100, 200, 500, 1000, 2000, 2 examples
+    quick (default): 2 images x 9 targets, budgets 100 and 500; ImageNet case 1 example, budget 50
+    --full:          10 images x 9 targets, budgets 100, 200, 500, 1000, 2000; ImageNet case
+                     2 examples at budget 500
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ ATTACKS: Dict[str, Callable] = {
     "cw-l2": lambda m, budget: CWL2(m, budget=budget),
     "ead": lambda m, budget: EAD(m, budget=budget),
 }
-QUICK = dict(images=2, budgets=(100, 500), imagenet_examples=1)
-FULL = dict(images=10, budgets=(100, 200, 500, 1000, 2000), imagenet_examples=2)
+QUICK = dict(images=2, budgets=(100, 500), imagenet_examples=1, imagenet_budget=50)
+FULL = dict(images=10, budgets=(100, 200, 500, 1000, 2000), imagenet_examples=2,
+            imagenet_budget=500)
 COLUMNS = ("attack", "budget", "examples", "asr", "evals_per_example", "seconds_per_example",
            "l0", "l2", "linf", "groups", "max_l2_ratio_to_cw")
 PEERS = ("torchattacks", "foolbox")
@@ -148,8 +150,8 @@ class ResNet18Shaped(nn.Module):
         return self.fc(self.features(x).mean((2, 3)))
 
 
-def imagenet_case(n: int, device, seed: int = 0) -> dict:
-    """StrAttack at its defaults on ``n`` random 224×224 images of a scripted ResNet-18-shaped
+def imagenet_case(n: int, device, budget: int = 500, seed: int = 0) -> dict:
+    """StrAttack at ``budget`` on ``n`` random 224×224 images of a scripted ResNet-18-shaped
     model with random weights: seconds and peak memory per example."""
     import memory  # the benchmarks' peak-memory probe (CUDA allocator or CPU RSS growth)
     torch.manual_seed(seed)
@@ -160,12 +162,12 @@ def imagenet_case(n: int, device, seed: int = 0) -> dict:
     with torch.no_grad():
         y = net(x).argmax(1)
     _, tg = expand_targets(y, 1000, "random", seed)
-    attack = StrAttack(net)
+    attack = StrAttack(net, budget=budget)
     common.warm_up(net, x)
     (result, sec, wall), peak = memory.peak_bytes(
         lambda: common.timed(lambda: attack(x, y, targets=tg.targets), device), device)
     return {"attack": "strattack", "model": "resnet18-shaped (random weights, TorchScript)",
-            "examples": n, "asr": 100.0 * result.success_rate,
+            "examples": n, "budget": budget, "asr": 100.0 * result.success_rate,
             "evals_per_example": float(result.gradient_evals.double().mean()),
             "seconds_per_example": sec / n, "wall_seconds": wall,
             "peak_mb_per_example": peak / 2 ** 20 / n,
@@ -173,12 +175,13 @@ def imagenet_case(n: int, device, seed: int = 0) -> dict:
 
 
 def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, images=None,
-          budgets=None, imagenet_examples=None, attacks: Dict[str, Callable] = ATTACKS,
+          budgets=None, imagenet_examples=None, imagenet_budget=None, attacks: Dict[str, Callable] = ATTACKS,
           data: str = "mnist-heldout", model_name: str = "mnist-cw",
-          out_dir: str | None = None) -> dict:
+          out_dir: str | None = "runs/bench-budget") -> dict:
     cfg = dict(FULL if full else QUICK)
     cfg.update({k: v for k, v in dict(images=images, budgets=budgets,
-                                      imagenet_examples=imagenet_examples).items()
+                                      imagenet_examples=imagenet_examples,
+                                      imagenet_budget=imagenet_budget).items()
                 if v is not None})
     dev = common.setup(device, threads)
     model = load_model(model_name, device=dev)
@@ -195,7 +198,7 @@ def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, images=N
         notes.append(f"peers not run: {', '.join(missing)} not installed (bench extra)")
     extra = {}
     if cfg["imagenet_examples"]:
-        extra["imagenet"] = imagenet_case(cfg["imagenet_examples"], dev)
+        extra["imagenet"] = imagenet_case(cfg["imagenet_examples"], dev, cfg["imagenet_budget"])
         notes.append(f"ImageNet-sized case on {dev.type}: {extra['imagenet']}")
     files = {}
     if out_dir:
@@ -222,9 +225,11 @@ if __name__ == "__main__":
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--budgets", type=int, nargs="+", default=None)
     p.add_argument("--imagenet-examples", type=int, default=None)
+    p.add_argument("--imagenet-budget", type=int, default=None)
     p.add_argument("--data", default="mnist-heldout")
     p.add_argument("--out-dir", default="runs/bench-budget")
     a = p.parse_args()
     common.emit(bench(a.full, a.device, a.threads, images=a.images, budgets=a.budgets,
-                      imagenet_examples=a.imagenet_examples, data=a.data, out_dir=a.out_dir),
+                      imagenet_examples=a.imagenet_examples, imagenet_budget=a.imagenet_budget,
+                      data=a.data, out_dir=a.out_dir),
                 COLUMNS)
