@@ -176,3 +176,26 @@ def test_threads_report_has_both_loads_and_ratios():
     assert all(finite_positive(row["seconds"]) for row in r["rows"])
     assert finite_positive(r["ratios"]["loaded: 2 threads / 1 thread"])
     assert threads.bench(device="cuda")["skipped"]
+
+
+def test_budget_rows_honour_each_budget_and_write_csv_and_png(tmp_path):
+    import budget
+    tiny = {"strattack": lambda m, b: StrAttack(m, budget=b),
+            "cw-l2": lambda m, b: CWL2(m, budget=b)}
+    r = budget.bench(images=1, budgets=(20, 40), imagenet_examples=0, attacks=tiny,
+                     out_dir=str(tmp_path))
+    rows = {(row["attack"], row["budget"]): row for row in r["rows"]}
+    assert set(rows) == {(a, b) for a in tiny for b in (20, 40)}
+    for (name, b), row in rows.items():
+        assert row["examples"] == 9 and row["max_evals"] <= b
+        assert 0 <= row["asr"] <= 100
+    assert (tmp_path / "budget.csv").read_text().startswith("attack,budget")
+    assert (tmp_path / "budget.png").stat().st_size > 0
+    assert "strattack max l2 / cw-l2, budget 40" in r["ratios"]
+
+
+def test_resnet18_shaped_model_is_scriptable_and_imagenet_sized():
+    import budget
+    net = torch.jit.script(budget.ResNet18Shaped().eval())
+    assert net(torch.rand(1, 3, 224, 224)).shape == (1, 1000)
+    assert sum(p.numel() for p in net.parameters()) == 11_689_512  # torchvision's resnet18

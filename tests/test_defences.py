@@ -13,6 +13,7 @@ from attacks.models.defences import (
     DEFENDED,
     PGD,
     AdversarialAugmentation,
+    CraftingAttack,
     Distillation,
     PGDTraining,
     augmented_dataset,
@@ -202,13 +203,14 @@ def test_craft_examples_targets_the_source_and_keeps_true_labels(attack):
     model = _linear(10, 28, seed=3)
     x, _ = load_dataset("mnist-train4k", n=4)
     y = model(x).argmax(1)
-    r = craft_examples(model, x, y, attack, steps=4, iterations=30, refine_iterations=10)
+    r = craft_examples(CraftingAttack(attack, steps=4, iterations=30, refine_iterations=10)(model),
+                       x, y)
     assert r.success.any() and torch.equal(r.labels, y) and (r.targets != y).all()
     pred = model(r.adversarial).argmax(1)
     assert torch.equal(pred[r.success], r.targets[r.success])
     assert torch.equal(r.adversarial[~r.success], x[~r.success])
     with pytest.raises(ValueError, match="attack must be"):
-        craft_examples(model, x, y, "fgsm", steps=1, iterations=1)
+        CraftingAttack("fgsm", steps=1, iterations=1)
 
 
 def test_adversarial_augmentation_recipe_trains_on_clean_plus_adversarial():
@@ -219,7 +221,7 @@ def test_adversarial_augmentation_recipe_trains_on_clean_plus_adversarial():
         got.update(images=images, labels=labels, seed=seed)
         return _linear()
 
-    AdversarialAugmentation("cw-l2", 3, steps=3, iterations=30).fit(fake_train, x, y, seed=4, log=None)
+    AdversarialAugmentation(CraftingAttack("cw-l2", steps=3, iterations=30), 3).fit(fake_train, x, y, seed=4, log=None)
     n = len(got["labels"])
     assert 8 < n <= 11 and got["seed"] == 4
     assert torch.equal(got["images"][:8], x) and torch.equal(got["labels"][:8], y)

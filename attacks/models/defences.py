@@ -29,6 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# attacks.models (the package) never imports this module, so attacks is fully loaded here
+from attacks import Attack, builtin
+from attacks.spec import RefineSpec, SearchSpec
+
 TrainFn = Callable[..., nn.Module]  # train_classifier with the architecture and hyper-parameters bound
 
 
@@ -188,25 +192,39 @@ class PGDTraining:
 # ----------------------------------------------------------------------------- data augmentation
 
 
-def craft_examples(model: nn.Module, images: Tensor, labels: Tensor, attack: str, *,
-                   steps: int, iterations: int, refine_iterations: int = 200, seed: int = 0,
-                   batch_size: int = 100):
-    """Targeted adversarial examples of ``images`` on ``model`` with this project's ``attack``
-    ("cw-l2" or "strattack"), one seeded random target per image, a reduced search budget
-    (``steps`` × ``iterations``; StrAttack's refine with ``refine_iterations``; no rescue).
-    Returns the :class:`attacks.AttackResult` (failures flagged, returned clean)."""
-    from attacks import Attack, builtin
-    from attacks.spec import RefineSpec, SearchSpec
+@dataclasses.dataclass(frozen=True)
+class CraftingAttack:
+    """The attack a recipe crafts its examples with: this project's ``attack`` ("cw-l2" or
+    "strattack") at a reduced budget (``steps`` × ``iterations`` of the paper's binary search,
+    no rescue; StrAttack refined for ``refine_iterations``), one seeded random target per image.
+    Calling it with a model gives the attack, ``(images, labels, targets) -> AttackResult``."""
 
-    search = SearchSpec(steps=steps, iterations=iterations, rescue_iterations=0)
-    if attack == "cw-l2":
-        spec = builtin.cw_l2(search=search)
-    elif attack == "strattack":
-        spec = attrs.evolve(builtin.strattack(search=search), refine=RefineSpec(iterations=refine_iterations))
-    else:
-        raise ValueError(f'attack must be "cw-l2" or "strattack", got {attack!r}')
-    runner = Attack(model, spec, seed=seed, batch_size=batch_size)
-    return runner(images, labels, "random")
+    attack: str
+    steps: int
+    iterations: int
+    refine_iterations: int = 200
+    batch_size: int = 100
+
+    def __post_init__(self) -> None:
+        if self.attack not in ("cw-l2", "strattack"):
+            raise ValueError(f'attack must be "cw-l2" or "strattack", got {self.attack!r}')
+
+    def __call__(self, model: nn.Module, seed: int = 0):
+        search = SearchSpec(steps=self.steps, iterations=self.iterations, rescue_iterations=0)
+        if self.attack == "cw-l2":
+            spec = builtin.cw_l2(search=search)
+        else:
+            spec = attrs.evolve(builtin.strattack(search=search),
+                                refine=RefineSpec(iterations=self.refine_iterations))
+        return Attack(model, spec, seed=seed, batch_size=self.batch_size)
+
+
+def craft_examples(attack, images: Tensor, labels: Tensor):
+    """Targeted adversarial examples of ``images`` by ``attack`` (any callable
+    ``(images, labels, targets) -> AttackResult`` built on the source model, e.g.
+    ``CraftingAttack("strattack", 4, 100)(model)``), one seeded random target per image.
+    Returns the :class:`attacks.AttackResult` (failures flagged, returned clean)."""
+    return attack(images, labels, "random")
 
 
 def augmented_dataset(images: Tensor, labels: Tensor, adversarial: Tensor, adv_labels: Tensor,
@@ -226,13 +244,11 @@ def augmented_dataset(images: Tensor, labels: Tensor, adversarial: Tensor, adv_l
 @dataclasses.dataclass(frozen=True)
 class AdversarialAugmentation:
     """Appendix H: attack the first ``images`` training digits of ``source`` (a zoo name) with
-    ``attack``, then train a fresh model on clean + successful adversarial examples."""
+    ``attack`` (a :class:`CraftingAttack`, or any callable ``(model, seed) -> attack``), then
+    train a fresh model on clean + successful adversarial examples."""
 
-    attack: str
+    attack: CraftingAttack
     images: int
-    steps: int
-    iterations: int
-    refine_iterations: int = 200
     source: str = "mnist-lenet"
 
     def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int, log=print) -> nn.Module:
@@ -242,9 +258,8 @@ class AdversarialAugmentation:
 
         source = load_model(self.source)
         t0 = time.perf_counter()
-        result = craft_examples(source, images[: self.images], labels[: self.images], self.attack,
-                                steps=self.steps, iterations=self.iterations,
-                                refine_iterations=self.refine_iterations, seed=seed)
+        result = craft_examples(self.attack(source, seed), images[: self.images],
+                                labels[: self.images])
         if log is not None:
             s = result.summary()
             log(f"{self.attack} on {self.source}: {s['successes']}/{s['examples']} successful "
@@ -259,6 +274,6 @@ Defence = Distillation | PGDTraining | AdversarialAugmentation
 DEFENDED: dict[str, tuple[str, Defence]] = {
     **{f"mnist-distill-t{t}": ("mnist-lenet", Distillation(float(t))) for t in (1, 10, 50, 100)},
     "mnist-pgd": ("mnist-lenet", PGDTraining(PGD(eps=0.3, alpha=0.1, steps=7), warmup=0.25)),
-    "mnist-advtrain-cw": ("mnist-lenet", AdversarialAugmentation("cw-l2", 600, steps=4, iterations=100)),
-    "mnist-advtrain-str": ("mnist-lenet", AdversarialAugmentation("strattack", 600, steps=4, iterations=100)),
+    "mnist-advtrain-cw": ("mnist-lenet", AdversarialAugmentation(CraftingAttack("cw-l2", steps=4, iterations=100), 600)),
+    "mnist-advtrain-str": ("mnist-lenet", AdversarialAugmentation(CraftingAttack("strattack", steps=4, iterations=100), 600)),
 }
