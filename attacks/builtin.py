@@ -11,12 +11,13 @@ the defaults become, for comparisons with the paper."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, Optional
 
 import attrs
 
 from attacks.spec import (AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec, SolverSpec,
-                          TermSpec)
+                          SpecError, TermSpec)
 
 #: the anytime search (opt-in): one 500-iteration solve with a per-sample adaptive c, at most
 #: 500 gradient evaluations per example
@@ -36,6 +37,11 @@ def strattack(*, tau: float = 2.0, gamma: float = 1.0, overlapping: bool = False
               solver: Optional[SolverSpec] = None, budget: Optional[int] = None) -> AttackSpec:
     """StrAttack: γ||δ||² + τ Σ_G ||δ_G||₂ s.t. valid pixels and ||δ||∞ ≤ ε (eqs. 2, 4, 16).
     ``budget``: the most gradient evaluations per example (default: the search's, 500)."""
+    for key, value in (("tau (the group term's weight)", tau),  # γ = 0 drops the ℓ2 term
+                       ("gamma (the squared-ℓ2 term's weight)", gamma)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < 0:
+            raise SpecError(f"{key}: expected a finite number >= 0, found {value!r}")
     terms = [TermSpec("group_l2", "regularizer", {"weight": tau},
                       GroupSpec(group_size, stride, copies, overlapping), name="groups")]
     if gamma > 0:

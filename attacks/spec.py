@@ -27,6 +27,9 @@ from attacks.errors import UserError
 from attacks.terms import TERM_KINDS
 
 ROLES = ("distortion", "regularizer")
+#: upper bounds of the search's counts (far above any useful setting; beyond, a run never ends)
+MAX_STEPS = 1_000
+MAX_ITERATIONS = 1_000_000
 #: a spec's name names its output folders: a safe slug
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 DECISIONS = ("objective", "l0", "l1", "l2", "linf")
@@ -221,6 +224,12 @@ class SearchSpec:
     budget: Optional[int] = attrs.field(default=None, validator=_opt_budget)
 
     def __attrs_post_init__(self):
+        # growth <= 1 never bounds c from above; huge counts are runs that never end
+        _check(self.growth > 1, "search.growth", "a number > 1 (c grows by it)", self.growth)
+        for key, value, most in (("steps", self.steps, MAX_STEPS),
+                                 ("iterations", self.iterations, MAX_ITERATIONS),
+                                 ("rescue_iterations", self.rescue_iterations, MAX_ITERATIONS)):
+            _check(value <= most, f"search.{key}", f"at most {most:,}", value)
         _check(self.mode in SEARCH_MODES, "search.mode", f"one of {SEARCH_MODES}", self.mode)
         _check(self.c_up >= 1, "search.c_up", "a number >= 1", self.c_up)
         _check(self.c_down >= 1, "search.c_down", "a number >= 1", self.c_down)
@@ -243,6 +252,8 @@ class RefineSpec:
 
     def __attrs_post_init__(self):
         _check(self.quantile < 1, "refine.quantile", "a number in [0, 1)", self.quantile)
+        _check(self.iterations <= MAX_ITERATIONS, "refine.iterations",
+               f"at most {MAX_ITERATIONS:,}", self.iterations)
 
 
 @attrs.frozen

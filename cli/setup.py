@@ -7,6 +7,7 @@ grid default, targets (:func:`prepare`). Anything that does not resolve is a
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
@@ -105,6 +106,8 @@ def check_compatible(model: nn.Module, images: Tensor, labels: Tensor, model_nam
     warning = check_logits(logits.detach().float().cpu(), f"--model {model_name}")
     if warning:
         sys.stderr.write(f"warning: {one_line(warning)}\n")
+        # said once: the attacks' own check (attacks.classifier) would warn again
+        warnings.filterwarnings("ignore", message="the model returns probabilities")
     k = logits.shape[1]
     if int(labels.max()) >= k:
         raise UserError(f"--data {data_name} has label {int(labels.max())} but --model "

@@ -45,8 +45,9 @@ finite = st.floats(min_value=1e-12, max_value=1e12, allow_nan=False, allow_infin
 
 
 @settings(max_examples=60, deadline=None)
-@given(rho=finite, eta=finite, growth=finite, kappa=st.floats(0, 1e6), weight=st.floats(0, 1e9),
-       steps=st.integers(1, 10**6), quantile=st.floats(0, 0.999),
+@given(rho=finite, eta=finite, growth=st.floats(min_value=1.001, max_value=1e12),
+       kappa=st.floats(0, 1e6), weight=st.floats(0, 1e9),
+       steps=st.integers(1, 1000), quantile=st.floats(0, 0.999),
        name=st.from_regex(SAFE_NAME, fullmatch=True),
        text=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
        eps=st.one_of(st.none(), finite), c=st.one_of(st.none(), finite))

@@ -433,3 +433,27 @@ def test_the_api_refuses_a_model_with_non_finite_logits():
 
     with pytest.raises(ModelOutputError, match="non-finite outputs"):
         StrAttack(Broken())(torch.rand(2, 1, 28, 28), torch.tensor([1, 2]))
+
+
+# -- values that would silently break an attack --------------------------------------------------
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"gamma": -1}, "gamma .*: expected a finite number >= 0"),
+    ({"gamma": float("nan")}, "gamma .*: expected a finite number >= 0"),
+    ({"tau": float("inf")}, "tau .*: expected a finite number >= 0")])
+def test_strattack_weights_are_checked_not_dropped(kwargs, fragment):
+    from attacks import StrAttack
+    from attacks.models import load_model
+    with pytest.raises(ValueError, match=fragment):
+        StrAttack(load_model("mnist-cw"), **kwargs)
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("search.growth=0.5", "search.growth: expected a number > 1"),
+    ("search.growth=1.0", "search.growth: expected a number > 1"),
+    ("search.steps=100000000000000000000000", "search.steps: expected at most 1,000"),
+    ("search.iterations=1e23", "search.iterations: expected an integer"),
+    ("refine.iterations=99999999999", "refine.iterations: expected at most 1,000,000")])
+def test_search_settings_that_never_end_or_never_succeed_are_refused(tmp_path, setting,
+                                                                      fragment):
+    one_line_error(invoke("solve", "--spec", "strattack", *FAST, "--set", setting,
+                          "--out", tmp_path / "run"), fragment)
