@@ -58,11 +58,16 @@ DOCS: Dict[str, str] = {
     "search.warm_start": "start each solve from the best success so far",
     "search.patience_tol": "stop when a success improves by < this (relative)",
     "search.rescue_iterations": "cold restart at c0·growth² for examples with no success",
+    "search.mode": "binary (a solve per c, the paper's) | adaptive (c moves in one solve)",
+    "search.c_up": "adaptive: c ×= c_up where the example is not adversarial yet",
+    "search.c_down": "adaptive: c /= c_down where it is",
+    "search.patience": "adaptive: stop after N checks without improving (0: never)",
+    "search.budget": "most gradient evaluations per example, all stages",
     "refine.quantile": "zero |δ| below this quantile of the non-zeros (eq. 19)",
     "refine.iterations": "ADMM iterations of the fixed-support re-solve (eq. 20)",
 }
 ABSENT_EXAMPLES = {"eps": "0.3", "loss.c": "0.5", "terms.groups.size": "2",
-                   "terms.groups.stride": "2"}
+                   "terms.groups.stride": "2", "search.budget": "500"}
 TABLE_DOCS = {
     "loss": "the attack loss",
     "terms": "one objective term; several [[terms]] are summed",
