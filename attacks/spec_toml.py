@@ -58,7 +58,7 @@ DOCS: Dict[str, str] = {
     "search.warm_start": "start each solve from the best success so far",
     "search.patience_tol": "stop when a success improves by < this (relative)",
     "search.rescue_iterations": "cold restart at c0·growth² for examples with no success",
-    "search.mode": "binary (a solve per c, the paper's) | adaptive (c moves in one solve)",
+    "search.mode": "binary (paper: a solve per c) | adaptive (c moves in one solve)",
     "search.c_up": "adaptive: c ×= c_up where the example is not adversarial yet",
     "search.c_down": "adaptive: c /= c_down where it is",
     "search.patience": "adaptive: stop after N checks without improving (0: never)",
