@@ -243,6 +243,6 @@ class Refine:
         final, success = engine.finish(images, tg, best, evals)
         outcome = Outcome(adversarial=final, success=success, c=best.c,
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
-                          refined=refined & success)
+                          refined=refined & success, nonfinite=evals.nonfinite)
         return build_result(f"refined-{self.spec.name}", images, index, tg, outcome,
                             self.spec.groups(shape) or GroupSpec().resolve(shape), grid=grid)

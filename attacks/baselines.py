@@ -114,7 +114,7 @@ class GradientAttack:
         outcome = Outcome(adversarial=adv, success=success,
                           c=torch.where(success, hi, torch.full_like(hi, math.nan)),
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
-                          refined=torch.zeros_like(success))
+                          refined=torch.zeros_like(success), nonfinite=evals.nonfinite)
         groups = GroupSpec().resolve(tuple(x0.shape[1:]))
         return build_result(self.name, x0, index, tg, outcome, groups, grid=self.grid)
 

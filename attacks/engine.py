@@ -135,6 +135,7 @@ class Engine:
         hit = torch.zeros(n, dtype=torch.bool, device=x.device)
         stale = torch.zeros(n, dtype=torch.long, device=x.device)
         checks = torch.zeros(n, dtype=torch.long, device=x.device)
+        broken = torch.zeros(n, dtype=torch.bool, device=x.device)  # NaN/inf logits seen
 
         def track(info):
             k, state = info.k, info.state
@@ -153,12 +154,15 @@ class Engine:
                     tr = live.tg_rows
                     ok = is_adversarial(logits, tr.labels, tr.targets, tr.targeted,
                                         spec.loss.kappa)
+                    bad = ~torch.isfinite(logits).all(dim=1)
                     if rows is None:
                         success = ok
                         checks.add_(1)
+                        broken.logical_or_(bad)
                     else:
                         success.index_copy_(0, rows, ok)
                         checks.index_add_(0, rows, torch.ones_like(rows))
+                        broken.index_copy_(0, rows, broken.index_select(0, rows) | bad)
                 before = best.score
                 hit.logical_or_(success)
                 best.offer(cand, success, self._score(cand), c)
@@ -177,6 +181,7 @@ class Engine:
                                                                        callback=track)
         evals.add_gradients(idx, result.iterations)
         evals.add_forwards(idx, checks)
+        evals.flag_nonfinite(idx, broken)
         return result, hit
 
     def _score(self, cand: Tensor) -> Tensor:
@@ -295,4 +300,5 @@ class Engine:
         adv, success = self.finish(x0, tg, best, evals)
         return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,
                        torch.full_like(best.c, math.nan)), gradient_evals=evals.gradient,
-                       forward_evals=evals.forward, refined=refined & success)
+                       forward_evals=evals.forward, refined=refined & success,
+                       nonfinite=evals.nonfinite)

@@ -39,9 +39,11 @@ def margin_loss(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tenso
 def is_adversarial(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tensor,
                    kappa: float = 0.0) -> Tensor:
     """Success per sample (B,) bool: the predicted class is the target (targeted) or not the
-    label (untargeted), with a margin of at least ``κ``."""
+    label (untargeted), with a margin of at least ``κ``. Logits that are not all finite are
+    never a success (argmax would pick a NaN's class: a broken model is not fooled)."""
     pred = logits.argmax(dim=1)
     hit = torch.where(targeted, pred == targets, pred != labels)
+    hit = hit & torch.isfinite(logits).all(dim=1)
     if kappa > 0:
         hit = hit & (margin(logits, labels, targets, targeted) <= -kappa)
     return hit

@@ -32,6 +32,9 @@ class AttackResult:
     forward_evals: Tensor      # (B,) forward-only evaluations (success checks)
     refined: Optional[Tensor] = None  # (B,) bool: the refine stage improved the answer
     grid: bool = False         # adversarial examples lie on the 8-bit grid (attacks.grid)
+    # (B,) bool: the model's logits were NaN/inf for the example: it failed because the model
+    # is broken, not because it is robust; counted apart in summary()
+    nonfinite: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.success.shape[0]
@@ -48,6 +51,7 @@ class AttackResult:
         for k, v in self.metrics.items():
             out[k] = float(v[ok].double().mean()) if ok.any() else math.nan
         out["gradient_evals"] = float(self.gradient_evals.double().mean())
+        out["nonfinite"] = int(self.nonfinite.sum()) if self.nonfinite is not None else 0
         return out
 
     def to(self, device) -> "AttackResult":
@@ -78,13 +82,15 @@ class AttackResult:
                 return False
             both_nan = (a.isnan() & b.isnan()) if a.is_floating_point() else False
             return bool(((a == b) | both_nan).all())
-        flag = lambda r: r.refined if r.refined is not None else torch.zeros_like(r.success)
+        flag = lambda r, k="refined": (getattr(r, k) if getattr(r, k) is not None
+                                       else torch.zeros_like(r.success))
         fields = [f.name for f in attrs.fields(AttackResult)
-                  if f.name not in ("attack", "grid", "metrics", "refined")]
+                  if f.name not in ("attack", "grid", "metrics", "refined", "nonfinite")]
         return (isinstance(other, AttackResult) and self.attack == other.attack
                 and self.grid == other.grid and set(self.metrics) == set(other.metrics)
                 and all(same(getattr(self, k), getattr(other, k)) for k in fields)
                 and same(flag(self), flag(other))
+                and same(flag(self, "nonfinite"), flag(other, "nonfinite"))
                 and all(same(v, other.metrics[k]) for k, v in self.metrics.items()))
 
     @staticmethod
@@ -111,4 +117,5 @@ def build_result(name: str, x0: Tensor, index: Tensor, tg, outcome, groups,
                         targeted=tg.targeted, source_index=index, metrics=metrics, c=outcome.c,
                         gradient_evals=outcome.gradient_evals,
                         forward_evals=outcome.forward_evals, refined=outcome.refined,
-                        grid=grid)
+                        grid=grid, nonfinite=outcome.nonfinite if outcome.nonfinite is not None
+                        else torch.zeros_like(outcome.success))

@@ -30,6 +30,7 @@ class Evaluations:
     gradient: Tensor
     forward: Tensor
     budget: Optional[int] = None
+    nonfinite: Optional[Tensor] = None  # (B,) bool: the model's logits were NaN/inf for it
 
     @classmethod
     def zeros(cls, b: int, device, budget: Optional[int] = None) -> "Evaluations":
@@ -37,7 +38,8 @@ class Evaluations:
                                    or budget <= 0):
             raise ValueError(f"budget must be a positive integer or None; got {budget!r}")
         z = torch.zeros(b, dtype=torch.long, device=device)
-        return cls(gradient=z, forward=z.clone(), budget=budget)
+        return cls(gradient=z, forward=z.clone(), budget=budget,
+                   nonfinite=torch.zeros(b, dtype=torch.bool, device=device))
 
     def left(self, idx: Optional[Tensor] = None, until: Optional[int] = None) -> Tensor:
         """Gradient evaluations each example (of ``idx``) may still spend, (B,) long: up to
@@ -48,6 +50,11 @@ class Evaluations:
 
     def add_gradients(self, idx: Tensor, n: Tensor) -> None:
         self.gradient.index_add_(0, idx, n)
+
+    def flag_nonfinite(self, idx: Tensor, bad: Tensor) -> None:
+        """Mark the examples ``idx[bad]``: the model gave them NaN or infinite logits."""
+        if self.nonfinite is not None:
+            self.nonfinite.index_copy_(0, idx, self.nonfinite.index_select(0, idx) | bad)
 
     def add_forwards(self, idx: Optional[Tensor], n) -> None:
         if idx is None:
@@ -67,17 +74,21 @@ class Outcome:
     gradient_evals: Tensor
     forward_evals: Tensor
     refined: Tensor
+    nonfinite: Optional[Tensor] = None  # (B,) bool: the verifying logits were NaN/inf
 
 
 def verify(model, x0: Tensor, delta: Tensor, found: Tensor, tg,
            evals: Optional[Evaluations] = None):
     """Fresh forward pass on the final image ``clip(x0 + δ, 0, 1)``: returns the images that
     were checked (the clean image where the attack failed) and the success mask. The pass is
-    one forward evaluation of every example, counted in ``evals``."""
+    one forward evaluation of every example, counted in ``evals``, which also flags the
+    examples whose logits are not finite (a broken model, never a robust one)."""
     adv = (x0 + delta).clamp(0, 1)
     with torch.no_grad():
         logits = model(adv)
     if evals is not None:
         evals.add_forwards(None, 1)
+        if evals.nonfinite is not None:
+            evals.nonfinite.logical_or_(~torch.isfinite(logits).all(dim=1))
     success = found & is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
     return batch_where(success, adv, x0), success

@@ -138,11 +138,16 @@ def print_summary(summary: Dict[str, object], out: Path) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k in ("l0", "l1", "l2", "linf", "groups_nonzero", "groups_fraction", "gradient_evals",
-              "batches_computed", "batches_resumed"):
+              "nonfinite", "batches_computed", "batches_resumed"):
         if k in summary:
             t.add_row(k, _fmt(summary[k]))
     c = _console()
     c.print(t)
+    if summary.get("nonfinite"):
+        Console(stderr=True, highlight=False).print(
+            f"[bold red]warning:[/] {summary['nonfinite']} of {summary['examples']} examples: "
+            "the model returned NaN or infinite logits (a broken model, not a robust one); "
+            "they are counted as nonfinite, not as failures")
     c.print(f"wrote {escape(str(out))}/: metrics.csv summary.json adversarial.npz figures/ "
             "spec.toml provenance.json")
 

@@ -457,3 +457,29 @@ def test_search_settings_that_never_end_or_never_succeed_are_refused(tmp_path, s
                                                                       fragment):
     one_line_error(invoke("solve", "--spec", "strattack", *FAST, "--set", setting,
                           "--out", tmp_path / "run"), fragment)
+
+
+def test_logits_that_turn_non_finite_during_the_attack_are_flagged_not_failed(tmp_path,
+                                                                              monkeypatch):
+    """A model that is fine on the clean images and returns NaN once they are perturbed: its
+    examples are reported as nonfinite (a broken model), never as 'failed' (robust)."""
+    (tmp_path / "fragile_nets.py").write_text(
+        "import torch\nfrom attacks.models import load_model\n"
+        "class Fragile(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.net = load_model('mnist-cw')\n"
+        "    def forward(self, x):\n"
+        "        on_grid = ((x * 255 - (x * 255).round()).abs() < 1e-4).flatten(1).all(1)\n"
+        "        out = self.net(x)\n"
+        "        return torch.where(on_grid[:, None], out, torch.full_like(out, float('nan')))\n"
+        "def make():\n    return Fragile()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = invoke("solve", "--spec", "cw-l2", "--model", "fragile_nets:make", "--data",
+               "mnist-test20", "-n", 2, *TINY, "--threads", 1, "-q", "--figures", 0,
+               "--no-grid", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["nonfinite"] == 2 and summary["failures"] == 0 and summary["successes"] == 0
+    assert "NaN or infinite logits" in r.stderr
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].endswith(",nonfinite") and all(row.endswith(",true") for row in rows[1:])

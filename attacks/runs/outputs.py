@@ -15,9 +15,11 @@ from attacks.runs.store import RunDir, npz_bytes
 
 METRICS = ("l0", "l1", "l2", "linf", "groups_nonzero", "groups_fraction")
 CSV_COLUMNS = ("index", "source_index", "label", "target", "success", *METRICS, "c",
-               "gradient_evals", "refined", "targeted", "forward_evals")
+               "gradient_evals", "refined", "targeted", "forward_evals", "nonfinite")
 _FIELDS = ("adversarial", "delta", "success", "labels", "targets", "targeted", "source_index",
-           "c", "gradient_evals", "forward_evals", "refined")
+           "c", "gradient_evals", "forward_evals", "refined", "nonfinite")
+#: optional flags: all False when a result (or an older file) lacks them
+_FLAGS = ("refined", "nonfinite")
 
 
 def result_arrays(r: AttackResult) -> Dict[str, np.ndarray]:
@@ -25,7 +27,7 @@ def result_arrays(r: AttackResult) -> Dict[str, np.ndarray]:
     out = {}
     for name in _FIELDS:
         v = getattr(r, name)
-        if v is None:  # refined is optional
+        if v is None:  # an optional flag
             v = torch.zeros_like(r.success)
         out[name] = v.detach().cpu().numpy()
     for k, v in r.metrics.items():
@@ -35,6 +37,8 @@ def result_arrays(r: AttackResult) -> Dict[str, np.ndarray]:
 
 def to_result(arrays: Dict[str, np.ndarray], attack: str, grid: bool = False) -> AttackResult:
     t = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
+    for flag in _FLAGS:  # batches written before a flag existed
+        t.setdefault(flag, torch.zeros_like(t["success"]))
     metrics = {k[len("metric_"):]: v for k, v in t.items() if k.startswith("metric_")}
     return AttackResult(attack=attack, metrics=metrics, grid=grid,
                         **{k: t[k] for k in _FIELDS})
@@ -66,7 +70,9 @@ def summary(result: AttackResult, *, images: int, batches: int, resumed: int,
             seconds: float) -> Dict[str, object]:
     """``AttackResult.summary()`` plus the counts of the run."""
     s = dict(result.summary())
-    s.update(attack=result.attack, failures=int(len(result)) - int(s["successes"]),
+    # a broken model's examples (NaN/inf logits) are counted apart, never as failures
+    s.update(attack=result.attack,
+             failures=int(len(result)) - int(s["successes"]) - int(s["nonfinite"]),
              images=images, targeted=int(result.targeted.sum()),
              refined=int(result.refined.sum()) if result.refined is not None else 0,
              batches=batches, batches_resumed=resumed, batches_computed=batches - resumed,
