@@ -32,7 +32,9 @@ from torch import nn
 import benchutil as common
 from admmkit.solver import LinearizedADMM
 from attacks.builtin import strattack
-from attacks.problems import attack_problem, loss_term
+from attacks.problems import LiveRows, attack_problem, loss_term, term_blocks
+from attacks.spec import valid_box
+from attacks.targets import Targets
 
 # (name, non-overlapping (size, stride), overlapping (size, stride)) per input shape
 LAYOUTS = {(3, 32, 32): [("2x2/2 vs 3x3/2", (2, 2), (3, 2))],
@@ -94,8 +96,8 @@ def measure(shape, size: int, stride: int, batch: int, device, iterations: int =
     c = torch.full((batch,), 1.0, device=dev)
     spec = strattack(group_size=size, stride=stride, overlapping=stride < size)
     groups = spec.groups(shape)
-    smooth = loss_term(model, x0, labels, targets, targeted, c, 0.0)
-    problem = attack_problem(spec, x0, smooth)
+    smooth = loss_term(model, LiveRows(x0, Targets(labels, targets, targeted)), c, 0.0)
+    problem = attack_problem(spec, term_blocks(spec, shape), valid_box(x0, spec.eps), smooth)
     solver = LinearizedADMM(spec.solver.settings(iterations))
     z0 = torch.zeros_like(x0)
     solver.solve(problem, z0)  # warm-up: one-off kernel set-up is not the solver's memory

@@ -22,7 +22,9 @@ from admmkit.smooth import Smooth
 from admmkit.solver import LinearizedADMM
 from attacks.builtin import builtin_spec
 from attacks.models import load_model
-from attacks.problems import attack_problem, loss_term
+from attacks.problems import LiveRows, attack_problem, loss_term, term_blocks
+from attacks.spec import valid_box
+from attacks.targets import Targets
 
 
 def per_call(fn, calls: int, rounds: int, device) -> float:
@@ -45,16 +47,18 @@ def measure(batch: int, device: str, iters: int, spec_name: str = "strattack",
     targeted = torch.ones(batch, dtype=torch.bool, device=dev)
     c = torch.full((batch,), 0.5, device=dev)
     spec = builtin_spec(spec_name)
-    smooth = loss_term(model, x0, labels, targets, targeted, c, 0.0)
+    smooth = loss_term(model, LiveRows(x0, Targets(labels, targets, targeted)), c, 0.0)
+    blocks, box = term_blocks(spec, tuple(x0.shape[1:])), valid_box(x0, spec.eps)
+    problem = lambda f: attack_problem(spec, blocks, box, f)
     z = 0.01 * torch.randn_like(x0)
     weights = torch.randn_like(x0)
     free = Smooth(lambda z: (weights * z).flatten(1).sum(1))  # gradient is a constant
     solver = LinearizedADMM(spec.solver.settings(iters))
     t_model = per_call(lambda: smooth.value_and_grad(z), iters, rounds, dev)
-    t_free = per_call(lambda: solver.solve(attack_problem(spec, x0, free), z), 1, rounds,
+    t_free = per_call(lambda: solver.solve(problem(free), z), 1, rounds,
                       dev) / iters
     t_grad_free = per_call(lambda: free.value_and_grad(z), iters, rounds, dev)
-    t_full = per_call(lambda: solver.solve(attack_problem(spec, x0, smooth), z), 1, rounds,
+    t_full = per_call(lambda: solver.solve(problem(smooth), z), 1, rounds,
                       dev) / iters
     solver_only = t_free - t_grad_free
     return {"spec": spec_name, "batch": batch, "device": str(dev), "iters": iters,
