@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_cli_helpers import FAST, TINY, invoke
+from test_cli_helpers import FAST, TINY, assert_user_error, invoke
 
 GOOD = {"--spec": "strattack", "--model": "mnist-cw", "--data": "mnist-test20", "-n": "2"}
 
@@ -14,15 +14,6 @@ def solve_with(tmp_path, *flags, **changes):
     opts = {**GOOD, "--out": str(tmp_path / "run"), **changes}
     args = [x for k, v in opts.items() for x in (k, v)]
     return invoke("solve", *args, *flags, "--threads", "1", "-q")
-
-
-def assert_user_error(r, *fragments):
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_cli_errors import assert_user_error
+from test_cli_helpers import assert_user_error
 from test_cli_helpers import invoke, read_csv, read_json
 
 # every attack of these tests takes about a second on one core

@@ -25,6 +25,16 @@ def invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+def assert_user_error(r, *fragments):
+    """Exit status 2, no traceback, one ``error: ...`` line on stderr holding ``fragments``."""
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
 def read_csv(path: Path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))

@@ -17,21 +17,13 @@ import pytest
 
 import attacks.runs.store
 from test_cli_helpers import FAST, TINY, invoke, read_json
+from test_cli_helpers import assert_user_error as one_line_error
 
 SOLVE = ["solve", "--spec", "cw-l2", *FAST, *TINY, "--figures", "1", "-n", "1"]
 
 
 def solve(out, *extra):
     return invoke(*SOLVE, "--out", out, *extra)
-
-
-def one_line_error(r, *fragments):
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
 
 
 def snapshot(folder: Path) -> dict:
