@@ -27,7 +27,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py --out runs/demo
 
+# The adapters' tests run against the real torchattacks and foolbox, installed with --no-deps
+# into .cache/compat (never into the venv: pip check stays clean); without them they skip.
 test: $(STAMP)
+	$(PY) tools/fetch_compat.py
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -214,8 +214,8 @@ def test_foolbox_refuses_what_it_cannot_attack(compat, mnist):
 
 # -- saved results ------------------------------------------------------------------------------
 def test_save_load_round_trip_and_cli_readers(mnist, tmp_path):
-    from cli.outputs import result_arrays, to_result, write_csv
-    from cli.store import RunDir
+    from attacks.runs.outputs import csv_bytes, result_arrays, to_result
+    from attacks.runs.store import RunDir
     model, x, y = mnist
     r = CWL2(model, search=SEARCH)(x[:3], y[:3], targets="random")
     r.save(tmp_path / "res")
@@ -223,7 +223,7 @@ def test_save_load_round_trip_and_cli_readers(mnist, tmp_path):
     assert back.equals(r) and not back.equals(CWL2(model, search=SEARCH)(x[:3], y[:3]))
     arrays = RunDir(tmp_path / "res").examples()  # what experiments read back
     assert to_result(arrays, r.attack, grid=r.grid).equals(r)
-    write_csv(tmp_path / "cli.csv", result_arrays(r))
+    (tmp_path / "cli.csv").write_bytes(csv_bytes(result_arrays(r)))
     assert (tmp_path / "cli.csv").read_bytes() == (tmp_path / "res" / "metrics.csv").read_bytes()
     with np.load(tmp_path / "res" / "adversarial.npz") as z:
         assert np.allclose(z["original"], x[:3].numpy(), atol=1e-6)
@@ -233,7 +233,7 @@ def test_save_load_round_trip_and_cli_readers(mnist, tmp_path):
 
 def test_cli_run_directory_loads_equal_to_the_python_result(mnist, tmp_path):
     from cli.solve import solve
-    from cli.spec_load import load_spec
+    from attacks.spec_toml import load_spec
     model, x, y = mnist
     sets = ["search.steps=2", "search.iterations=15", "search.rescue_iterations=0"]
     solve(spec="cw-l2", sets=sets, model="mnist-cw", weights=None, data="mnist-test20", n=3,
