@@ -4,13 +4,17 @@ ADMM attack; no attack writes its own loop.
 
 Two searches (``spec.search.mode``):
 
+* **lagrangian** (default): one solve of the augmented Lagrangian of the constraint
+  ``margin + κ ≤ 0``; ``c`` is each sample's multiplier, updated at every check by the method
+  of multipliers ``c ← max(0, c + μ·(margin + κ))``. Samples that succeeded stop after
+  ``search.iterations``; the others go on for up to ``rescue_iterations`` more.
 * **binary** (the paper's): per sample and fully batched, ``c`` grows by ``growth`` until a
   success bounds it, then is bisected, one restarted solve per step; a sample leaves the
   search once a step succeeds without improving its best distortion, and samples that never
   succeeded get one cold rescue solve.
-* **adaptive** (anytime): one solve in which each sample's ``c`` is raised at every check
-  where its candidate is not adversarial and lowered where it is; a sample that stops
-  improving stops.
+
+The refine stage re-solves on the support of each success with the same handling of ``c``
+and keeps its answer where it is adversarial with a lower distortion.
 
 Only the samples still solving are evaluated (index_select between solves, :class:`LiveRows`
 inside one), so finished samples cost nothing. The best successful candidate is tracked every
@@ -30,9 +34,9 @@ from torch import Tensor
 from admmkit.solver import LinearizedADMM
 from admmkit.solver.state import batch_where
 from attacks.grid import snap_to_grid
-from attacks.losses import is_adversarial
-from attacks.problems import (LiveRows, attack_problem, loss_term, refine_problem, support_mask,
-                              term_blocks)
+from attacks.losses import is_adversarial, margin
+from attacks.problems import (LiveRows, attack_problem, candidate, loss_term, refine_problem,
+                              support_mask, term_blocks)
 from attacks.spec import AttackSpec, default_c, valid_box
 from attacks.targets import Targets
 from attacks.verify import Evaluations, Outcome, verify
@@ -112,39 +116,41 @@ class Engine:
     # -- one ADMM solve with success tracking --------------------------------------------
     def _solve(self, idx: Tensor, x0: Tensor, tg: Targets, c: Tensor, best: Best, z0: Tensor,
                cap: Tensor, evals: Evaluations, support: Optional[Tensor] = None,
-               adapt: bool = False):
+               stop_after: Optional[int] = None):
         """One ADMM solve for the samples ``idx`` — the attack problem, or with ``support`` the
         refine problem — of at most ``cap`` (per sample, (B_idx,) long) iterations, offering
         every tracked success to ``best`` (already restricted to ``idx``) and counting the
-        evaluations in ``evals``. With ``adapt`` (the adaptive search) ``c`` is updated in
-        place at every check and a sample stops after ``search.patience`` checks without
-        improvement. Returns the solver's result and which samples succeeded at any check."""
+        evaluations in ``evals``. In the lagrangian search ``c`` is the multiplier, updated in
+        place at every check. ``stop_after``: samples that have succeeded stop after this many
+        iterations. Returns the solver's result and which samples succeeded at any check."""
         spec, s = self.spec, self.spec.search
+        mu = s.mu if s.mode == "lagrangian" else None
         x, t = x0.index_select(0, idx), tg.select(idx)
         live = LiveRows(x, t)
-        smooth = loss_term(self.model, live, c, spec.loss.kappa)
         box = valid_box(x, spec.eps)  # validated once; the tracker projects with it
+        project = lambda v: box.prox(v, 1.0)
+        smooth = loss_term(self.model, live, c, spec.loss.kappa, mu,
+                           project if spec.loss.project else None)
         if support is None:
             problem, out = attack_problem(spec, self.terms, box, smooth), spec.output_term
+            score = self._score
         else:  # the block that carries the fixed support is the last one
             problem = refine_problem(spec, self.terms, box, smooth, support)
-            out = len(problem.blocks) - 1
+            out, score = len(problem.blocks) - 1, self._distortion
         iterations = int(cap.max())
-        ends = set(cap.unique().tolist())  # iterations after which some sample's cap is spent
+        # iterations after which the set of running samples may change
+        ends = set(cap.unique().tolist()) | ({stop_after} if stop_after else set())
         n = idx.shape[0]
         hit = torch.zeros(n, dtype=torch.bool, device=x.device)
-        stale = torch.zeros(n, dtype=torch.long, device=x.device)
         checks = torch.zeros(n, dtype=torch.long, device=x.device)
         broken = torch.zeros(n, dtype=torch.bool, device=x.device)  # NaN/inf logits seen
 
         def track(info):
             k, state = info.k, info.state
             stop = state.iterations >= cap  # the cap (and the budget) is honoured exactly
-            checking = k % s.track_every == 0 or k in ends
-            if checking:
-                v = state.z if out is None else problem.blocks[out].mean_copy(state.xs[out])
-                cand = box.prox(v, 1.0)  # the candidate, projected onto the valid set
-                success = torch.zeros_like(hit)
+            if k % s.track_every == 0 or k in ends:
+                cand = candidate(problem, state, out, project)
+                success, excess = torch.zeros_like(hit), torch.zeros_like(c)
                 if live.rows is None or live.rows.numel():
                     rows = live.rows
                     xr = x if rows is None else live.x_rows
@@ -154,26 +160,25 @@ class Engine:
                     tr = live.tg_rows
                     ok = is_adversarial(logits, tr.labels, tr.targets, tr.targeted,
                                         spec.loss.kappa)
+                    g = margin(logits, tr.labels, tr.targets, tr.targeted) + spec.loss.kappa
                     bad = ~torch.isfinite(logits).all(dim=1)
+                    g = torch.where(bad, torch.zeros_like(g), g)  # a broken row moves no c
                     if rows is None:
-                        success = ok
+                        success, excess = ok, g
                         checks.add_(1)
                         broken.logical_or_(bad)
                     else:
                         success.index_copy_(0, rows, ok)
+                        excess.index_copy_(0, rows, g)
                         checks.index_add_(0, rows, torch.ones_like(rows))
                         broken.index_copy_(0, rows, broken.index_select(0, rows) | bad)
-                before = best.score
                 hit.logical_or_(success)
-                best.offer(cand, success, self._score(cand), c)
-                if adapt:
-                    # raise c where the candidate is not adversarial, lower it where it is
-                    c.mul_(torch.where(success, 1 / s.c_down, s.c_up).to(c.dtype))
-                    if s.patience:
-                        improved = best.score < before * (1 - s.patience_tol)
-                        stale.copy_(torch.where(improved, 0, stale + 1))
-                        stop = stop | (best.found & (stale >= s.patience))
-            if k in ends or (checking and adapt and s.patience):
+                best.offer(cand, success, score(cand), c)
+                if mu is not None:  # method of multipliers (rows not evaluated: excess 0)
+                    c.copy_(torch.clamp(c + mu * excess, min=0))
+            if stop_after is not None:
+                stop = stop | (hit & (state.iterations >= stop_after))
+            if k in ends:
                 live.keep(state.active & ~stop)  # the only points where samples stop
             return stop
 
@@ -187,27 +192,35 @@ class Engine:
     def _score(self, cand: Tensor) -> Tensor:
         return decision_score(self.spec, self.terms, cand)
 
+    def _distortion(self, cand: Tensor) -> Tensor:
+        """The refine's ranking: the spec's pixel-wise distortion terms at δ (what the refine
+        minimises on its fixed support; ℓ2 when the spec has none)."""
+        terms = [b for b, t in zip(self.terms, self.spec.terms)
+                 if t.role == "distortion" and t.groups is None]
+        return sum(b.fn(cand) for b in terms) if terms else cand.flatten(1).norm(dim=1)
+
     # -- the search over c -----------------------------------------------------------------
     def search(self, x0: Tensor, tg: Targets, evals: Evaluations) -> Best:
         limit = self.stage_limits()[0]
-        if self.spec.search.mode == "adaptive":
-            return self._search_adaptive(x0, tg, evals, limit)
+        if self.spec.search.mode == "lagrangian":
+            return self._search_lagrangian(x0, tg, evals, limit)
         return self._search_binary(x0, tg, evals, limit)
 
     def _c0(self, x0: Tensor) -> Tensor:
         c0 = self.spec.loss.c or default_c(tuple(x0.shape[1:]))
         return torch.full((x0.shape[0],), c0, dtype=x0.dtype, device=x0.device)
 
-    def _search_adaptive(self, x0: Tensor, tg: Targets, evals: Evaluations, limit: int) -> Best:
+    def _search_lagrangian(self, x0: Tensor, tg: Targets, evals: Evaluations,
+                           limit: int) -> Best:
         s = self.spec.search
         best = Best.empty(x0)
-        cap = torch.clamp(evals.left(until=limit), max=s.iterations)
+        cap = torch.clamp(evals.left(until=limit), max=s.iterations + s.rescue_iterations)
         idx = (cap > 0).nonzero().squeeze(1)
         if idx.numel():
             part = best.select(idx)
-            c = self._c0(x0).index_select(0, idx)
-            self._solve(idx, x0, tg, c, part, torch.zeros_like(part.delta),
-                        cap.index_select(0, idx), evals, adapt=True)
+            self._solve(idx, x0, tg, self._c0(x0).index_select(0, idx), part,
+                        torch.zeros_like(part.delta), cap.index_select(0, idx), evals,
+                        stop_after=s.iterations)
             best.put(idx, part)
         return best
 
@@ -259,7 +272,8 @@ class Engine:
 
     # -- refine (Sec. 4.2) -------------------------------------------------------------------
     def refine(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations) -> Tensor:
-        """Re-solve on the support of each success; keep the refined answer when it succeeds."""
+        """Re-solve on the support of each success (from its δ and its final ``c``); keep the
+        refined answer where it succeeds with a lower distortion (:meth:`_distortion`)."""
         spec = self.spec
         refined = torch.zeros_like(best.found)
         if spec.refine is None:
@@ -273,9 +287,10 @@ class Engine:
         fresh = Best.empty(part.delta)
         self._solve(idx, x0, tg, part.c.clone(), fresh, part.delta * support,
                     cap.index_select(0, idx), evals, support=support)
-        part.delta = batch_where(fresh.found, fresh.delta, part.delta)
+        better = fresh.found & (fresh.score < self._distortion(part.delta))
+        part.delta = batch_where(better, fresh.delta, part.delta)
         best.put(idx, part)
-        refined.index_copy_(0, idx, fresh.found)
+        refined.index_copy_(0, idx, better)
         return refined
 
     # -- everything, verified ----------------------------------------------------------------

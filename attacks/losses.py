@@ -1,7 +1,11 @@
-"""The C&W margin loss (paper eq. 3) and the success test that goes with it.
+"""The C&W margin loss (paper eq. 3), its augmented-Lagrangian form, and the success test.
 
 Targeted (towards ``t``):      ``max( max_{j≠t} Z_j − Z_t , −κ )``
 Untargeted (away from ``t0``): ``max( Z_{t0} − max_{j≠t0} Z_j , −κ )``
+
+The attack is the constrained problem ``min D(δ)  s.t.  m(δ) + κ ≤ 0`` (``m`` the margin);
+``c · max(m, −κ)`` is its exact penalty (the paper's loss) and :func:`lagrangian_margin_loss`
+its augmented Lagrangian with multiplier ``λ`` (the role ``c`` plays) and penalty ``μ``.
 
 "max over the other classes" masks the excluded class with ``−inf`` (multiplying by
 ``1 − onehot`` is wrong when logits are negative, a known bug in peer libraries).
@@ -34,6 +38,22 @@ def margin_loss(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tenso
                 c: Tensor, kappa: float = 0.0) -> Tensor:
     """``c · max(margin, −κ)`` per sample (B,), the smooth term ``f`` of problem (2)."""
     return c * torch.clamp(margin(logits, labels, targets, targeted), min=-kappa)
+
+
+def lagrangian_margin_loss(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tensor,
+                           lam: Tensor, mu: float, kappa: float = 0.0) -> Tensor:
+    """The augmented Lagrangian of the constraint ``g = m + κ ≤ 0`` per sample (B,)::
+
+        ψ(g) = ( max(0, λ + μ·g)² − λ² ) / (2μ),      ∇ψ = max(0, λ + μ·g) · ∇m
+
+    (Rockafellar's form for an inequality; Nocedal & Wright §17.4). Its slope is the
+    multiplier ``λ`` corrected by ``μ`` times the violation: a constant pull of ``λ`` at the
+    boundary instead of the hinge's all-or-nothing ``c``, and the method of multipliers
+    ``λ ← max(0, λ + μ·g)`` (:class:`attacks.engine.Engine`) drives ``λ`` to the constraint's
+    multiplier, the smallest ``c`` for which the exact penalty gives the constrained optimum.
+    """
+    g = margin(logits, labels, targets, targeted) + kappa
+    return (torch.clamp(lam + mu * g, min=0) ** 2 - lam ** 2) / (2 * mu)
 
 
 def is_adversarial(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tensor,

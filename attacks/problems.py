@@ -11,7 +11,7 @@ from torch import Tensor
 from admmkit.problem import Block, Identity, Problem
 from admmkit.prox import Constrained, FixedSupport, ProxFunction, Zero
 from admmkit.smooth import Smooth
-from attacks.losses import margin_loss
+from attacks.losses import lagrangian_margin_loss, margin_loss
 from attacks.spec import AttackSpec
 from attacks.targets import Targets
 
@@ -32,22 +32,33 @@ class LiveRows:
         self.x_rows, self.tg_rows = self.x0.index_select(0, self.rows), self.tg.select(self.rows)
 
 
-def loss_term(model: Callable[[Tensor], Tensor], live: LiveRows, c: Tensor,
-              kappa: float) -> Smooth:
-    """``f(z) = c · max(margin(Z(x0 + z)), −κ)`` per sample (eq. 3), evaluated on the live
-    rows; the other rows get f = 0 and ∇f = 0 (the solver keeps them frozen). ``c`` (B,) is
-    read at every call, so an attack may change it between iterations."""
+def loss_term(model: Callable[[Tensor], Tensor], live: LiveRows, c: Tensor, kappa: float,
+              mu: Optional[float] = None,
+              project: Optional[Callable[[Tensor], Tensor]] = None) -> Smooth:
+    """``f(z) = c · max(margin(Z(x0 + z)), −κ)`` per sample (eq. 3), or with ``mu`` its
+    augmented Lagrangian with multiplier ``c`` (:func:`attacks.losses.lagrangian_margin_loss`),
+    evaluated on the live rows; the other rows get f = 0 and ∇f = 0 (the solver keeps them
+    frozen). ``c`` (B,) is read at every call, so an attack may change it between iterations.
+
+    ``project`` (the projection onto the valid set): the model is evaluated at
+    ``x0 + project(z)`` — f ∘ P equals f wherever the constraint holds, so the problem is the
+    same, but the model never sees an invalid image and no gradient pushes a coordinate
+    further outside its box."""
+    def loss(logits, t, cc):
+        if mu is None:
+            return margin_loss(logits, t.labels, t.targets, t.targeted, cc, kappa)
+        return lagrangian_margin_loss(logits, t.labels, t.targets, t.targeted, cc, mu, kappa)
+
     def f(z: Tensor) -> Tensor:
         t = live.tg_rows
         if live.rows is None:
-            return margin_loss(model(live.x0 + z), t.labels, t.targets, t.targeted, c, kappa)
+            return loss(model(live.x0 + (z if project is None else project(z))), t, c)
         if live.rows.numel() == 0:  # nothing left to solve: no model call, a zero graph
             return z.flatten(1).sum(1) * 0
-        logits = model(live.x_rows + z.index_select(0, live.rows))
-        value = margin_loss(logits, t.labels, t.targets, t.targeted,
-                            c.index_select(0, live.rows), kappa)
+        zr = (z if project is None else project(z)).index_select(0, live.rows)
+        value = loss(model(live.x_rows + zr), t, c.index_select(0, live.rows))
         return z.new_zeros(z.shape[0]).index_copy(0, live.rows, value)
-    return Smooth(f, name="margin")
+    return Smooth(f, name="margin" if mu is None else "margin-lagrangian")
 
 
 def term_blocks(spec: AttackSpec, shape) -> List[Block]:

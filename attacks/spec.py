@@ -142,11 +142,14 @@ class TermSpec:
 @attrs.frozen
 class LossSpec:
     """The C&W margin loss (eq. 3): confidence ``kappa`` and initial constant ``c``
-    (None: the dataset's default, :func:`default_c`)."""
+    (None: the dataset's default, :func:`default_c`). ``project``: evaluate the model at the
+    valid image ``x0 + P(z)`` (P the projection onto the box and ε-ball; the same problem,
+    and the model never sees an invalid image) instead of at ``x0 + z`` (the paper's eq. 14)."""
 
     kind: str = "margin"
     kappa: float = attrs.field(default=0.0, validator=_nonneg)
     c: Optional[float] = attrs.field(default=None, validator=_opt_pos)
+    project: bool = True
 
     def __attrs_post_init__(self):
         _check(self.kind == "margin", "loss.kind", '"margin"', self.kind)
@@ -177,83 +180,90 @@ def _opt_budget(instance, attribute, value):
         _number("search.budget", value, positive=True, integer=True)
 
 
-SEARCH_MODES = ("binary", "adaptive")
+SEARCH_MODES = ("lagrangian", "binary")
 
 
 @attrs.frozen
 class SearchSpec:
-    """How ``c`` is searched per sample, and the hard per-example budget.
+    """How ``c`` is found per sample, and the hard per-example budget.
 
-    mode         "binary": the paper's search — restart a solve for each ``c``, growing it by
+    mode         "lagrangian" (default): one solve of the augmented Lagrangian of the constraint
+                 margin + κ ≤ 0 (:func:`attacks.losses.lagrangian_margin_loss`), ``c`` its
+                 per-sample multiplier, updated at every check by the method of multipliers
+                 c ← max(0, c + mu·(margin + κ)) — raised while the candidate is not
+                 adversarial, lowered in proportion to how far past the boundary it is.
+                 "binary": the paper's search — restart a solve for each ``c``, growing it by
                  ``growth`` until a success bounds it, then bisecting (``steps`` solves of
-                 ``iterations``, then the rescue). "adaptive": one solve of ``iterations`` in
-                 which each sample's ``c`` is raised by ``c_up`` at every check where it is not
-                 adversarial and lowered by ``c_down`` where it is (penalty adaptation as in
-                 ALMA/FMN); ``steps``, ``growth``, ``warm_start``, ``patience_tol`` and
-                 ``rescue_iterations`` are not used.
-    steps        binary: search steps (solves) at most
-    iterations   ADMM iterations per step (binary) or of the one solve (adaptive)
+                 ``iterations``, then the rescue).
+    iterations   lagrangian: ADMM iterations of the solve; binary: of each step
     track_every  test the current candidate for success every N iterations (a "check")
+    rescue_iterations  examples with no success after the search get this many more
+                 iterations (0: none): lagrangian: their solve goes on; binary: one cold
+                 restart at c0·growth². On top of the search's iterations.
+    mu           lagrangian: the multiplier step μ (per unit of margin, in logits)
+    steps        binary: search steps (solves) at most
     growth       binary: c ×= growth until a step succeeds
     warm_start   binary: start each step from the best success so far (else from 0)
     patience_tol binary: a sample stops once a step succeeds without improving its best
                  distortion by more than this relative amount
-    rescue_iterations  binary: samples with no success after all steps get one cold restart
-                 at c0·growth² with this many iterations, on top of steps × iterations
-                 (0: none)
-    c_up, c_down adaptive: factors of the per-sample c update at each check
-    patience     adaptive: a sample that has succeeded stops after this many checks in a row
-                 without improving its best by more than ``patience_tol`` (0: never stops)
     budget       the most gradient evaluations one example may cost, everything counted
                  (search, rescue, refine, grid repair); None: no limit. When the plan
-                 (search + refine + 10 grid repair rounds) exceeds it, the search and refine
-                 shrink in proportion and each stage may also spend what an earlier one left.
+                 (search + rescue + refine + 10 grid repair rounds) exceeds it, the search and
+                 refine shrink in proportion and each stage may also spend what an earlier one
+                 left.
     """
 
-    steps: int = attrs.field(default=6, validator=_pos_int)
-    iterations: int = attrs.field(default=200, validator=_pos_int)
+    mode: str = "lagrangian"
+    iterations: int = attrs.field(default=300, validator=_pos_int)
     track_every: int = attrs.field(default=5, validator=_pos_int)
+    rescue_iterations: int = attrs.field(default=200, validator=_nonneg_int)
+    mu: float = attrs.field(default=0.3, validator=_pos)
+    steps: int = attrs.field(default=6, validator=_pos_int)
     growth: float = attrs.field(default=10.0, validator=_pos)
     warm_start: bool = True
     patience_tol: float = attrs.field(default=1e-3, validator=_nonneg)
-    rescue_iterations: int = attrs.field(default=400, validator=_nonneg_int)
-    mode: str = "binary"
-    c_up: float = attrs.field(default=1.5, validator=_pos)
-    c_down: float = attrs.field(default=1.1, validator=_pos)
-    patience: int = attrs.field(default=0, validator=_nonneg_int)
     budget: Optional[int] = attrs.field(default=None, validator=_opt_budget)
 
     def __attrs_post_init__(self):
+        _check(self.mode in SEARCH_MODES, "search.mode", f"one of {SEARCH_MODES}", self.mode)
         # growth <= 1 never bounds c from above; huge counts are runs that never end
         _check(self.growth > 1, "search.growth", "a number > 1 (c grows by it)", self.growth)
         for key, value, most in (("steps", self.steps, MAX_STEPS),
                                  ("iterations", self.iterations, MAX_ITERATIONS),
                                  ("rescue_iterations", self.rescue_iterations, MAX_ITERATIONS)):
             _check(value <= most, f"search.{key}", f"at most {most:,}", value)
-        _check(self.mode in SEARCH_MODES, "search.mode", f"one of {SEARCH_MODES}", self.mode)
-        _check(self.c_up >= 1, "search.c_up", "a number >= 1", self.c_up)
-        _check(self.c_down >= 1, "search.c_down", "a number >= 1", self.c_down)
 
     @property
     def planned(self) -> int:
         """Gradient evaluations per example the search plans at most (before any budget)."""
-        if self.mode == "adaptive":
-            return self.iterations
-        return self.steps * self.iterations + self.rescue_iterations
+        steps = 1 if self.mode == "lagrangian" else self.steps
+        return steps * self.iterations + self.rescue_iterations
+
+
+#: The paper's search (Sec. 4 and appendix F): binary search on c, 6 steps of 200 iterations
+#: with warm starts and a 400-iteration cold rescue.
+PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, rescue_iterations=400)
 
 
 @attrs.frozen
 class RefineSpec:
     """Fixed-support re-solve (paper Sec. 4.2): zero every |δ*_i| ≤ σ, σ the ``quantile`` of
-    the sample's non-zero |δ*|, then minimise loss + distortion on the remaining support."""
+    the sample's non-zero |δ*|, then minimise loss + distortion on the remaining support
+    (with the search's handling of ``c``). The refined example replaces the search's when it
+    is adversarial and its distortion is lower. The paper: ``quantile`` 0.03
+    (:data:`PAPER_REFINE`)."""
 
-    quantile: float = attrs.field(default=0.03, validator=_nonneg)
-    iterations: int = attrs.field(default=400, validator=_pos_int)
+    quantile: float = attrs.field(default=0.2, validator=_nonneg)
+    iterations: int = attrs.field(default=150, validator=_pos_int)
 
     def __attrs_post_init__(self):
         _check(self.quantile < 1, "refine.quantile", "a number in [0, 1)", self.quantile)
         _check(self.iterations <= MAX_ITERATIONS, "refine.iterations",
                f"at most {MAX_ITERATIONS:,}", self.iterations)
+
+
+#: The paper's refine: σ at the 3% quantile, solved as long as the search's first steps.
+PAPER_REFINE = RefineSpec(quantile=0.03, iterations=400)
 
 
 @attrs.frozen

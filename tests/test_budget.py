@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from attacks import CWL2, StrAttack
-from attacks.builtin import ANYTIME, builtin_spec
-from attacks.spec import SearchSpec, SpecError
+from attacks.builtin import builtin_spec
+from attacks.spec import PAPER_REFINE, PAPER_SEARCH, SearchSpec, SpecError
 from attacks.verify import Evaluations
 
 
@@ -35,10 +35,10 @@ def _setup(b=4, seed=0):
 
 
 @pytest.mark.parametrize("make,budget", [
-    (lambda m, b: StrAttack(m, search=attrs.evolve(ANYTIME, budget=b)), 37),  # anytime + refine
-    (lambda m, b: StrAttack(m, search=attrs.evolve(ANYTIME, budget=b), grid=True), 91),  # + grid
-    (lambda m, b: CWL2(m, search=attrs.evolve(ANYTIME, budget=b)), 50),
-    (lambda m, b: StrAttack(m, budget=b), 1000),  # the default: the paper's binary search
+    (lambda m, b: StrAttack(m, budget=b), 37),  # the default: lagrangian search + refine
+    (lambda m, b: StrAttack(m, budget=b, grid=True), 91),  # + grid
+    (lambda m, b: CWL2(m, budget=b), 50),
+    (lambda m, b: StrAttack(m, search=attrs.evolve(PAPER_SEARCH, budget=b)), 1000),  # binary
     (lambda m, b: CWL2(m, budget=b, refine=True), 61),
 ])
 def test_budget_is_honoured_exactly_per_example(make, budget):
@@ -67,8 +67,13 @@ def test_budget_is_honoured_exactly_per_example(make, budget):
 
 def test_strattack_paper_is_the_published_search():
     spec = builtin_spec("strattack-paper")
-    assert spec.search == SearchSpec() and spec.search.mode == "binary"
-    assert spec.search.budget is None and spec.refine.iterations == 400
+    assert spec.search == PAPER_SEARCH and spec.search.mode == "binary"
+    assert (spec.search.steps, spec.search.iterations, spec.search.rescue_iterations) == \
+        (6, 200, 400)
+    assert spec.refine == PAPER_REFINE and (spec.refine.quantile, spec.refine.iterations) == \
+        (0.03, 400)
+    assert spec.search.budget is None and spec.loss.project is False
+    assert builtin_spec("strattack").search.mode == "lagrangian"
     assert builtin_spec("strattack", budget=500).search.budget == 500
 
 

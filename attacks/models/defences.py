@@ -210,7 +210,8 @@ class CraftingAttack:
             raise ValueError(f'attack must be "cw-l2" or "strattack", got {self.attack!r}')
 
     def __call__(self, model: nn.Module, seed: int = 0):
-        search = SearchSpec(steps=self.steps, iterations=self.iterations, rescue_iterations=0)
+        search = SearchSpec(mode="binary", steps=self.steps, iterations=self.iterations,
+                            rescue_iterations=0)
         if self.attack == "cw-l2":
             spec = builtin.cw_l2(search=search)
         else:
