@@ -44,6 +44,7 @@ from attacks.verify import Evaluations, Outcome, verify
 __all__ = ["Best", "Engine", "Evaluations", "Outcome", "Targets", "decision_score", "verify"]
 
 GRID_ROUNDS = 10  # repair rounds of attacks.grid.snap_to_grid (one gradient evaluation each)
+PENALTY_WINDOW = 5  # checks between the lagrangian search's tests of progress
 
 
 @attrs.define
@@ -124,8 +125,10 @@ class Engine:
         place at every check. ``stop_after``: samples that have succeeded stop after this many
         iterations. Returns the solver's result and which samples succeeded at any check."""
         spec, s = self.spec, self.spec.search
-        mu = s.mu if s.mode == "lagrangian" else None
         x, t = x0.index_select(0, idx), tg.select(idx)
+        # lagrangian: the penalty μ per sample, grown in the rescue where the violation stalls
+        mu = torch.full_like(c, s.mu) if s.mode == "lagrangian" else None
+        stalled_from = torch.full_like(c, math.inf)  # violation at the last window's start
         live = LiveRows(x, t)
         box = valid_box(x, spec.eps)  # validated once; the tracker projects with it
         project = lambda v: box.prox(v, 1.0)
@@ -176,6 +179,15 @@ class Engine:
                 best.offer(cand, success, score(cand), c)
                 if mu is not None:  # method of multipliers (rows not evaluated: excess 0)
                     c.copy_(torch.clamp(c + mu * excess, min=0))
+                    # the rescue (after stop_after, no success yet): every PENALTY_WINDOW
+                    # checks a violation that did not shrink by half grows μ (Bertsekas'
+                    # rule; μ adapts to the model's scale of logits)
+                    window = (checks % PENALTY_WINDOW == 0) & (excess > 0) & ~hit
+                    if stop_after is not None:
+                        window = window & (state.iterations > stop_after)
+                    slow = window & (excess > 0.5 * stalled_from)
+                    mu.mul_(torch.where(slow, s.mu_growth, 1.0).to(mu.dtype))
+                    stalled_from.copy_(torch.where(window, excess, stalled_from))
             if stop_after is not None:
                 stop = stop | (hit & (state.iterations >= stop_after))
             if k in ends:

@@ -41,7 +41,7 @@ def margin_loss(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tenso
 
 
 def lagrangian_margin_loss(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Tensor,
-                           lam: Tensor, mu: float, kappa: float = 0.0) -> Tensor:
+                           lam: Tensor, mu, kappa: float = 0.0) -> Tensor:
     """The augmented Lagrangian of the constraint ``g = m + κ ≤ 0`` per sample (B,)::
 
         ψ(g) = ( max(0, λ + μ·g)² − λ² ) / (2μ),      ∇ψ = max(0, λ + μ·g) · ∇m
@@ -51,6 +51,7 @@ def lagrangian_margin_loss(logits: Tensor, labels: Tensor, targets: Tensor, targ
     boundary instead of the hinge's all-or-nothing ``c``, and the method of multipliers
     ``λ ← max(0, λ + μ·g)`` (:class:`attacks.engine.Engine`) drives ``λ`` to the constraint's
     multiplier, the smallest ``c`` for which the exact penalty gives the constrained optimum.
+    ``lam`` (B,); ``mu`` a float or (B,).
     """
     g = margin(logits, labels, targets, targeted) + kappa
     return (torch.clamp(lam + mu * g, min=0) ** 2 - lam ** 2) / (2 * mu)

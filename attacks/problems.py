@@ -33,9 +33,9 @@ class LiveRows:
 
 
 def loss_term(model: Callable[[Tensor], Tensor], live: LiveRows, c: Tensor, kappa: float,
-              mu: Optional[float] = None,
+              mu: Optional[Tensor] = None,
               project: Optional[Callable[[Tensor], Tensor]] = None) -> Smooth:
-    """``f(z) = c · max(margin(Z(x0 + z)), −κ)`` per sample (eq. 3), or with ``mu`` its
+    """``f(z) = c · max(margin(Z(x0 + z)), −κ)`` per sample (eq. 3), or with ``mu`` (B,) its
     augmented Lagrangian with multiplier ``c`` (:func:`attacks.losses.lagrangian_margin_loss`),
     evaluated on the live rows; the other rows get f = 0 and ∇f = 0 (the solver keeps them
     frozen). ``c`` (B,) is read at every call, so an attack may change it between iterations.
@@ -44,19 +44,21 @@ def loss_term(model: Callable[[Tensor], Tensor], live: LiveRows, c: Tensor, kapp
     ``x0 + project(z)`` — f ∘ P equals f wherever the constraint holds, so the problem is the
     same, but the model never sees an invalid image and no gradient pushes a coordinate
     further outside its box."""
-    def loss(logits, t, cc):
+    def loss(logits, t, cc, mm):
         if mu is None:
             return margin_loss(logits, t.labels, t.targets, t.targeted, cc, kappa)
-        return lagrangian_margin_loss(logits, t.labels, t.targets, t.targeted, cc, mu, kappa)
+        return lagrangian_margin_loss(logits, t.labels, t.targets, t.targeted, cc, mm, kappa)
 
     def f(z: Tensor) -> Tensor:
         t = live.tg_rows
         if live.rows is None:
-            return loss(model(live.x0 + (z if project is None else project(z))), t, c)
+            return loss(model(live.x0 + (z if project is None else project(z))), t, c, mu)
         if live.rows.numel() == 0:  # nothing left to solve: no model call, a zero graph
             return z.flatten(1).sum(1) * 0
         zr = (z if project is None else project(z)).index_select(0, live.rows)
-        value = loss(model(live.x_rows + zr), t, c.index_select(0, live.rows))
+        rows = live.rows
+        value = loss(model(live.x_rows + zr), t, c.index_select(0, rows),
+                     None if mu is None else mu.index_select(0, rows))
         return z.new_zeros(z.shape[0]).index_copy(0, live.rows, value)
     return Smooth(f, name="margin" if mu is None else "margin-lagrangian")
 

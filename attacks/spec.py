@@ -201,6 +201,9 @@ class SearchSpec:
                  iterations (0: none): lagrangian: their solve goes on; binary: one cold
                  restart at c0·growth². On top of the search's iterations.
     mu           lagrangian: the multiplier step μ (per unit of margin, in logits)
+    mu_growth    lagrangian, in the rescue: μ ×= mu_growth for an example whose violation did
+                 not halve over the last 5 checks (the augmented Lagrangian's penalty update:
+                 μ adapts to the model's scale of logits); 1: μ fixed
     steps        binary: search steps (solves) at most
     growth       binary: c ×= growth until a step succeeds
     warm_start   binary: start each step from the best success so far (else from 0)
@@ -218,6 +221,7 @@ class SearchSpec:
     track_every: int = attrs.field(default=5, validator=_pos_int)
     rescue_iterations: int = attrs.field(default=200, validator=_nonneg_int)
     mu: float = attrs.field(default=0.3, validator=_pos)
+    mu_growth: float = attrs.field(default=2.0, validator=_pos)
     steps: int = attrs.field(default=6, validator=_pos_int)
     growth: float = attrs.field(default=10.0, validator=_pos)
     warm_start: bool = True
@@ -228,6 +232,7 @@ class SearchSpec:
         _check(self.mode in SEARCH_MODES, "search.mode", f"one of {SEARCH_MODES}", self.mode)
         # growth <= 1 never bounds c from above; huge counts are runs that never end
         _check(self.growth > 1, "search.growth", "a number > 1 (c grows by it)", self.growth)
+        _check(self.mu_growth >= 1, "search.mu_growth", "a number >= 1", self.mu_growth)
         for key, value, most in (("steps", self.steps, MAX_STEPS),
                                  ("iterations", self.iterations, MAX_ITERATIONS),
                                  ("rescue_iterations", self.rescue_iterations, MAX_ITERATIONS)):

@@ -14,7 +14,7 @@ from attacks.spec import RefineSpec, SearchSpec, SpecError
 from attacks.targets import expand_targets
 
 D = torch.float64
-FAST = dict(search=SearchSpec(steps=4, iterations=60, track_every=5))
+FAST = dict(search=SearchSpec(iterations=60, track_every=5))
 
 
 def tiny_model(classes=3, dead_class=None):
@@ -97,8 +97,8 @@ def test_attacks_succeed_and_results_are_verified(make):
     torch.testing.assert_close(res.adversarial, x[res.source_index] + res.delta)
     l0 = (res.delta.flatten(1).abs() > 1e-7).sum(1).to(D)
     assert torch.equal(res.metrics["l0"], l0)
-    spec = attack.spec  # search steps × iterations (+ rescue, unused here) + refine
-    budget = 4 * 60 + (spec.refine.iterations if spec.refine else 0)
+    spec = attack.spec  # the search's plan (iterations + rescue) + refine
+    budget = spec.search.planned + (spec.refine.iterations if spec.refine else 0)
     assert res.success.all() and (res.gradient_evals <= budget).all()
 
 

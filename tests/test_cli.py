@@ -93,7 +93,7 @@ def test_solve_edited_toml_file(tmp_path):
     assert shown.exit_code == 0
     text = shown.stdout.replace('name = "strattack"', 'name = "my-strattack"')
     text = text.replace("weight = 2.0", "weight = 3.5")  # τ of the group term
-    text = text.replace("steps = 6 ", "steps = 2 ").replace("iterations = 200 ",
+    text = text.replace("steps = 6 ", "steps = 2 ").replace("iterations = 300 ",
                                                             "iterations = 30 ", 1)
     text = text.replace("overlapping = false", "overlapping = true")
     assert text.count("weight = 3.5") == 1 and "overlapping = true" in text

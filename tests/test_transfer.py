@@ -80,7 +80,7 @@ def attacked():
     source = nn.Sequential(nn.Flatten(), nn.Linear(16, 4)).eval()
     x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     y = source(x).argmax(1)
-    result = CWL2(source, search=SearchSpec(steps=3, iterations=30, rescue_iterations=0))(x, y, "all")
+    result = CWL2(source)(x, y, "all")
     return source, result
 
 

@@ -1,0 +1,137 @@
+"""The lagrangian search (the default): its loss, known answers on a linear classifier, the
+model only ever seeing valid images, and the refine never making an answer worse."""
+
+import math
+
+import attrs
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+from attacks import CWL2, StrAttack
+from attacks.builtin import builtin_spec
+from attacks.losses import lagrangian_margin_loss, margin
+from attacks.spec import SearchSpec, SpecError
+
+
+def _logits(k=4, b=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(b, k, generator=g, dtype=torch.float64) * 3
+    labels = torch.zeros(b, dtype=torch.long)
+    targets = torch.ones(b, dtype=torch.long)
+    return z, labels, targets, torch.ones(b, dtype=torch.bool)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lam=st.floats(0, 50), mu=st.floats(0.01, 10), kappa=st.floats(0, 5),
+       seed=st.integers(0, 1000))
+def test_lagrangian_loss_is_the_augmented_lagrangian_of_the_margin_constraint(lam, mu, kappa,
+                                                                               seed):
+    z, labels, targets, targeted = _logits(seed=seed)
+    z.requires_grad_(True)
+    lam_t = torch.full((3,), lam, dtype=torch.float64)
+    value = lagrangian_margin_loss(z, labels, targets, targeted, lam_t, mu, kappa)
+    g = margin(z, labels, targets, targeted) + kappa
+    # ψ(g) = λg + μg²/2 where λ + μg ≥ 0, else −λ²/(2μ) (flat: the constraint is inactive)
+    expected = torch.where(lam + mu * g >= 0, lam * g + mu * g ** 2 / 2,
+                           torch.full_like(g, -lam ** 2 / (2 * mu)))
+    assert torch.allclose(value, expected, rtol=1e-9, atol=1e-9)
+    # ∇ψ = max(0, λ + μg)·∇m: the multiplier, corrected by μ times the violation
+    (grad,) = torch.autograd.grad(value.sum(), z)
+    (gm,) = torch.autograd.grad(g.sum(), z)
+    slope = torch.clamp(lam + mu * g, min=0).detach().view(-1, 1)
+    assert torch.allclose(grad, slope * gm, atol=1e-9)
+
+
+class Linear2(nn.Module):
+    """Two classes with logits (0, a·x − s): the margin towards class 0 is a·x − s."""
+
+    def __init__(self, a: torch.Tensor, s: float):
+        super().__init__()
+        self.a, self.s = a.flatten(), s
+
+    def forward(self, x):
+        z1 = x.flatten(1) @ self.a - self.s
+        return torch.stack([torch.zeros_like(z1), z1], dim=1)
+
+
+@pytest.mark.parametrize("m0", [1.0, 2.0, 4.0])
+def test_the_multiplier_converges_to_the_kkt_multiplier_on_a_linear_classifier(m0):
+    """min ||δ||² s.t. m0 + a·δ ≤ 0 has δ* = −m0·a/||a||² and multiplier λ* = 2·m0/||a||²
+    (from 2δ* + λ*a = 0): the C&W objective by the lagrangian search finds both."""
+    a = torch.randn(1, 6, 6, generator=torch.Generator().manual_seed(0))
+    x0 = torch.full((1, 1, 6, 6), 0.5)
+    model = Linear2(a, float(x0.flatten() @ a.flatten()) - m0)  # margin m0 at x0
+    spec = builtin_spec("cw-l2", search=SearchSpec(iterations=400, rescue_iterations=0))
+    r = CWL2(model, spec=spec, grid=False)(x0, torch.tensor([1]), torch.tensor([0]))
+    norm = float(a.norm())
+    assert (r.delta.abs() < 0.5).all()  # the box is not active: the known answer holds
+    assert bool(r.success)
+    assert float(r.metrics["l2"]) == pytest.approx(m0 / norm, rel=0.02)
+    assert float(r.c) == pytest.approx(2 * m0 / norm ** 2, rel=0.15)
+
+
+class RangeRecorder(nn.Module):
+    """Records the smallest and largest input value the model was ever called with."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.lo, self.hi = model, math.inf, -math.inf
+
+    def forward(self, x):
+        self.lo = min(self.lo, float(x.detach().min()))
+        self.hi = max(self.hi, float(x.detach().max()))
+        return self.model(x)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from attacks.data import load_dataset
+    from attacks.models import load_model
+    model = load_model("mnist-cw")
+    x, y = load_dataset("mnist-test20", n=3)
+    return model, x, y
+
+
+def test_the_model_only_ever_sees_valid_images(mnist):
+    """loss.project (default): the loss is evaluated at x0 + P(z), never outside [0, 1]; the
+    paper's linearisation at the iterate (strattack-paper) does leave the box."""
+    model, x, y = mnist
+    t = (y + 1) % 10
+    search = SearchSpec(iterations=40, rescue_iterations=0)
+    seen = RangeRecorder(model)
+    StrAttack(seen, search=search, grid=False)(x, y, t)
+    assert -1e-6 <= seen.lo and seen.hi <= 1 + 1e-6
+    paper = builtin_spec("strattack-paper", search=attrs.evolve(search, mode="binary", steps=2))
+    seen = RangeRecorder(model)
+    StrAttack(seen, spec=paper, grid=False)(x, y, t)
+    assert seen.lo < -1e-3 or seen.hi > 1 + 1e-3
+
+
+def test_the_refine_never_makes_an_answer_worse(mnist):
+    """The refine replaces the search's answer only by an adversarial one of lower distortion
+    (γ||δ||²: here ℓ2), so with it every example is at least as good as without it."""
+    model, x, y = mnist
+    search = SearchSpec(iterations=60, rescue_iterations=0)
+    t = torch.tensor([[(int(v) + k) % 10 for k in (1, 4, 7)] for v in y]).flatten()
+    xs, ys = x.repeat_interleave(3, 0), y.repeat_interleave(3)
+    plain = StrAttack(model, search=search, refine=False, grid=False)(xs, ys, t)
+    refined = StrAttack(model, search=search, grid=False)(xs, ys, t)
+    assert torch.equal(plain.success, refined.success) and plain.success.any()
+    ok = plain.success
+    assert (refined.metrics["l2"][ok] <= plain.metrics["l2"][ok] + 1e-6).all()
+    assert refined.refined[ok].any()  # and it does improve some of them
+    better = refined.refined
+    assert (refined.metrics["l2"][better] < plain.metrics["l2"][better]).all()
+    # the support only shrinks
+    assert ((refined.delta != 0) <= (plain.delta != 0)).all()
+
+
+def test_search_keys_are_validated_by_name():
+    with pytest.raises(SpecError, match="search.mode"):
+        SearchSpec(mode="adaptive")
+    with pytest.raises(SpecError, match="mu"):
+        SearchSpec(mu=0)
+    with pytest.raises(SpecError, match="rescue_iterations"):
+        SearchSpec(rescue_iterations=-1)
