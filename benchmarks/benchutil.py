@@ -4,10 +4,16 @@ counts what the model computed, the examples every benchmark attacks, and the re
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import math
+import os
+import sys
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -68,6 +74,42 @@ class CountingModel(nn.Module):
         if torch.is_grad_enabled():
             self.grad_rows += x.shape[0]
         return self.model(x)
+
+
+COMPAT = Path(__file__).resolve().parent.parent / ".cache" / "compat"
+COMPAT_VERSIONS = {"torchattacks": "3.5.1", "foolbox": "3.3.4"}
+
+
+@contextlib.contextmanager
+def compat_libraries(folder: Optional[Path] = None
+                     ) -> Iterator[Tuple[Optional[SimpleNamespace], str]]:
+    """torchattacks and foolbox imported from ``folder`` (default :data:`COMPAT`, filled by
+    ``python tools/fetch_compat.py``), never from the venv, as tests/conftest.py's ``compat``
+    fixture does. Yields ``(namespace, "")``, or ``(None, why)`` when the folder is missing,
+    an import fails or a version is not the pinned one. Use them inside the ``with`` block
+    only: they import lazily (eagerpy's ``norms``), so the folder stays on ``sys.path`` until
+    the block ends; then it and every module imported from it are removed again."""
+    folder = folder or COMPAT
+    if not folder.is_dir():
+        yield None, f"{folder} is absent (`python tools/fetch_compat.py`)"
+        return
+    sys.path.insert(0, str(folder))
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox.zoo imports GitPython
+    try:
+        try:
+            libs = {name: importlib.import_module(name) for name in COMPAT_VERSIONS}
+        except ImportError as e:
+            libs, why = None, f"cannot import from {folder}: {e}"
+        else:
+            wrong = {n: getattr(m, "__version__", None) for n, m in libs.items()
+                     if getattr(m, "__version__", None) != COMPAT_VERSIONS[n]}
+            why = f"{folder} holds {wrong}, expected {COMPAT_VERSIONS}" if wrong else ""
+        yield (SimpleNamespace(**libs), "") if libs and not why else (None, why)
+    finally:
+        sys.path.remove(str(folder))
+        for name, mod in list(sys.modules.items()):
+            if str(getattr(mod, "__file__", None) or "").startswith(str(folder) + os.sep):
+                del sys.modules[name]
 
 
 def examples(data: str, n: int, device: torch.device, seed: int = 0):

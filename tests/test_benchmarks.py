@@ -17,8 +17,10 @@ import solver_overhead  # noqa: E402
 import throughput  # noqa: E402
 import vs_torchattacks  # noqa: E402
 from attacks import CWL2, FGM, IFGSM, StrAttack  # noqa: E402
+from attacks.data import load_dataset  # noqa: E402
 from attacks.models import load_model  # noqa: E402
 from attacks.spec import SearchSpec  # noqa: E402
+from attacks.targets import expand_targets  # noqa: E402
 
 TINY = SearchSpec(steps=1, iterations=10, rescue_iterations=0)
 TINY_ATTACKS = {"strattack": lambda m: StrAttack(m, search=TINY, refine=False),
@@ -182,7 +184,7 @@ def test_budget_rows_honour_each_budget_and_write_csv_and_png(tmp_path):
     import budget
     tiny = {"strattack": lambda m, b: StrAttack(m, budget=b),
             "cw-l2": lambda m, b: CWL2(m, budget=b)}
-    r = budget.bench(images=1, budgets=(20, 40), imagenet_examples=0, attacks=tiny,
+    r = budget.bench(images=1, budgets=(20, 40), imagenet_examples=0, attacks=tiny, peers={},
                      out_dir=str(tmp_path))
     rows = {(row["attack"], row["budget"]): row for row in r["rows"]}
     assert set(rows) == {(a, b) for a in tiny for b in (20, 40)}
@@ -192,6 +194,72 @@ def test_budget_rows_honour_each_budget_and_write_csv_and_png(tmp_path):
     assert (tmp_path / "budget.csv").read_text().startswith("attack,budget")
     assert (tmp_path / "budget.png").stat().st_size > 0
     assert "strattack max l2 / cw-l2, budget 40" in r["ratios"]
+
+
+def test_budget_peer_rows_count_the_models_evals_and_recheck_success():
+    import budget
+    model = load_model("mnist-cw")
+    x, y = load_dataset("mnist-heldout", n=1)
+    index, tg = expand_targets(y, 10, "all")
+    expected = IFGSM(model)(x, y, targets="all")
+
+    def fake(libs, b):  # b forward+backward rows per example, then IFGSM's images, two spoilt
+        def run(m, xs, ys, t):
+            for _ in range(b):
+                m(xs.clone().requires_grad_(True)).sum().backward()
+            adv = expected.adversarial.clone()
+            adv[0], adv[1] = 0, adv[1] + 2  # foolbox's "nothing found"; outside [0, 1]
+            return adv
+        return "fake settings", run
+
+    rows, l2 = budget.run_peers(None, model, x, y, (3,), {"fake": fake}, torch.device("cpu"),
+                                index, tg.targets)
+    (row,) = rows
+    ok = expected.success.clone()
+    ok[:2] = False
+    assert ok.any() and expected.success[:2].any()  # the spoilt images were successes
+    assert row["settings"] == "fake settings" and row["examples"] == 9
+    assert row["evals_per_example"] == 3 and row["zero_images"] == 1
+    assert row["asr"] == pytest.approx(100 * ok.float().mean())
+    assert torch.isnan(l2["fake", 3][~ok]).all()
+    assert torch.allclose(l2["fake", 3][ok], expected.metrics["l2"][ok])
+    assert row["groups"] == expected.metrics["groups_nonzero"][ok].median()
+
+
+def test_budget_runs_the_peers_with_measured_evals(tmp_path):
+    import budget
+    with benchutil.compat_libraries() as (libs, why):
+        if libs is None:
+            pytest.skip(why)
+    r = budget.bench(images=1, budgets=(20,), peer_budgets=(20,), imagenet_examples=0,
+                     attacks={"cw-l2": lambda m, b: CWL2(m, budget=b)}, out_dir=str(tmp_path))
+    rows = {row["attack"]: row for row in r["rows"]}
+    assert list(rows) == ["cw-l2", "torchattacks-cw", "foolbox-cw", "foolbox-ead"]
+    assert rows["torchattacks-cw"]["settings"] == "c=100, steps=20, lr=0.1"
+    assert rows["foolbox-cw"]["settings"] == "binary_search_steps=9, steps=2, stepsize=0.1"
+    for name in budget.PEERS:
+        row = rows[name]
+        assert row["examples"] == 9 and row["budget"] == row["cw_budget"] == 20
+        # counted on the model, within what the settings allow (9 × 2 for foolbox)
+        assert 0 < row["evals_per_example"] <= (20 if name == "torchattacks-cw" else 18)
+        assert 0 <= row["asr"] <= 100
+        assert math.isnan(row["l2"]) == (row["asr"] == 0)
+        assert f"{name} max l2 / cw-l2, budget 20" in r["ratios"]
+    assert "peers: torchattacks 3.5.1, foolbox 3.3.4" in " ".join(r["notes"])
+    assert "foolbox-ead" in (tmp_path / "budget.csv").read_text()
+    compat = str(benchutil.COMPAT)  # afterwards nothing imported from there is left
+    assert compat not in sys.path
+    assert not [n for n, m in sys.modules.items()
+                if str(getattr(m, "__file__", None) or "").startswith(compat)]
+
+
+def test_budget_runs_without_the_peers_when_compat_is_missing(tmp_path, monkeypatch):
+    import budget
+    monkeypatch.setattr(benchutil, "COMPAT", tmp_path / "absent")
+    r = budget.bench(images=1, budgets=(10,), peer_budgets=(10,), imagenet_examples=0,
+                     attacks={"cw-l2": lambda m, b: CWL2(m, budget=b)}, out_dir=None)
+    assert [row["attack"] for row in r["rows"]] == ["cw-l2"]
+    assert any(n.startswith("peers not run:") and "absent" in n for n in r["notes"])
 
 
 def test_resnet18_shaped_model_is_scriptable_and_imagenet_sized():
