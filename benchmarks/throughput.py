@@ -24,11 +24,14 @@ from typing import Callable, Dict, Sequence
 import torch
 
 import benchutil as common
-from attacks import CWL2, EAD, FGM, IFGSM, AttackResult, StrAttack
+from attacks import CWL2, EAD, FGM, IFGSM, Attack, AttackResult, StrAttack
+from attacks.builtin import builtin_spec
 from attacks.models import load_model
 
 ATTACKS: Dict[str, Callable] = {
     "strattack": lambda m: StrAttack(m),
+    # the previous defaults' algorithm (binary search, 3% refine for 400): the baseline
+    "strattack-paper": lambda m: Attack(m, builtin_spec("strattack-paper")),
     "strattack-overlap": lambda m: StrAttack(m, overlapping=True),
     "cw-l2": lambda m: CWL2(m),
     "ead": lambda m: EAD(m),
@@ -94,6 +97,10 @@ def ratios(rows: list, batches: Sequence[int]) -> dict:
         if lo != hi:
             out[f"{a}: examples/s batch {hi} / batch {lo}"] = (
                 by[a, hi]["examples_per_s"] / by[a, lo]["examples_per_s"])
+    if "strattack" in names and "strattack-paper" in names:
+        for b in batches:  # the new defaults against the previous ones, same examples
+            out[f"strattack / strattack-paper: examples/s batch {b}"] = (
+                by["strattack", b]["examples_per_s"] / by["strattack-paper", b]["examples_per_s"])
     if "cw-l2" in names:
         for a in names:
             if a == "cw-l2":

@@ -34,8 +34,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random targets")
     p.add_argument("--model", default="mnist-cw")
     p.add_argument("--data", default="mnist-test20")
-    p.add_argument("--steps", type=int, default=4, help="c-search steps per attack")
-    p.add_argument("--iterations", type=int, default=150, help="ADMM iterations per step")
+    p.add_argument("--iterations", type=int, default=150,
+                   help="ADMM iterations of each attack's search (default 150)")
     a = p.parse_args()
     torch.set_num_threads(1)
     model = load_model(a.model)
@@ -43,7 +43,7 @@ def main() -> None:
     k = int(model(x[:1]).shape[1])
     g = torch.Generator().manual_seed(a.seed)
     targets = (y + torch.randint(1, k, y.shape, generator=g)) % k
-    search = SearchSpec(steps=a.steps, iterations=a.iterations)
+    search = SearchSpec(iterations=a.iterations)
 
     results, timings = {}, {}
     for name, cls in [("StrAttack", StrAttack), ("C&W-l2", CWL2)]:

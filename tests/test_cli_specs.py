@@ -226,15 +226,15 @@ def test_specs_show_with_set_keeps_the_files_comments_and_order():
     """--set rewrites a user's file in place (tomlkit): comments and order stay."""
     path = SPEC_DIR / "sparse-group-lasso.toml"
     original = path.read_text(encoding="utf-8")
-    r = invoke("specs", "show", "sparse-group-lasso", "--set", "search.steps=3",
+    r = invoke("specs", "show", "sparse-group-lasso", "--set", "search.iterations=100",
                "--set", "terms.sparse.params.weight=0.2")
     assert r.exit_code == 0, r.output
     changed = [(a, b) for a, b in zip(original.splitlines(), r.stdout.splitlines()) if a != b]
     assert len(r.stdout.splitlines()) == len(original.splitlines())
-    assert [b.split("#")[0].strip() for _, b in changed] == ["weight = 0.2", "steps = 3"]
+    assert [b.split("#")[0].strip() for _, b in changed] == ["weight = 0.2", "iterations = 100"]
     assert all(a.split("#")[1:] == b.split("#")[1:] for a, b in changed)  # comments kept
     spec = spec_from_dict(tomllib.loads(r.stdout))
-    assert spec.search.steps == 3 and spec.terms[1].params["weight"] == 0.2
+    assert spec.search.iterations == 100 and spec.terms[1].params["weight"] == 0.2
     # a built-in keeps its per-key comments too
     r = invoke("specs", "show", "strattack", "--set", "solver.rho=2")
     assert "rho = 2" in r.stdout and "ADMM penalty" in r.stdout
