@@ -41,7 +41,7 @@ default budget: seconds and peak memory per example.
     quick (default): 2 images x 9 targets, budgets 100 and 500, the peers at 100 and 500;
                      ImageNet case 1 example, budget 50
     --full:          10 images x 9 targets, budgets 100, 200, 500, 1000, 2000, the peers at
-                     all of them; ImageNet case 2 examples at budget 500
+                     all of them; ImageNet case 2 examples at the default budget
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import argparse
 import csv
 import math
 from pathlib import Path
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +72,8 @@ ATTACKS: Dict[str, Callable] = {
 QUICK = dict(images=2, budgets=(100, 500), peer_budgets=(100, 500), imagenet_examples=1,
              imagenet_budget=50)
 FULL = dict(images=10, budgets=(100, 200, 500, 1000, 2000),
-            peer_budgets=(100, 200, 500, 1000, 2000), imagenet_examples=2, imagenet_budget=500)
+            peer_budgets=(100, 200, 500, 1000, 2000), imagenet_examples=2,
+            imagenet_budget=None)  # None: the defaults
 COLUMNS = ("attack", "budget", "settings", "examples", "asr", "evals_per_example",
            "seconds_per_example", "l0", "l2", "linf", "groups", "cw_budget",
            "max_l2_ratio_to_cw", "mean_l2_ratio_to_cw")
@@ -291,9 +292,10 @@ class ResNet18Shaped(nn.Module):
         return self.fc(self.features(x).mean((2, 3)))
 
 
-def imagenet_case(n: int, device, budget: int = 500, seed: int = 0) -> dict:
-    """StrAttack at ``budget`` on ``n`` random 224×224 images of a scripted ResNet-18-shaped
-    model with random weights: seconds and peak memory per example."""
+def imagenet_case(n: int, device, budget: Optional[int] = None, seed: int = 0) -> dict:
+    """StrAttack at ``budget`` (None: its defaults) on ``n`` random 224×224 images of a
+    scripted ResNet-18-shaped model with random weights: seconds and peak memory per
+    example."""
     import memory  # the benchmarks' peak-memory probe (CUDA allocator or CPU RSS growth)
     torch.manual_seed(seed)
     net = torch.jit.script(ResNet18Shaped().eval()).to(device)

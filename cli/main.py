@@ -57,7 +57,7 @@ app = typer.Typer(
 specs_app = typer.Typer(
     help="List, print and check attack specs (TOML).\n\n"
          "Examples: admm-attack specs list; admm-attack specs show strattack > my.toml; "
-         "admm-attack specs show strattack --set search.steps=3; "
+         "admm-attack specs show strattack --set search.budget=300; "
          "admm-attack specs check my.toml",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -273,7 +273,7 @@ def explain(
           --out runs/explain
       admm-attack explain --model mnist-gap --data mnist-test20 --maps cam,asm \\
           --out runs/gap
-      admm-attack explain --attacks strattack,cw-l2,ead --set search.steps=4 \\
+      admm-attack explain --attacks strattack,cw-l2,ead --set search.budget=300 \\
           --model cifar10-cnn --data cifar10-test20 -n 10 --out runs/cifar
 
     Each attack is a solve run under OUT/attacks/NAME: an interrupted run
@@ -344,7 +344,7 @@ def specs_show(
 
     \b
       admm-attack specs show strattack > my.toml
-      admm-attack specs show strattack --set search.steps=3 --set eps=0.3
+      admm-attack specs show strattack --set search.budget=300 --set eps=0.3
       admm-attack specs show sparse-group-lasso
     """
     from cli import listing
