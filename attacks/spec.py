@@ -219,7 +219,7 @@ class SearchSpec:
     mode: str = "lagrangian"
     iterations: int = attrs.field(default=300, validator=_pos_int)
     track_every: int = attrs.field(default=5, validator=_pos_int)
-    rescue_iterations: int = attrs.field(default=200, validator=_nonneg_int)
+    rescue_iterations: int = attrs.field(default=500, validator=_nonneg_int)
     mu: float = attrs.field(default=0.3, validator=_pos)
     mu_growth: float = attrs.field(default=2.0, validator=_pos)
     steps: int = attrs.field(default=6, validator=_pos_int)
