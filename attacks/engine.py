@@ -179,9 +179,9 @@ class Engine:
                 best.offer(cand, success, score(cand), c)
                 if mu is not None:  # method of multipliers (rows not evaluated: excess 0)
                     c.copy_(torch.clamp(c + mu * excess, min=0))
-                    # the rescue (after stop_after, no success yet): every PENALTY_WINDOW
-                    # checks a violation that did not shrink by half grows μ (Bertsekas'
-                    # rule; μ adapts to the model's scale of logits)
+                    # not adversarial yet, in the rescue (after stop_after) or the refine:
+                    # every PENALTY_WINDOW checks a violation that did not shrink by half
+                    # grows μ (Bertsekas' rule; μ adapts to the model's scale of logits)
                     window = (checks % PENALTY_WINDOW == 0) & (excess > 0) & ~hit
                     if stop_after is not None:
                         window = window & (state.iterations > stop_after)

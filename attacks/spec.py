@@ -201,9 +201,10 @@ class SearchSpec:
                  iterations (0: none): lagrangian: their solve goes on; binary: one cold
                  restart at c0·growth². On top of the search's iterations.
     mu           lagrangian: the multiplier step μ (per unit of margin, in logits)
-    mu_growth    lagrangian, in the rescue: μ ×= mu_growth for an example whose violation did
-                 not halve over the last 5 checks (the augmented Lagrangian's penalty update:
-                 μ adapts to the model's scale of logits); 1: μ fixed
+    mu_growth    lagrangian, in the rescue and the refine: μ ×= mu_growth for an example not
+                 yet adversarial whose violation did not halve over the last 5 checks (the
+                 augmented Lagrangian's penalty update: μ adapts to the model's scale of
+                 logits); 1: μ fixed
     steps        binary: search steps (solves) at most
     growth       binary: c ×= growth until a step succeeds
     warm_start   binary: start each step from the best success so far (else from 0)

@@ -57,7 +57,7 @@ DOCS: Dict[str, str] = {
     "search.track_every": "test the candidate for success every N iterations",
     "search.rescue_iterations": "more iterations for examples with no success yet",
     "search.mu": "lagrangian: c += mu·(margin + κ) at every check",
-    "search.mu_growth": "lagrangian: mu ×= this where the margin stalls",
+    "search.mu_growth": "lagrangian: mu ×= this where the margin stalls (rescue)",
     "search.steps": "binary: solves per example over the constant c",
     "search.growth": "binary: multiply c by this until a success bounds it",
     "search.warm_start": "binary: start each solve from the best success so far",
