@@ -66,8 +66,8 @@ def strattack_paper(**kw) -> AttackSpec:
     success, warm starts), the cold rescue, the refine at the 3% quantile for 400 iterations,
     the loss linearised at the iterate itself (eq. 14)."""
     spec = strattack(**kw)
-    search = kw.get("search") or attrs.evolve(PAPER_SEARCH, budget=kw.get("budget"))
-    return attrs.evolve(spec, name="strattack-paper", search=search,
+    return attrs.evolve(spec, name="strattack-paper",
+                        search=_search(kw.get("search"), kw.get("budget"), PAPER_SEARCH),
                         loss=attrs.evolve(spec.loss, project=False),
                         refine=PAPER_REFINE if spec.refine is not None else None,
                         description=spec.description + "; the paper's binary search on c")

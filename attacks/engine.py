@@ -36,7 +36,7 @@ from admmkit.solver.state import batch_where
 from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial, margin
 from attacks.problems import (LiveRows, attack_problem, candidate, loss_term, refine_problem,
-                              support_mask, term_blocks)
+                              refine_terms, support_mask, term_blocks)
 from attacks.spec import AttackSpec, default_c, valid_box
 from attacks.targets import Targets
 from attacks.verify import Evaluations, Outcome, verify
@@ -79,14 +79,19 @@ class Best:
             getattr(self, f.name).index_copy_(0, idx, getattr(part, f.name))
 
 
+def objective_score(terms, delta: Tensor) -> Tensor:
+    """The sum of the ``terms`` (blocks) at δ, (B,); ℓ2 of δ when there are none."""
+    if not terms:
+        return delta.flatten(1).norm(dim=1)
+    return sum(b.fn(b.coupling.gather(delta)) for b in terms)
+
+
 def decision_score(spec: AttackSpec, terms, delta: Tensor) -> Tensor:
     """The spec's ranking of successful candidates, (B,): the sum of its distortion and
     regularizer ``terms`` (blocks) at δ (default), or an ℓp norm of δ."""
     flat = delta.flatten(1)
     if spec.decision == "objective":
-        if not terms:
-            return flat.norm(dim=1)
-        return sum(b.fn(b.coupling.gather(delta)) for b in terms)
+        return objective_score(terms, delta)
     if spec.decision == "l0":
         return (flat.abs() > 1e-7).sum(1).to(delta.dtype)
     return flat.norm(p={"l1": 1, "l2": 2, "linf": math.inf}[spec.decision], dim=1)
@@ -99,6 +104,7 @@ class Engine:
         self.spec = spec
         self.grid = grid  # snap the final examples onto the 8-bit grid (attacks.grid)
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
+        self.refined_terms = refine_terms(spec, self.terms)
 
     # -- how a budget is split ---------------------------------------------------------------
     def stage_limits(self):
@@ -205,11 +211,9 @@ class Engine:
         return decision_score(self.spec, self.terms, cand)
 
     def _distortion(self, cand: Tensor) -> Tensor:
-        """The refine's ranking: the spec's pixel-wise distortion terms at δ (what the refine
-        minimises on its fixed support; ℓ2 when the spec has none)."""
-        terms = [b for b, t in zip(self.terms, self.spec.terms)
-                 if t.role == "distortion" and t.groups is None]
-        return sum(b.fn(cand) for b in terms) if terms else cand.flatten(1).norm(dim=1)
+        """The refine's ranking: what it minimises on its fixed support (its terms at δ; ℓ2
+        when the spec has none)."""
+        return objective_score(self.refined_terms, cand)
 
     # -- the search over c -----------------------------------------------------------------
     def search(self, x0: Tensor, tg: Targets, evals: Evaluations) -> Best:

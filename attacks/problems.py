@@ -81,6 +81,12 @@ def attack_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction,
     return Problem(list(terms) + [Block(box, name="valid")], smooth=smooth)
 
 
+def refine_terms(spec: AttackSpec, terms: List[Block]) -> List[Block]:
+    """The blocks the refine minimises on its fixed support: the pixel-wise distortion terms
+    (regularizers and group terms are dropped, the support being fixed)."""
+    return [b for b, t in zip(terms, spec.terms) if t.role == "distortion" and t.groups is None]
+
+
 def refine_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction, smooth: Smooth,
                    support: Tensor) -> Problem:
     """Problem (20): loss + distortion terms on a fixed support, with the validity constraint.
@@ -90,8 +96,7 @@ def refine_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction, smoo
     the support (eq. 59). Regularizers (the group penalty) are dropped: the support is fixed.
     """
     keep = FixedSupport(support)
-    distortions = [b for b, t in zip(terms, spec.terms)
-                   if t.role == "distortion" and t.groups is None]
+    distortions = refine_terms(spec, terms)
     if len(distortions) == 1:
         blocks = [Block(Constrained(distortions[0].fn, box, keep), name="refined")]
     else:
