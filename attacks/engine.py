@@ -86,6 +86,18 @@ def objective_score(terms, delta: Tensor) -> Tensor:
     return sum(b.fn(b.coupling.gather(delta)) for b in terms)
 
 
+def subgradient(terms, delta: Tensor, step: float = 1e-3) -> Tensor:
+    """A subgradient of the sum of the ``terms`` (blocks) at δ, shape of δ: Σ_b C_bᵀ G_b with
+    the gradient map G_b = (v − prox_{t·g_b}(v)) / t at v = C_b δ and a small step t — exactly
+    τ·δ_G/‖δ_G‖ on a group norm's non-zero groups (β·sign δ for ℓ1) and 0 on its zero ones,
+    2γδ/(1 + 2γt) for γ‖δ‖²."""
+    total = torch.zeros_like(delta)
+    for b in terms:
+        v = b.coupling.gather(delta)
+        total = total + b.coupling.scatter((v - b.fn.prox(v, step)) / step)
+    return total
+
+
 def decision_score(spec: AttackSpec, terms, delta: Tensor) -> Tensor:
     """The spec's ranking of successful candidates, (B,): the sum of its distortion and
     regularizer ``terms`` (blocks) at δ (default), or an ℓp norm of δ."""
@@ -301,13 +313,30 @@ class Engine:
         part = best.select(idx)
         support = support_mask(part.delta, spec.refine.quantile)
         fresh = Best.empty(part.delta)
-        self._solve(idx, x0, tg, part.c.clone(), fresh, part.delta * support,
+        self._solve(idx, x0, tg, self._refine_c(part, support), fresh, part.delta * support,
                     cap.index_select(0, idx), evals, support=support)
         better = fresh.found & (fresh.score < self._distortion(part.delta))
         part.delta = batch_where(better, fresh.delta, part.delta)
         best.put(idx, part)
         refined.index_copy_(0, idx, better)
         return refined
+
+    def _refine_c(self, part: Best, support: Tensor) -> Tensor:
+        """The refine's starting ``c``: the search's, rescaled to the refine problem by KKT.
+        Where the search stopped, c·∇m ≈ −g (g a subgradient of all its terms); the refine
+        keeps only the terms r, so its multiplier is c·⟨g_r, g⟩/‖g‖² on the support (least
+        squares) — without the dropped group term, far below c for a spread-out δ (a start at
+        the search's c overshoots the boundary and the refine spends its iterations coming
+        back). No model evaluation: ∇m's direction is the search's own −g. The binary
+        (paper's) search refines at its own fixed c, as published."""
+        if self.spec.search.mode != "lagrangian" or not self.refined_terms:
+            return part.c.clone()
+        g = (subgradient(self.terms, part.delta) * support).flatten(1)
+        g_r = (subgradient(self.refined_terms, part.delta) * support).flatten(1)
+        dot, norm2 = (g_r * g).sum(1), (g * g).sum(1)
+        ok = (dot > 0) & (norm2 > 0)  # else (nothing to go by) the search's c
+        ratio = torch.where(ok, dot / torch.where(ok, norm2, torch.ones_like(norm2)), 1.0)
+        return part.c * ratio.clamp(max=1.0)
 
     # -- everything, verified ----------------------------------------------------------------
     def finish(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations):

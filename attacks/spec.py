@@ -218,7 +218,7 @@ class SearchSpec:
     """
 
     mode: str = "lagrangian"
-    iterations: int = attrs.field(default=300, validator=_pos_int)
+    iterations: int = attrs.field(default=250, validator=_pos_int)
     track_every: int = attrs.field(default=5, validator=_pos_int)
     rescue_iterations: int = attrs.field(default=500, validator=_nonneg_int)
     mu: float = attrs.field(default=0.3, validator=_pos)
@@ -259,8 +259,8 @@ class RefineSpec:
     is adversarial and its distortion is lower. The paper: ``quantile`` 0.03
     (:data:`PAPER_REFINE`)."""
 
-    quantile: float = attrs.field(default=0.2, validator=_nonneg)
-    iterations: int = attrs.field(default=150, validator=_pos_int)
+    quantile: float = attrs.field(default=0.15, validator=_nonneg)
+    iterations: int = attrs.field(default=200, validator=_pos_int)
 
     def __attrs_post_init__(self):
         _check(self.quantile < 1, "refine.quantile", "a number in [0, 1)", self.quantile)

@@ -10,9 +10,13 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from attacks import CWL2, StrAttack
-from attacks.builtin import builtin_spec
+from attacks.builtin import builtin_spec, strattack
 from attacks.losses import lagrangian_margin_loss, margin
-from attacks.spec import SearchSpec, SpecError
+from attacks.classifier import Classifier
+from attacks.engine import Engine, Evaluations, subgradient
+from attacks.problems import term_blocks
+from attacks.spec import RefineSpec, SearchSpec, SpecError
+from attacks.targets import expand_targets
 
 
 def _logits(k=4, b=3, seed=0):
@@ -126,6 +130,46 @@ def test_the_refine_never_makes_an_answer_worse(mnist):
     assert (refined.metrics["l2"][better] < plain.metrics["l2"][better]).all()
     # the support only shrinks
     assert ((refined.delta != 0) <= (plain.delta != 0)).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(tau=st.floats(0.1, 5), gamma=st.floats(0.1, 5), seed=st.integers(0, 1000))
+def test_subgradient_is_the_group_lasso_and_ridge_gradient_at_active_groups(tau, gamma, seed):
+    """The gradient map at a small step is τ·δ_G/||δ_G|| on non-zero groups, 0 on zero ones,
+    and 2γδ/(1 + 2γt) for γ||δ||²: the subgradient the refine's c rescaling needs."""
+    g = torch.Generator().manual_seed(seed)
+    delta = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64)
+    keep = torch.rand(2, 1, 4, 4, generator=g) < 0.5  # half the 2×2 groups are zero
+    delta = delta * keep.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    spec = strattack(tau=tau, gamma=gamma, group_size=2, stride=2)
+    blocks = term_blocks(spec, (1, 8, 8))
+    ridge, group = subgradient(blocks[:1], delta), subgradient(blocks[1:], delta)
+    assert torch.allclose(ridge, 2 * gamma * delta / (1 + 2e-3 * gamma), atol=1e-9)
+    norms = (torch.nn.functional.avg_pool2d(delta ** 2, 2) * 4).sqrt()
+    unit = delta / norms.clamp(min=1e-300).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    assert torch.allclose(group, tau * unit, atol=1e-9)
+
+
+def test_the_refine_starts_at_the_kkt_multiplier_of_its_own_problem():
+    """On a linear classifier (margin m0 + a·δ) the search stops at c·a = −(2γδ + τu); the
+    refine (min γ||δ_S||² s.t. m0 + a_S·δ_S ≤ 0) has multiplier λ* = 2γ·m0/||a_S||². The
+    rescaled start c·<g_r, g>/||g||² is λ* — the search's c, with the group term, is far above."""
+    a = torch.randn(1, 6, 6, generator=torch.Generator().manual_seed(1))
+    x0 = torch.full((1, 1, 6, 6), 0.5)
+    m0 = 1.0
+    model = Linear2(a, float(x0.flatten() @ a.flatten()) - m0)
+    spec = attrs.evolve(strattack(search=SearchSpec(iterations=3000, rescue_iterations=0)),
+                        refine=RefineSpec(quantile=0.0))
+    engine = Engine(Classifier(model), spec, (1, 6, 6))
+    _, tg = expand_targets(torch.tensor([1]), 2, torch.tensor([0]), 0)
+    best = engine.search(x0, tg, Evaluations.zeros(1, x0.device, None))
+    assert bool(best.found) and (best.delta.abs() < 0.5).all()  # box inactive
+    support = best.delta != 0
+    a_s = a.flatten() * support.flatten()
+    exact = 2 * m0 / float(a_s.norm()) ** 2  # γ = 1
+    start = float(engine._refine_c(best, support))
+    assert start == pytest.approx(exact, rel=0.03)
+    assert float(best.c) > 1.5 * exact
 
 
 def test_search_keys_are_validated_by_name():
