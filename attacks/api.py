@@ -239,7 +239,7 @@ class Refine:
         best.delta, best.found = start - images, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
         engine = Engine(self.classifier, self.spec, shape, grid=grid)
-        refined = engine.refine(images, tg, best, evals)
+        refined = engine.refine(images, tg, best, evals, from_search=False)
         final, success = engine.finish(images, tg, best, evals)
         outcome = Outcome(adversarial=final, success=success, c=best.c,
                           gradient_evals=evals.gradient, forward_evals=evals.forward,

@@ -4,8 +4,8 @@
 The search: every ADMM attack takes ``budget`` (the most gradient evaluations one example may
 cost, everything counted). By default ``c`` is found inside one solve as the multiplier of
 the constraint "adversarial" (``search.mode = "lagrangian"``, :class:`attacks.spec.SearchSpec`):
-StrAttack 300 iterations (+ up to 500 for examples with no success yet) and a 150-iteration
-refine on the support above the 20% quantile; C&W-ℓ2 and EAD 450 iterations. These were chosen
+StrAttack 250 iterations (+ up to 500 for examples with no success yet) and a 200-iteration
+refine on the support above the 15% quantile; C&W-ℓ2 and EAD 450 iterations. These were chosen
 on training digits and reported on held-out ones (docs/results.md). ``strattack-paper`` pins
 the published algorithm (the binary search on ``c``, :data:`attacks.spec.PAPER_SEARCH`, and
 the paper's refine) for comparisons with the paper."""

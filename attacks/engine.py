@@ -205,6 +205,7 @@ class Engine:
                         window = window & (state.iterations > stop_after)
                     slow = window & (excess > 0.5 * stalled_from)
                     mu.mul_(torch.where(slow, s.mu_growth, 1.0).to(mu.dtype))
+                    mu.clamp_(max=s.mu * s.mu_growth_limit)  # larger: unstable steps
                     stalled_from.copy_(torch.where(window, excess, stalled_from))
             if stop_after is not None:
                 stop = stop | (hit & (state.iterations >= stop_after))
@@ -299,9 +300,12 @@ class Engine:
         return best
 
     # -- refine (Sec. 4.2) -------------------------------------------------------------------
-    def refine(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations) -> Tensor:
-        """Re-solve on the support of each success (from its δ and its final ``c``); keep the
-        refined answer where it succeeds with a lower distortion (:meth:`_distortion`)."""
+    def refine(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations,
+               from_search: bool = True) -> Tensor:
+        """Re-solve on the support of each success (from its δ and, after this engine's search,
+        its ``c`` rescaled to the refine problem (:meth:`_refine_c`); with ``from_search``
+        False, ``best.c`` as given); keep the refined answer where it succeeds with a lower
+        distortion (:meth:`_distortion`)."""
         spec = self.spec
         refined = torch.zeros_like(best.found)
         if spec.refine is None:
@@ -313,7 +317,8 @@ class Engine:
         part = best.select(idx)
         support = support_mask(part.delta, spec.refine.quantile)
         fresh = Best.empty(part.delta)
-        self._solve(idx, x0, tg, self._refine_c(part, support), fresh, part.delta * support,
+        c = self._refine_c(part, support) if from_search else part.c.clone()
+        self._solve(idx, x0, tg, c, fresh, part.delta * support,
                     cap.index_select(0, idx), evals, support=support)
         better = fresh.found & (fresh.score < self._distortion(part.delta))
         part.delta = batch_where(better, fresh.delta, part.delta)

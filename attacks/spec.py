@@ -205,6 +205,9 @@ class SearchSpec:
                  yet adversarial whose violation did not halve over the last 5 checks (the
                  augmented Lagrangian's penalty update: μ adapts to the model's scale of
                  logits); 1: μ fixed
+    mu_growth_limit  lagrangian: μ grows to at most mu × this: a larger penalty makes the
+                 linearised steps overshoot (on one held-out MNIST example μ grew 2^20-fold, the
+                 margin went from oscillating near 0 to 6, and the example was lost)
     steps        binary: search steps (solves) at most
     growth       binary: c ×= growth until a step succeeds
     warm_start   binary: start each step from the best success so far (else from 0)
@@ -223,6 +226,7 @@ class SearchSpec:
     rescue_iterations: int = attrs.field(default=500, validator=_nonneg_int)
     mu: float = attrs.field(default=0.3, validator=_pos)
     mu_growth: float = attrs.field(default=2.0, validator=_pos)
+    mu_growth_limit: float = attrs.field(default=8.0, validator=_pos)
     steps: int = attrs.field(default=6, validator=_pos_int)
     growth: float = attrs.field(default=10.0, validator=_pos)
     warm_start: bool = True
@@ -234,6 +238,8 @@ class SearchSpec:
         # growth <= 1 never bounds c from above; huge counts are runs that never end
         _check(self.growth > 1, "search.growth", "a number > 1 (c grows by it)", self.growth)
         _check(self.mu_growth >= 1, "search.mu_growth", "a number >= 1", self.mu_growth)
+        _check(self.mu_growth_limit >= 1, "search.mu_growth_limit", "a number >= 1",
+               self.mu_growth_limit)
         for key, value, most in (("steps", self.steps, MAX_STEPS),
                                  ("iterations", self.iterations, MAX_ITERATIONS),
                                  ("rescue_iterations", self.rescue_iterations, MAX_ITERATIONS)):
@@ -255,9 +261,10 @@ PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, rescue_iterations=400)
 class RefineSpec:
     """Fixed-support re-solve (paper Sec. 4.2): zero every |δ*_i| ≤ σ, σ the ``quantile`` of
     the sample's non-zero |δ*|, then minimise loss + distortion on the remaining support
-    (with the search's handling of ``c``). The refined example replaces the search's when it
-    is adversarial and its distortion is lower. The paper: ``quantile`` 0.03
-    (:data:`PAPER_REFINE`)."""
+    (with the search's handling of ``c``; after the lagrangian search it starts at the
+    search's multiplier rescaled to the refine problem, see ``Engine._refine_c``). The refined
+    example replaces the search's when it is adversarial and its distortion is lower. The
+    paper: ``quantile`` 0.03 (:data:`PAPER_REFINE`)."""
 
     quantile: float = attrs.field(default=0.15, validator=_nonneg)
     iterations: int = attrs.field(default=200, validator=_pos_int)

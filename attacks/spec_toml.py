@@ -58,6 +58,7 @@ DOCS: Dict[str, str] = {
     "search.rescue_iterations": "more iterations for examples with no success yet",
     "search.mu": "lagrangian: c += mu·(margin + κ) at every check",
     "search.mu_growth": "lagrangian: mu ×= this where the margin stalls (rescue)",
+    "search.mu_growth_limit": "lagrangian: mu grows to at most mu × this",
     "search.steps": "binary: solves per example over the constant c",
     "search.growth": "binary: multiply c by this until a success bounds it",
     "search.warm_start": "binary: start each solve from the best success so far",

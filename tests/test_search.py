@@ -177,5 +177,7 @@ def test_search_keys_are_validated_by_name():
         SearchSpec(mode="adaptive")
     with pytest.raises(SpecError, match="mu"):
         SearchSpec(mu=0)
+    with pytest.raises(SpecError, match="search.mu_growth_limit"):
+        SearchSpec(mu_growth_limit=0.5)
     with pytest.raises(SpecError, match="rescue_iterations"):
         SearchSpec(rescue_iterations=-1)
