@@ -73,6 +73,7 @@ def test_eval_writes_the_protocol_tables(tmp_path):
     if both:
         t = check(out, dense="ifgsm", sparse="strattack")
         assert t["pairs"] == both and 0 <= t["still_adversarial"] <= both
+        assert check(out, dense="ifgsm", sparse="strattack", sparse_dir=out)["pairs"] == both
     # transferability replays the stored examples; on the source model itself every one hits
     from transfer import transfer_table
     tr = transfer_table(out, ["strattack", "ifgsm"], ["mnist-cw", "mnist-mlp"])

@@ -165,7 +165,7 @@ CASES = [
     ("rho = 1.0", 'rho = "fast"', ["solver.rho", "expected a number", "'fast' (a string)"]),
     ("rho = 1.0", "rho = -1.0", ["solver.rho", "positive", "-1.0"]),
     ("steps = 6", "steps = 2.5", ["search.steps", "expected an integer", "2.5"]),
-    ("quantile = 0.2", "quantile = 1.5", ["refine.quantile", "[0, 1)", "1.5"]),
+    ("quantile = 0.15", "quantile = 1.5", ["refine.quantile", "[0, 1)", "1.5"]),
     ("weight = 2.0", "weight = -2.0", ["terms.groups.params.weight", ">= 0", "-2.0"]),
     ("weight = 2.0", "weigth = 2.0", ["terms.groups.params", "unknown parameter 'weigth'",
                                       "weight"]),
