@@ -14,8 +14,9 @@ and StrAttack for context. Success is checked here for every attack by the same 
 pass (argmax == target). Seconds: CPU seconds of this process on a CPU device, wall seconds
 on a GPU (see benchutil.timed). Quick (default): MNIST, 8 images; ``--full``: MNIST 50, CIFAR-10 20.
 
-Needs the optional ``bench`` extra (``pip install --no-deps torchattacks==3.5.1``; torchattacks
-3.5.1 imports without its declared torchvision/requests/tqdm). Without it: a message, no rows.
+torchattacks is imported from ``.cache/compat`` (``python tools/fetch_compat.py``, which
+``make test`` runs; never from the venv, see benchutil.compat_libraries), as the budget
+benchmark's peers are. Without it: a message, no rows.
 
     python benchmarks/vs_torchattacks.py [--full] [--case mnist|cifar10]
                                          [--budgets C,STEPS,LR ...] [--device cpu]
@@ -24,7 +25,7 @@ Needs the optional ``bench`` extra (``pip install --no-deps torchattacks==3.5.1`
 from __future__ import annotations
 
 import argparse
-import importlib
+from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
@@ -33,8 +34,7 @@ import benchutil as common
 from attacks import CWL2, StrAttack
 from attacks.models import load_model
 
-PINNED = "3.5.1"
-INSTALL = f"pip install --no-deps torchattacks=={PINNED}"
+PINNED = common.COMPAT_VERSIONS["torchattacks"]
 DEFAULTS = {"c": 1.0, "steps": 50, "lr": 0.01}  # torchattacks.CW's own defaults (κ = 0)
 CASES = {  # budget: the one reported; search: the others tried in --full runs
     "mnist": {"model": "mnist-cw", "data": "mnist-heldout",
@@ -54,14 +54,6 @@ COLUMNS = ("case", "attack", "settings", "asr", "l2", "l0", "seconds",
            "model_grad_rows_per_example", "saturated_moved")
 
 Runner = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def load_torchattacks():
-    """The torchattacks module, or None when it is not installed."""
-    try:
-        return importlib.import_module("torchattacks")
-    except ImportError:
-        return None
 
 
 def torchattacks_cw(module, c: float, steps: int, lr: float) -> Runner:
@@ -126,13 +118,18 @@ def _fmt(b: dict) -> str:
 
 def bench(full: bool = False, device: str = "cpu", threads: int = 1, *,
           cases: Optional[Sequence[str]] = None, n: Optional[Dict[str, int]] = None,
-          budgets: Optional[Sequence[dict]] = None, ours_factories=None) -> dict:
-    ta = load_torchattacks()
-    if ta is None:
-        return {"benchmark": "vs_torchattacks", "rows": [], "ratios": {},
-                "skipped": f"torchattacks is not installed; `{INSTALL}` (the optional "
-                           "'bench' extra) to run this comparison",
-                "notes": []}
+          budgets: Optional[Sequence[dict]] = None, ours_factories=None,
+          compat: Optional[Path] = None) -> dict:
+    """The comparison, with torchattacks from ``compat`` (default benchutil.COMPAT)."""
+    with common.compat_libraries(compat) as (libs, why):
+        if libs is None:
+            return {"benchmark": "vs_torchattacks", "rows": [], "ratios": {},
+                    "skipped": f"torchattacks {PINNED} not available: {why}", "notes": []}
+        return _bench(libs.torchattacks, full, device, threads, cases, n, budgets,
+                      ours_factories)
+
+
+def _bench(ta, full, device, threads, cases, n, budgets, ours_factories) -> dict:
     cases = cases or (tuple(CASES) if full else QUICK_CASES)
     for case in cases:
         if case not in CASES:
@@ -155,14 +152,12 @@ def bench(full: bool = False, device: str = "cpu", threads: int = 1, *,
         rows += r
         ratios.update(q)
     version = getattr(ta, "__version__", "unknown")
-    notes = [f"torchattacks {version} (pinned {PINNED}); targeted, one seeded random target "
+    notes = [f"torchattacks {version} from .cache/compat; targeted, one seeded random target "
              "per image, the same for every attack; success re-checked by one forward pass",
              "saturated_moved: fraction of the successful examples' pixels at exactly 0 or 1 "
              "that changed (torchattacks' tanh start cannot move them)",
              "torchattacks' early stop compares the whole batch's cost every steps/10 steps, "
              "so its result depends on the batch: here each case's images form one batch"]
-    if version != PINNED:
-        notes.append(f"installed torchattacks {version} differs from the pinned {PINNED}")
     for r in rows:
         r.pop("_success"), r.pop("_delta_l2")
     return {"benchmark": "vs_torchattacks", "config": {"cases": list(cases), "n": sizes},

@@ -93,10 +93,10 @@ def test_solver_overhead_report():
     assert r["ratios"]["cw-l2: solver only / model fwd+bwd"] == row["solver_over_model"]
 
 
-def test_vs_torchattacks_skips_cleanly_without_torchattacks(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "torchattacks", None)  # makes the import fail
-    r = vs_torchattacks.bench()
-    assert r["rows"] == [] and "pip install --no-deps torchattacks==3.5.1" in r["skipped"]
+def test_vs_torchattacks_skips_cleanly_without_torchattacks(tmp_path, capsys):
+    r = vs_torchattacks.bench(compat=tmp_path / "absent")
+    assert r["rows"] == [] and "torchattacks 3.5.1 not available" in r["skipped"]
+    assert "absent" in r["skipped"] and "tools/fetch_compat.py" in r["skipped"]
     benchutil.emit(r, vs_torchattacks.COLUMNS)
     line = capsys.readouterr().out.splitlines()[0]
     assert json.loads(line)["skipped"] == r["skipped"]
@@ -120,7 +120,14 @@ def test_compare_scores_every_attack_the_same_way():
 
 
 def test_torchattacks_cw_on_the_same_examples():
-    ta = pytest.importorskip("torchattacks")
+    """torchattacks from .cache/compat (`make test` fetches it), as the benchmark loads it."""
+    with benchutil.compat_libraries() as (libs, why):
+        if libs is None:
+            pytest.skip(why)
+        _torchattacks_cw_on_the_same_examples(libs.torchattacks)
+
+
+def _torchattacks_cw_on_the_same_examples(ta):
     r = vs_torchattacks.bench(cases=["mnist"], n={"mnist": 2},
                               budgets=[{"c": 1.0, "steps": 5, "lr": 0.01}],
                               ours_factories={"cw-l2": lambda m: CWL2(m, search=TINY)})
