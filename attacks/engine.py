@@ -45,6 +45,7 @@ __all__ = ["Best", "Engine", "Evaluations", "Outcome", "Targets", "decision_scor
 
 GRID_ROUNDS = 10  # repair rounds of attacks.grid.snap_to_grid (one gradient evaluation each)
 PENALTY_WINDOW = 5  # checks between the lagrangian search's tests of progress
+RESCUE_SYNC = 50  # iterations between updates of the running rows in the rescue
 
 
 @attrs.define
@@ -159,8 +160,11 @@ class Engine:
             problem = refine_problem(spec, self.terms, box, smooth, support)
             out, score = len(problem.blocks) - 1, self._distortion
         iterations = int(cap.max())
-        # iterations after which the set of running samples may change
-        ends = set(cap.unique().tolist()) | ({stop_after} if stop_after else set())
+        # iterations after which the set of running samples may change: the caps, and from
+        # stop_after on every RESCUE_SYNC iterations (rescued samples stop when they succeed)
+        ends = set(cap.unique().tolist())
+        if stop_after:
+            ends |= set(range(stop_after, iterations, RESCUE_SYNC))
         n = idx.shape[0]
         hit = torch.zeros(n, dtype=torch.bool, device=x.device)
         checks = torch.zeros(n, dtype=torch.long, device=x.device)
