@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import attacks.runs.runner
+from attacks.builtin import builtin_spec
 from attacks.schema import spec_from_dict
 import tomllib
 from test_cli_helpers import (FAST, ROOT, TINY, TINY_REFINE, check_run_dir, invoke, read_csv,
@@ -93,8 +94,9 @@ def test_solve_edited_toml_file(tmp_path):
     assert shown.exit_code == 0
     text = shown.stdout.replace('name = "strattack"', 'name = "my-strattack"')
     text = text.replace("weight = 2.0", "weight = 3.5")  # τ of the group term
-    text = text.replace("steps = 6 ", "steps = 2 ").replace("iterations = 300 ",
-                                                            "iterations = 30 ", 1)
+    default = builtin_spec("strattack").search
+    text = text.replace(f"steps = {default.steps} ", "steps = 2 ").replace(
+        f"iterations = {default.iterations} ", "iterations = 30 ", 1)
     text = text.replace("overlapping = false", "overlapping = true")
     assert text.count("weight = 3.5") == 1 and "overlapping = true" in text
     path = tmp_path / "my.toml"
