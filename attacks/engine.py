@@ -90,8 +90,9 @@ def objective_score(terms, delta: Tensor) -> Tensor:
 def subgradient(terms, delta: Tensor, step: float = 1e-3) -> Tensor:
     """A subgradient of the sum of the ``terms`` (blocks) at δ, shape of δ: Σ_b C_bᵀ G_b with
     the gradient map G_b = (v − prox_{t·g_b}(v)) / t at v = C_b δ and a small step t — exactly
-    τ·δ_G/‖δ_G‖ on a group norm's non-zero groups (β·sign δ for ℓ1) and 0 on its zero ones,
-    2γδ/(1 + 2γt) for γ‖δ‖²."""
+    τ·δ_G/‖δ_G‖ on a group norm's groups with ‖δ_G‖ > tτ (β·sign δ for ℓ1 where |δ| > tβ), 0
+    on its zero ones (δ_G/t, of norm below τ, on the few in between), 2γδ/(1 + 2γt) for
+    γ‖δ‖²."""
     total = torch.zeros_like(delta)
     for b in terms:
         v = b.coupling.gather(delta)
