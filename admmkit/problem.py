@@ -90,6 +90,15 @@ class Block:
         """The block's variable seen in ``z``'s space: ``Aᵀx / cover`` (the mean of the copies)."""
         return self.coupling.scatter(x) / self.coupling.cover(x)
 
+    def subgradient(self, z: Tensor, step: float = 1e-3) -> Tensor:
+        """A subgradient of ``g(A z)`` at ``z``, in ``z``'s space: ``Aᵀ (v − prox_{t·g}(v)) / t``
+        at ``v = A z``, the gradient map at a small step ``t`` — exactly ``τ·v_G/‖v_G‖`` on a
+        group norm's groups with ``‖v_G‖ > tτ`` (``β·sign v`` for ℓ1 where ``|v| > tβ``), 0 on
+        its zero ones (``v_G/t``, of norm below τ, on the few in between), ``2γv/(1 + 2γt)``
+        for ``γ‖v‖²``."""
+        v = self.coupling.gather(z)
+        return self.coupling.scatter((v - self.fn.prox(v, step)) / step)
+
 
 @attrs.define
 class Problem:

@@ -87,19 +87,6 @@ def objective_score(terms, delta: Tensor) -> Tensor:
     return sum(b.fn(b.coupling.gather(delta)) for b in terms)
 
 
-def subgradient(terms, delta: Tensor, step: float = 1e-3) -> Tensor:
-    """A subgradient of the sum of the ``terms`` (blocks) at δ, shape of δ: Σ_b C_bᵀ G_b with
-    the gradient map G_b = (v − prox_{t·g_b}(v)) / t at v = C_b δ and a small step t — exactly
-    τ·δ_G/‖δ_G‖ on a group norm's groups with ‖δ_G‖ > tτ (β·sign δ for ℓ1 where |δ| > tβ), 0
-    on its zero ones (δ_G/t, of norm below τ, on the few in between), 2γδ/(1 + 2γt) for
-    γ‖δ‖²."""
-    total = torch.zeros_like(delta)
-    for b in terms:
-        v = b.coupling.gather(delta)
-        total = total + b.coupling.scatter((v - b.fn.prox(v, step)) / step)
-    return total
-
-
 def decision_score(spec: AttackSpec, terms, delta: Tensor) -> Tensor:
     """The spec's ranking of successful candidates, (B,): the sum of its distortion and
     regularizer ``terms`` (blocks) at δ (default), or an ℓp norm of δ."""
@@ -119,6 +106,8 @@ class Engine:
         self.grid = grid  # snap the final examples onto the 8-bit grid (attacks.grid)
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
         self.refined_terms = refine_terms(spec, self.terms)
+        self.dropped_terms = [b for b in self.terms  # by the refine: the group terms
+                              if not any(b is r for r in self.refined_terms)]
 
     # -- how a budget is split ---------------------------------------------------------------
     def stage_limits(self):
@@ -209,8 +198,8 @@ class Engine:
                     if stop_after is not None:
                         window = window & (state.iterations > stop_after)
                     slow = window & (excess > 0.5 * stalled_from)
-                    mu.mul_(torch.where(slow, s.mu_growth, 1.0).to(mu.dtype))
-                    mu.clamp_(max=s.mu * s.mu_growth_limit)  # larger: unstable steps
+                    grown = torch.clamp(mu * s.mu_growth, max=s.mu * s.mu_growth_limit)
+                    mu.copy_(torch.where(slow, grown, mu))  # larger: unstable steps
                     stalled_from.copy_(torch.where(window, excess, stalled_from))
             if stop_after is not None:
                 stop = stop | (hit & (state.iterations >= stop_after))
@@ -341,12 +330,14 @@ class Engine:
         (paper's) search refines at its own fixed c, as published."""
         if self.spec.search.mode != "lagrangian" or not self.refined_terms:
             return part.c.clone()
-        g = (subgradient(self.terms, part.delta) * support).flatten(1)
-        g_r = (subgradient(self.refined_terms, part.delta) * support).flatten(1)
+        def sub(blocks):
+            return (sum(b.subgradient(part.delta) for b in blocks) * support).flatten(1)
+        g_r = sub(self.refined_terms)
+        g = g_r + sub(self.dropped_terms)
         dot, norm2 = (g_r * g).sum(1), (g * g).sum(1)
         ok = (dot > 0) & (norm2 > 0)  # else (nothing to go by) the search's c
-        ratio = torch.where(ok, dot / torch.where(ok, norm2, torch.ones_like(norm2)), 1.0)
-        return part.c * ratio.clamp(max=1.0)
+        ratio = dot / norm2.clamp(min=torch.finfo(norm2.dtype).tiny)
+        return part.c * torch.where(ok, ratio.clamp(max=1.0), 1.0)
 
     # -- everything, verified ----------------------------------------------------------------
     def finish(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations):

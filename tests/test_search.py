@@ -13,7 +13,7 @@ from attacks import CWL2, StrAttack
 from attacks.builtin import builtin_spec, strattack
 from attacks.losses import lagrangian_margin_loss, margin
 from attacks.classifier import Classifier
-from attacks.engine import Engine, Evaluations, subgradient
+from attacks.engine import Engine, Evaluations
 from attacks.problems import term_blocks
 from attacks.spec import RefineSpec, SearchSpec, SpecError
 from attacks.targets import expand_targets
@@ -143,7 +143,7 @@ def test_subgradient_is_the_group_lasso_and_ridge_gradient_at_active_groups(tau,
     delta = delta * keep.repeat_interleave(2, 2).repeat_interleave(2, 3)
     spec = strattack(tau=tau, gamma=gamma, group_size=2, stride=2)
     blocks = term_blocks(spec, (1, 8, 8))
-    ridge, group = subgradient(blocks[:1], delta), subgradient(blocks[1:], delta)
+    ridge, group = blocks[0].subgradient(delta), blocks[1].subgradient(delta)
     assert torch.allclose(ridge, 2 * gamma * delta / (1 + 2e-3 * gamma), atol=1e-9)
     norms = (torch.nn.functional.avg_pool2d(delta ** 2, 2) * 4).sqrt()
     unit = delta / norms.clamp(min=1e-300).repeat_interleave(2, 2).repeat_interleave(2, 3)
