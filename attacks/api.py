@@ -24,7 +24,7 @@ from attacks.engine import Best, Engine
 from attacks.grid import on_grid
 from attacks.progress import BatchProgress, ProgressCallback
 from attacks.result import AttackResult, build_result
-from attacks.runs import Inputs, Plan, run_attack
+from attacks.runs.runner import Inputs, Plan, run_attack
 from attacks.runs.provenance import (environment, fingerprint, git_revision, model_fingerprint,
                                      now)
 from attacks.spec import AttackSpec, GroupSpec, RefineSpec, default_c

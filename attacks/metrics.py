@@ -10,6 +10,8 @@ from torch import Tensor
 from admmkit.groups import SlidingGroups
 
 L0_TOL = 1e-7  # an entry counts as perturbed when |δ_i| > 1e-7 (entries of H×W×C)
+#: every metric :func:`distortions` computes (the group ones only given groups)
+NAMES = ("l0", "l1", "l2", "linf", "groups_nonzero", "groups_fraction")
 
 
 def distortions(delta: Tensor, groups: Optional[SlidingGroups] = None) -> Dict[str, Tensor]:

@@ -1,7 +1,13 @@
 """The result of an attack: images, perturbations, an explicit success mask, and per-example
 metrics. Failed examples are returned as the clean image (δ = 0) and their distortions are NaN,
-so they can never be averaged in as successes. ``save``/``load`` use the CLI's file formats
-(attacks.result_io)."""
+so they can never be averaged in as successes.
+
+Each per-example field is declared once (:func:`attacks.result_io.per_example`): concatenation,
+``to``, ``equals`` and the file formats (batch files, metrics.csv, adversarial.npz; see
+:mod:`attacks.result_io`) derive from the declarations. Adding a per-example field is one
+declaration here plus the code that fills it (a field of :class:`attacks.verify.Outcome` of the
+same name is carried over by :func:`build_result`).
+"""
 
 from __future__ import annotations
 
@@ -13,28 +19,47 @@ import attrs
 import torch
 from torch import Tensor
 
+from attacks import result_io
+from attacks.metrics import NAMES as METRICS
+from attacks.metrics import distortions
+from attacks.result_io import declared, per_example
 
-@attrs.frozen
+
+@attrs.frozen(kw_only=True)
 class AttackResult:
     """All per-example fields are batched over the examples attacked (B,)."""
 
     attack: str
-    adversarial: Tensor        # (B, C, H, W), the verified image; x0 on failure
-    delta: Tensor              # (B, C, H, W), adversarial − x0 (zero on failure)
-    success: Tensor            # (B,) bool, verified by a fresh forward pass
-    labels: Tensor             # (B,) true labels
-    targets: Tensor            # (B,) targets (== labels for untargeted examples)
-    targeted: Tensor           # (B,) bool
-    source_index: Tensor       # (B,) index of the clean image each example came from
-    metrics: Dict[str, Tensor]  # l0, l1, l2, linf, groups_nonzero, groups_fraction: NaN on failure
-    c: Tensor                  # (B,) the loss constant of the returned example (NaN if failed)
-    gradient_evals: Tensor     # (B,) gradient evaluations spent on the example
-    forward_evals: Tensor      # (B,) forward-only evaluations (success checks)
-    refined: Optional[Tensor] = None  # (B,) bool: the refine stage improved the answer
-    grid: bool = False         # adversarial examples lie on the 8-bit grid (attacks.grid)
+    # (B, C, H, W), the verified image; x0 on failure
+    adversarial: Tensor = per_example(npz=0)
+    delta: Tensor = per_example(npz=1)           # (B, C, H, W), adversarial − x0 (0 on failure)
+    success: Tensor = per_example(csv=(4, "success"), npz=3)  # (B,) bool, by a fresh forward
+    labels: Tensor = per_example(csv=(2, "label"), npz=5)     # (B,) true labels
+    # (B,) targets (== labels for untargeted examples)
+    targets: Tensor = per_example(csv=(3, "target"), npz=6)
+    targeted: Tensor = per_example(csv=(9, "targeted"), npz=7)  # (B,) bool
+    # (B,) index of the clean image each example came from
+    source_index: Tensor = per_example(csv=(1, "source_index"), npz=4)
+    # (B,) the loss constant of the returned example (NaN if failed)
+    c: Tensor = per_example(csv=(6, "c"))
+    # (B,) gradient evaluations spent on the example
+    gradient_evals: Tensor = per_example(csv=(7, "gradient_evals"))
+    # (B,) forward-only evaluations (success checks)
+    forward_evals: Tensor = per_example(csv=(10, "forward_evals"))
+    # (B,) bool: the refine stage improved the answer
+    refined: Optional[Tensor] = per_example(csv=(8, "refined"), missing=torch.bool)
     # (B,) bool: the model's logits were NaN/inf for the example: it failed because the model
     # is broken, not because it is robust; counted apart in summary()
-    nonfinite: Optional[Tensor] = None
+    nonfinite: Optional[Tensor] = per_example(csv=(11, "nonfinite"), missing=torch.bool)
+    # l0, l1, l2, linf, groups_nonzero, groups_fraction: NaN on failure
+    metrics: Dict[str, Tensor] = per_example(csv=(5, METRICS), prefix="metric_")
+    grid: bool = False         # adversarial examples lie on the 8-bit grid (attacks.grid)
+
+    def __attrs_post_init__(self) -> None:
+        for name, meta in declared(type(self)):   # an optional field not given: all zeros
+            if meta.missing is not None and getattr(self, name) is None:
+                object.__setattr__(self, name, torch.zeros(
+                    self.success.shape, dtype=meta.missing, device=self.success.device))
 
     def __len__(self) -> int:
         return self.success.shape[0]
@@ -51,71 +76,71 @@ class AttackResult:
         for k, v in self.metrics.items():
             out[k] = float(v[ok].double().mean()) if ok.any() else math.nan
         out["gradient_evals"] = float(self.gradient_evals.double().mean())
-        out["nonfinite"] = int(self.nonfinite.sum()) if self.nonfinite is not None else 0
+        out["nonfinite"] = int(self.nonfinite.sum())
         return out
 
+    def _map(self, fn) -> Dict[str, object]:
+        """``fn`` applied to every per-example tensor (each entry of a dict field)."""
+        return {name: ({k: fn(v) for k, v in getattr(self, name).items()} if meta.prefix
+                       else fn(getattr(self, name))) for name, meta in declared(type(self))}
+
     def to(self, device) -> "AttackResult":
-        move = lambda v: v.to(device) if isinstance(v, Tensor) else v
-        return attrs.evolve(self, **{f.name: move(getattr(self, f.name))
-                                     for f in attrs.fields(AttackResult)
-                                     if isinstance(getattr(self, f.name), Tensor)},
-                            metrics={k: move(v) for k, v in self.metrics.items()})
+        return attrs.evolve(self, **self._map(lambda v: v.to(device)))
 
     def save(self, path) -> Path:
         """Write a results directory in the CLI's formats (batches/*.npz, adversarial.npz,
         metrics.csv, summary.json; see attacks.result_io); returns its path."""
-        from attacks import result_io
         return result_io.save(self, path)
 
-    @staticmethod
-    def load(path) -> "AttackResult":
+    @classmethod
+    def load(cls, path) -> "AttackResult":
         """Read a directory written by :meth:`save` or by ``admm-attack solve`` (on the CPU)."""
-        from attacks import result_io
-        return result_io.load(path)
+        return result_io.load(cls, path)
 
     def equals(self, other: "AttackResult") -> bool:
-        """Same attack, grid flag and per-example fields (shape, dtype and values; NaN equals
-        NaN; a missing ``refined`` counts as all False)."""
+        """Same class, attack, grid flag and compared per-example fields (shape, dtype and
+        values; NaN equals NaN; a dict field: same keys)."""
         def same(a: Tensor, b: Tensor) -> bool:
             a, b = a.cpu(), b.cpu()
             if a.shape != b.shape or a.dtype != b.dtype:
                 return False
             both_nan = (a.isnan() & b.isnan()) if a.is_floating_point() else False
             return bool(((a == b) | both_nan).all())
-        flag = lambda r, k="refined": (getattr(r, k) if getattr(r, k) is not None
-                                       else torch.zeros_like(r.success))
-        fields = [f.name for f in attrs.fields(AttackResult)
-                  if f.name not in ("attack", "grid", "metrics", "refined", "nonfinite")]
-        return (isinstance(other, AttackResult) and self.attack == other.attack
-                and self.grid == other.grid and set(self.metrics) == set(other.metrics)
-                and all(same(getattr(self, k), getattr(other, k)) for k in fields)
-                and same(flag(self), flag(other))
-                and same(flag(self, "nonfinite"), flag(other, "nonfinite"))
-                and all(same(v, other.metrics[k]) for k, v in self.metrics.items()))
+
+        def same_field(name: str, meta: result_io.PerExample) -> bool:
+            a, b = getattr(self, name), getattr(other, name)
+            if meta.prefix:
+                return set(a) == set(b) and all(same(v, b[k]) for k, v in a.items())
+            return same(a, b)
+
+        per = dict(declared(type(self)))
+        return (type(other) is type(self)
+                and all(getattr(self, f.name) == getattr(other, f.name)
+                        for f in attrs.fields(type(self)) if f.name not in per)
+                and all(same_field(k, meta) for k, meta in per.items() if meta.compare))
 
     @staticmethod
     def concat(parts) -> "AttackResult":
+        """The results ``parts`` (of one attack, same class) one after the other."""
         parts = list(parts)
         first = parts[0]
-        cat = lambda name: torch.cat([getattr(p, name) for p in parts])
-        fields = {f.name: cat(f.name) for f in attrs.fields(AttackResult)
-                  if isinstance(getattr(first, f.name), Tensor)}
-        fields["metrics"] = {k: torch.cat([p.metrics[k] for p in parts]) for k in first.metrics}
-        return AttackResult(attack=first.attack, grid=first.grid, **fields)
+        fields = {}
+        for name, meta in declared(type(first)):
+            values = [getattr(p, name) for p in parts]
+            fields[name] = ({k: torch.cat([v[k] for v in values]) for k in values[0]}
+                            if meta.prefix else torch.cat(values))
+        return attrs.evolve(first, **fields)
 
 
 def build_result(name: str, x0: Tensor, index: Tensor, tg, outcome, groups,
                  grid: bool = False) -> AttackResult:
-    """Assemble a result from an engine ``Outcome``; distortions of failures become NaN."""
-    from attacks.metrics import distortions
+    """Assemble a result from an engine ``Outcome`` (every per-example field the outcome
+    carries, under the same name); distortions of failures become NaN."""
     fail = ~outcome.success
     delta = outcome.adversarial - x0
     metrics = {k: v.masked_fill(fail, float("nan"))
                for k, v in distortions(delta, groups).items()}
-    return AttackResult(attack=name, adversarial=outcome.adversarial, delta=delta,
-                        success=outcome.success, labels=tg.labels, targets=tg.targets,
-                        targeted=tg.targeted, source_index=index, metrics=metrics, c=outcome.c,
-                        gradient_evals=outcome.gradient_evals,
-                        forward_evals=outcome.forward_evals, refined=outcome.refined,
-                        grid=grid, nonfinite=outcome.nonfinite if outcome.nonfinite is not None
-                        else torch.zeros_like(outcome.success))
+    carried = {f: getattr(outcome, f) for f, _ in declared(AttackResult) if hasattr(outcome, f)}
+    return AttackResult(attack=name, **carried, delta=delta, labels=tg.labels,
+                        targets=tg.targets, targeted=tg.targeted, source_index=index,
+                        metrics=metrics, grid=grid)

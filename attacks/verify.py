@@ -66,7 +66,8 @@ class Evaluations:
 @attrs.define
 class Outcome:
     """What an attack returns, per example: the verified image (exactly the one the model saw;
-    the clean image on failure) and the accounting."""
+    the clean image on failure) and the accounting. :func:`attacks.result.build_result`
+    carries every field named like a per-example field of the result into it."""
 
     adversarial: Tensor
     success: Tensor

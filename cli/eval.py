@@ -28,7 +28,8 @@ from torch import nn
 from attacks.api import Attack
 from attacks.baselines import GradientAttack
 from attacks.evaluation import CASES, DISTORTIONS, evaluate_cases, summary_rows
-from attacks.runs import Plan, RunDir, run_attack
+from attacks.runs import RunDir
+from attacks.runs.runner import Plan, run_attack
 from attacks.runs.provenance import fingerprint, model_fingerprint, now
 from attacks.runs.store import PROVENANCE
 from attacks.spec import AttackSpec

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from attacks.data import DataFilesMissing, load_dataset
 from attacks.grid import on_grid
 from attacks.models import ImageClassifier, load_model
-from attacks.runs import Inputs, Plan, Ranks
+from attacks.runs import Ranks
+from attacks.runs.runner import Inputs, Plan
 from attacks.runs import distributed
 from attacks.runtime import set_threads
 from attacks.runs.provenance import environment, git_revision, now

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from attacks.api import Attack
-from attacks.runs import Finished, Plan, run_attack
+from attacks.runs.runner import Finished, Plan, run_attack
 from attacks.runs.provenance import fingerprint, model_fingerprint
 from attacks.spec_toml import LoadedSpec, load_spec
 from cli.setup import Prepared, batch_size_for, check_counts, fits, parse_targets, prepare

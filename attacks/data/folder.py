@@ -21,12 +21,13 @@ from __future__ import annotations
 import csv
 import warnings
 from pathlib import Path
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ._common import check_n, to_image_tensor, to_label_tensor
+from attacks.data._common import check_n, to_image_tensor, to_label_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELS_FILE = "labels.csv"
@@ -38,7 +39,7 @@ GREY_MODES = ("L", "1", "I;16", "I;16B", "I;16L", "I")
 DEEP_MODES = ("I;16", "I;16B", "I;16L", "I")  # 16-bit greyscale (Pillow reads some as "I")
 
 
-def _read_labels_csv(folder: Path) -> list[tuple[Path, int]]:
+def _read_labels_csv(folder: Path) -> List[Tuple[Path, int]]:
     path = folder / LABELS_FILE
     items = []
     with open(path, newline="") as fh:
@@ -68,7 +69,7 @@ def _read_labels_csv(folder: Path) -> list[tuple[Path, int]]:
     return items
 
 
-def _scan_class_dirs(folder: Path) -> list[tuple[Path, int]]:
+def _scan_class_dirs(folder: Path) -> List[Tuple[Path, int]]:
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subdirs:
         raise ValueError(
@@ -90,14 +91,15 @@ def _scan_class_dirs(folder: Path) -> list[tuple[Path, int]]:
 
 
 def load_image_folder(
-    folder: str | Path, *, n: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    folder: Union[str, Path], *, n: Optional[int] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Images and labels of a folder following one of the conventions of this module."""
     n = check_n(n)
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    items = _read_labels_csv(folder) if (folder / LABELS_FILE).is_file() else _scan_class_dirs(folder)
+    items = (_read_labels_csv(folder) if (folder / LABELS_FILE).is_file()
+             else _scan_class_dirs(folder))
     if n is not None:
         items = items[:n]
     pictures = []

@@ -11,11 +11,12 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from ._common import check_n, to_image_tensor, to_label_tensor
+from attacks.data._common import check_n, to_image_tensor, to_label_tensor
 
 # type code -> (numpy dtype, big-endian)
 _IDX_TYPES = {
@@ -47,7 +48,7 @@ def _read_bytes(path: Path) -> bytes:
     return raw
 
 
-def read_idx(path: str | Path, *, expected_magic: int | None = None) -> np.ndarray:
+def read_idx(path: Union[str, Path], *, expected_magic: Optional[int] = None) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) into a numpy array of its declared shape."""
     path = Path(path)
     raw = _read_bytes(path)
@@ -82,7 +83,7 @@ def _find(root: Path, stem: str) -> Path:
     raise FileNotFoundError(f"MNIST file {stem}.gz (or uncompressed {stem}) not found in {root}")
 
 
-def find_mnist_files(root: str | Path, split: str) -> tuple[Path, Path]:
+def find_mnist_files(root: Union[str, Path], split: str) -> Tuple[Path, Path]:
     if split not in MNIST_FILES:
         raise ValueError(f"split must be one of {sorted(MNIST_FILES)}, got {split!r}")
     root = Path(root)
@@ -91,9 +92,11 @@ def find_mnist_files(root: str | Path, split: str) -> tuple[Path, Path]:
 
 
 def read_mnist_pair(
-    images_path: str | Path, labels_path: str | Path, *, n: int | None = None, num_classes: int = 10
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read an images/labels pair of MNIST-style IDX files -> ((B, 1, H, W) in [0, 1], (B,) int64)."""
+    images_path: Union[str, Path], labels_path: Union[str, Path], *, n: Optional[int] = None,
+    num_classes: int = 10
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Read an images/labels pair of MNIST-style IDX files -> ((B, 1, H, W) in [0, 1], (B,)
+    int64)."""
     n = check_n(n)
     images = read_idx(images_path, expected_magic=MNIST_IMAGES_MAGIC)
     labels = read_idx(labels_path, expected_magic=MNIST_LABELS_MAGIC)
@@ -110,11 +113,12 @@ def read_mnist_pair(
 
 
 def load_mnist_idx(
-    root: str | Path, split: str = "test", *, n: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    root: Union[str, Path], split: str = "test", *, n: Optional[int] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """MNIST (or Fashion-MNIST: same file names) from a directory holding the standard IDX files."""
     images_path, labels_path = find_mnist_files(root, split)
     images, labels = read_mnist_pair(images_path, labels_path, n=n)
     if images.shape[1:] != (1, 28, 28):
-        raise ValueError(f"{images_path}: MNIST images must be 28x28, got {tuple(images.shape[2:])}")
+        raise ValueError(f"{images_path}: MNIST images must be 28x28, got "
+                         f"{tuple(images.shape[2:])}")
     return images, labels

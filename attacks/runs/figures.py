@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from admmkit.groups import SlidingGroups
+from attacks.runs.outputs import to_result
 from attacks.spec import GroupSpec
 
 
@@ -111,11 +112,11 @@ def draw_examples(run, a: dict, originals: np.ndarray, count: int, model, device
         adv = torch.from_numpy(a["adversarial"][chosen])
         predicted = model(adv.to(device)).argmax(1).tolist()
     class_names = getattr(model, "class_names", None)
+    result = to_result(a, attack)
     paths = []
     for i, pred in zip(chosen, predicted):
         buf = io.BytesIO()
-        metrics = {k[len("metric_"):]: float(v[i]) for k, v in a.items()
-                   if k.startswith("metric_")}
+        metrics = {k: float(v[i]) for k, v in result.metrics.items()}
         example_figure(buf, original=originals[i], adversarial=a["adversarial"][i],
                        delta=a["delta"][i], label=int(a["labels"][i]),
                        target=int(a["targets"][i]), targeted=bool(a["targeted"][i]),

@@ -34,8 +34,8 @@ from typing import Any, Dict, Iterable, List, Optional
 import numpy as np
 
 from attacks.errors import UserError
+from attacks.filenames import PROVENANCE
 
-PROVENANCE = "provenance.json"
 MARKER = ".admm-attack-run.json"
 LOCK = ".admm-attack.lock"
 #: the kinds of run directory: a run (solve, Python runs, each attack of eval/explain), an
