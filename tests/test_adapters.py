@@ -143,6 +143,63 @@ def test_save_writes_torchattacks_file_layout(compat, mnist, tmp_path):
     assert rob == pytest.approx(100.0 * (preds == y).float().mean().item()) and l2 > 0
 
 
+class SmallConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                                  nn.Dropout(0.1), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def modes_seen(model, attack, x, y):
+    """The (model, BatchNorm, Dropout) training flags at every forward during ``attack(x, y)``."""
+    seen = set()
+    hook = model.register_forward_pre_hook(lambda m, _: seen.add(
+        (m.training, m.body[1].training, m.body[3].training)))
+    try:
+        attack(x, y)
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_model_training_mode_device_and_logits_follow_torchattacks(compat, mnist):
+    _, x, y = mnist
+    model = SmallConvNet().eval()
+    ours = TorchattacksAdapter(StrAttack(model, search=SearchSpec(steps=1, iterations=2,
+                                                                  rescue_iterations=0),
+                                         refine=False))
+    theirs = compat.torchattacks.CW(model, steps=1)
+    assert modes_seen(model, ours, x, y) == modes_seen(model, theirs, x, y) == {
+        (False, False, False)}
+    for flags in ((True, False, False), (True, False, True), (True, True, False)):
+        ours.set_model_training_mode(*flags)
+        theirs.set_model_training_mode(*flags)
+        seen = modes_seen(model, ours, x, y)
+        assert not any(m.training for m in model.modules())  # ours gives the modes back
+        assert seen == modes_seen(model, theirs, x, y) == {flags}
+        model.eval()  # torchattacks leaves the model in training mode
+    ours.set_model_training_mode()
+    assert modes_seen(model, ours, x, y) == {(False, False, False)}
+
+    for atk in (ours, theirs):
+        assert atk.device == torch.device("cpu")
+        atk.set_device("cpu")
+        assert atk.device == "cpu" and atk(x, y).device == x.device
+    net = ExpectsNormalised(mnist[0]).eval()
+    z = (x - MEAN) / STD
+    ours, theirs = TorchattacksAdapter(StrAttack(net, **TINY)), compat.torchattacks.CW(net)
+    assert torch.equal(ours.get_logits(z), theirs.get_logits(z))
+    for atk in (ours, theirs):  # normalised inputs go to the model as they are
+        atk.set_normalization_used(mean=[MEAN], std=[STD])
+    assert torch.equal(ours.get_logits(z), theirs.get_logits(z))
+    assert torch.equal(ours.get_logits(z), net(z))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript on purpose
 def test_torchscript_model_with_normalize(mnist, tmp_path):
     net, x, y = mnist
     path = tmp_path / "user.pt"
