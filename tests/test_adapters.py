@@ -1,8 +1,10 @@
-"""The adapters against the real torchattacks 3.5.1 and foolbox 3.3.4 (from .cache/compat, see
-the ``compat`` fixture), saved results, DataLoader input, defaults and progress."""
+"""The adapters against the real torchattacks 3.5.1, foolbox 3.3.4 and ART 1.20.1 (from
+.cache/compat, see the ``compat`` and ``art`` fixtures), saved results, DataLoader input,
+defaults and progress."""
 
 import json
 
+import benchutil
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from attacks import CWL2, Attack, AttackResult, StrAttack
-from attacks.adapters import FoolboxAttack, TorchattacksAdapter
+from attacks.adapters import ArtAttack, FoolboxAttack, TorchattacksAdapter
 from attacks.data import load_dataset
 from attacks.grid import on_grid
 from attacks.models import load_model
@@ -143,6 +145,63 @@ def test_save_writes_torchattacks_file_layout(compat, mnist, tmp_path):
     assert rob == pytest.approx(100.0 * (preds == y).float().mean().item()) and l2 > 0
 
 
+class SmallConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                                  nn.Dropout(0.1), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def modes_seen(model, attack, x, y):
+    """The (model, BatchNorm, Dropout) training flags at every forward during ``attack(x, y)``."""
+    seen = set()
+    hook = model.register_forward_pre_hook(lambda m, _: seen.add(
+        (m.training, m.body[1].training, m.body[3].training)))
+    try:
+        attack(x, y)
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_model_training_mode_device_and_logits_follow_torchattacks(compat, mnist):
+    _, x, y = mnist
+    model = SmallConvNet().eval()
+    ours = TorchattacksAdapter(StrAttack(model, search=SearchSpec(steps=1, iterations=2,
+                                                                  rescue_iterations=0),
+                                         refine=False))
+    theirs = compat.torchattacks.CW(model, steps=1)
+    assert modes_seen(model, ours, x, y) == modes_seen(model, theirs, x, y) == {
+        (False, False, False)}
+    for flags in ((True, False, False), (True, False, True), (True, True, False)):
+        ours.set_model_training_mode(*flags)
+        theirs.set_model_training_mode(*flags)
+        seen = modes_seen(model, ours, x, y)
+        assert not any(m.training for m in model.modules())  # ours gives the modes back
+        assert seen == modes_seen(model, theirs, x, y) == {flags}
+        model.eval()  # torchattacks leaves the model in training mode
+    ours.set_model_training_mode()
+    assert modes_seen(model, ours, x, y) == {(False, False, False)}
+
+    for atk in (ours, theirs):
+        assert atk.device == torch.device("cpu")
+        atk.set_device("cpu")
+        assert atk.device == "cpu" and atk(x, y).device == x.device
+    net = ExpectsNormalised(mnist[0]).eval()
+    z = (x - MEAN) / STD
+    ours, theirs = TorchattacksAdapter(StrAttack(net, **TINY)), compat.torchattacks.CW(net)
+    assert torch.equal(ours.get_logits(z), theirs.get_logits(z))
+    for atk in (ours, theirs):  # normalised inputs go to the model as they are
+        atk.set_normalization_used(mean=[MEAN], std=[STD])
+    assert torch.equal(ours.get_logits(z), theirs.get_logits(z))
+    assert torch.equal(ours.get_logits(z), net(z))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript on purpose
 def test_torchscript_model_with_normalize(mnist, tmp_path):
     net, x, y = mnist
     path = tmp_path / "user.pt"
@@ -212,6 +271,66 @@ def test_foolbox_refuses_what_it_cannot_attack(compat, mnist):
     with pytest.raises(TypeError, match="FoolboxAttack"):
         StrAttack(fmodel)
     assert attack.distance is fb.distances.l2
+
+
+# -- ART ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def art():
+    """The Adversarial Robustness Toolbox from .cache/compat, imported as ``compat`` imports
+    the other two; skips when absent."""
+    with benchutil.compat_libraries(versions={"art": "1.20.1"}) as (libs, why):
+        if libs is None:
+            pytest.skip(why)
+        yield libs.art
+
+
+def art_classifier(art, net, scale=1.0):
+    """A ``PyTorchClassifier`` of a model that expects normalised inputs, on [0, scale]."""
+    return art.estimators.classification.PyTorchClassifier(
+        model=ExpectsNormalised(net).eval(), loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
+        nb_classes=10, clip_values=(0.0, scale), preprocessing=(scale * MEAN, scale * STD))
+
+
+def test_art_generate_swaps_for_an_art_attack(art, mnist):
+    net, x, y = mnist
+    classifier = art_classifier(art, net)
+    xs = x.numpy()
+    theirs = art.attacks.evasion.CarliniL2Method(classifier, max_iter=2,
+                                                  binary_search_steps=1).generate(xs)
+    attack = ArtAttack(classifier, StrAttack, **TINY)
+    ours = attack.generate(xs)
+    assert type(ours) is type(theirs) and ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    predicted = torch.from_numpy(classifier.predict(xs).argmax(1))
+    python = StrAttack(ExpectsNormalised(net), normalize=(MEAN, STD), **TINY)(x, predicted)
+    assert np.allclose(ours, python.adversarial.numpy(), atol=1e-6)  # y=None: the predictions
+    fooled = classifier.predict(ours).argmax(1) != predicted.numpy()
+    assert fooled.any() and np.array_equal(fooled, python.success.numpy())
+    assert ((ours == xs).reshape(4, -1).all(1) | fooled).all()  # failures: the input itself
+
+
+def test_art_targeted_clip_values_and_dtype(art, mnist):
+    net, x, y = mnist
+    t = ((y + 1) % 10).numpy()
+    one_hot = np.eye(10, dtype=np.float32)[t]
+    c01, c255 = art_classifier(art, net), art_classifier(art, net, 255.0)
+    art.attacks.evasion.CarliniL2Method(c01, targeted=True, max_iter=1).generate(
+        x.numpy(), y=one_hot)  # the call ours takes the place of
+    attack = ArtAttack(c01, CWL2, targeted=True, search=SEARCH)
+    adv01 = attack.generate(x.numpy(), y=one_hot)
+    assert np.array_equal(adv01, attack.generate(x.numpy(), y=t))  # indices as one-hot
+    hit = c01.predict(adv01).argmax(1) == t
+    assert hit.any() and np.array_equal(hit, attack.last_result.success.numpy())
+    x255 = x.double().numpy() * 255
+    adv255 = ArtAttack(c255, CWL2, targeted=True, search=SEARCH).generate(x255, y=t)
+    assert adv255.dtype == np.float64 and adv255.max() > 1 and adv255.max() <= 255
+    assert np.allclose(adv255 / 255, adv01, atol=1e-4)
+    assert ((adv255 == x255) | (adv01 != x.numpy())).all()  # untouched pixels exact
+    with pytest.raises(ValueError, match="y .* required"):
+        attack.generate(x.numpy())
+    with pytest.raises(ValueError, match="clip_values"):
+        attack.generate(x255)
+    with pytest.raises(ValueError, match="class indices"):
+        attack.generate(x.numpy(), y=t[:2])
 
 
 # -- saved results ------------------------------------------------------------------------------

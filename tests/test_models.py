@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 import textwrap
+import warnings
+import zipfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -23,6 +28,7 @@ from attacks.models import (
     model_info,
 )
 from attacks.models import export_keras, train
+from attacks.models.files import ExportedModel
 from attacks.models.train import evaluate
 
 
@@ -176,7 +182,9 @@ def test_torchscript_model(tmp_path):
     for suffix in (".pt", ".ts"):
         path = tmp_path / f"tiny{suffix}"
         torch.jit.save(torch.jit.script(net), path)
-        model = load_model(path, input_shape=(1, 28, 28), num_classes=10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch.jit.load's deprecation notice is ours to mute
+            model = load_model(path, input_shape=(1, 28, 28), num_classes=10)
         x = torch.rand(5, 1, 28, 28)
         assert torch.allclose(model(x), net(x)) and _frozen_eval(model)
     with pytest.raises(ValueError, match=r"output has shape \(2, 10\).*\(2, 7\)"):
@@ -185,6 +193,92 @@ def test_torchscript_model(tmp_path):
         load_model(tmp_path / "tiny.pt", input_shape=(3, 32, 32))
     with pytest.raises(ValueError, match="weights= applies"):
         load_model(tmp_path / "tiny.pt", weights=tmp_path / "tiny.pt")
+
+
+def _export(net: nn.Module, path: Path) -> Path:
+    """The docs' recipe: a program with a dynamic batch dimension."""
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(net.eval(), (torch.rand(2, 1, 28, 28),),
+                                  dynamic_shapes=({0: batch},))
+    torch.export.save(program, path)
+    return path
+
+
+def test_export_program_model(tmp_path):
+    net = _Tiny()
+    for name in ("tiny.pt2", "tiny.pt"):  # recognised by its content, not its suffix
+        path = _export(net, tmp_path / name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no deprecation (or other) notice on loading
+            model = load_model(path, input_shape=(1, 28, 28), num_classes=10)
+        assert isinstance(model, ExportedModel) and _frozen_eval(model)
+        for b in (1, 5):  # any batch size
+            x = torch.rand(b, 1, 28, 28)
+            assert torch.allclose(model(x), net(x), atol=1e-6)
+    assert model.train() is model and model.training  # a flag only: the program is fixed
+    assert torch.allclose(model(x), net(x), atol=1e-6)
+    with pytest.raises(ValueError, match=r"output has shape \(2, 10\).*\(2, 7\)"):
+        load_model(path, input_shape=(1, 28, 28), num_classes=7)
+    with pytest.raises(ValueError, match="weights= applies"):
+        load_model(path, weights=path)
+
+
+class _Payload:
+    """Unpickling this creates the file ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def _tamper(src: Path, dst: Path, edit) -> Path:
+    """A copy of the archive ``src`` with each member's bytes replaced by ``edit(name, data)``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, edit(info.filename, zin.read(info.filename)))
+    return dst
+
+
+def _pickled_example_inputs(marker):
+    payload = pickle.dumps(_Payload(marker))
+    return lambda name, data: payload if "sample_inputs/" in name else data
+
+
+def _pickled_weight(marker):
+    def edit(name, data):
+        if name.endswith("/weight_0"):
+            return pickle.dumps(_Payload(marker))
+        if name.endswith("_weights_config.json"):
+            config = json.loads(data)
+            next(iter(config["config"].values()))["use_pickle"] = True
+            return json.dumps(config).encode()
+        return data
+    return edit
+
+
+def _code_in_shape_expression(marker):
+    code = f"open('{marker}', 'w')".encode()  # torch sympify()-s (evaluates) these strings
+    symbol = re.compile(rb"Symbol\('s\d+', positive=True, integer=True\)")
+    return lambda name, data: symbol.sub(code, data) if "/models/" in name else data
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # the payload
+@pytest.mark.parametrize("tamper", [_pickled_example_inputs, _pickled_weight,
+                                    _code_in_shape_expression])
+def test_export_program_payload_does_not_run(tmp_path, tamper):
+    """A crafted .pt2 whose payload torch.export.load runs: load_model refuses it unrun."""
+    marker = tmp_path / "marker"
+    evil = _tamper(_export(_Tiny(), tmp_path / "tiny.pt2"), tmp_path / "evil.pt2",
+                   tamper(marker))
+    with pytest.raises(Exception):
+        torch.export.load(evil)
+    assert marker.exists()  # the payload is real: torch's own loader runs it
+    marker.unlink()
+    with pytest.raises(ValueError, match=r"evil\.pt2.*refusing to load it"):
+        load_model(evil)
+    assert not marker.exists()
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript is deprecated in torch >= 2.10

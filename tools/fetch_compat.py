@@ -1,11 +1,11 @@
-"""Fetch torchattacks and foolbox (with their pure-Python needs) into .cache/compat, outside
-the virtual environment, for tests/test_adapters.py.
+"""Fetch torchattacks, foolbox and the Adversarial Robustness Toolbox (with what they import)
+into .cache/compat, outside the virtual environment, for tests/test_adapters.py.
 
     python tools/fetch_compat.py [--target DIR] [--strict]
 
 Installed with ``pip --no-deps --target``: torchattacks declares torchvision (which pins its
 own torch) but imports none of it, so the project's torch stays, and ``pip check`` on the venv
-is unaffected. Does nothing when DIR already holds exactly these pins. Without network the
+is unaffected. ART's ``import art`` loads scikit-learn (a binary wheel for this interpreter). Does nothing when DIR already holds exactly these pins. Without network the
 tests that need the libraries skip; a failed fetch prints why and exits 0 (``--strict``: 1).
 """
 
@@ -26,13 +26,18 @@ PINS = (
     "eagerpy==0.30.0", "GitPython==3.2.1", "gitdb==4.0.12", "smmap==5.0.3",
     "requests==2.34.2", "urllib3==2.8.0", "idna==3.20", "certifi==2026.10.19.post1",
     "charset-normalizer==3.5.3",
+    # adversarial-robustness-toolbox; ``import art`` imports all of it: scikit-learn (and
+    # joblib, cloudpickle, threadpoolctl, narwhals), six, tqdm
+    "adversarial-robustness-toolbox==1.20.1", "scikit-learn==1.9.1", "joblib==1.6.0",
+    "cloudpickle==3.1.3", "threadpoolctl==3.8.0", "narwhals==2.29.0", "six==1.17.0",
+    "tqdm==4.70.1",
 )
 STAMP = "PINS.txt"
 
 
 def fetch(target: Path = TARGET) -> bool:
-    """Install :data:`PINS` into ``target`` (atomically: a temporary folder, then a rename);
-    True when ``target`` holds them afterwards."""
+    """Install :data:`PINS` into ``target`` (a temporary folder, then renames: a reader sees the
+    old or the new folder); True when ``target`` holds them afterwards."""
     wanted = "\n".join(PINS) + "\n"
     stamp = target / STAMP
     if stamp.is_file() and stamp.read_text() == wanted:
@@ -43,12 +48,16 @@ def fetch(target: Path = TARGET) -> bool:
            "--disable-pip-version-check", "--target", str(tmp), *PINS]
     try:
         if subprocess.run(cmd).returncode != 0:
-            print(f"fetch_compat: pip failed; tests needing torchattacks/foolbox will skip",
+            print("fetch_compat: pip failed; tests needing torchattacks/foolbox/art will skip",
                   file=sys.stderr)
             return False
         (tmp / STAMP).write_text(wanted)
-        shutil.rmtree(target, ignore_errors=True)
+        old = target.parent / f".{target.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
         tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,6 +8,9 @@ Modes as in torchattacks: ``set_mode_default()`` (untargeted), ``set_mode_target
 (kth_min)``, ``set_mode_targeted_by_function(fn)``. ``set_normalization_used(mean, std)``: the
 model takes normalised inputs, and so do ``atk(...)``'s inputs and outputs (torchattacks 3.5's
 rule). ``save(loader, path)`` writes torchattacks' file (``torchattacks.Attack.load`` reads it).
+``set_model_training_mode(model_training, batchnorm_training, dropout_training)``: the modes
+the model runs in during the attack (default: eval). ``get_logits(inputs)``: the model's logits
+for inputs as ``atk(...)`` takes them; ``set_device(device)``: where inputs are put.
 ``last_result`` is the full :class:`AttackResult` of the last call (success, distortions).
 """
 
@@ -17,11 +20,37 @@ import time
 from typing import Callable, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from attacks.adapters.common import check_attack, predict, run_attack
 from attacks.classifier import Classifier
 from attacks.progress import BatchProgress
+
+
+class _TrainingModes(nn.Module):
+    """The user's model in torchattacks' ``set_model_training_mode(True, ...)`` modes: each
+    forward puts it in training mode, its BatchNorm and Dropout layers in eval mode unless their
+    flag is set. An attack's ``eval()`` stops here; the attack's
+    :meth:`Classifier.evaluating` gives every module its own mode back after the call."""
+
+    def __init__(self, net: nn.Module, batchnorm_training: bool, dropout_training: bool):
+        super().__init__()
+        self.net = net
+        self.kept_in_eval = tuple(kind for kind, training in (("BatchNorm", batchnorm_training),
+                                                              ("Dropout", dropout_training))
+                                  if not training)
+
+    def train(self, mode: bool = True) -> "_TrainingModes":
+        self.training = mode  # the modes of ``net`` are set in forward
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.net.train()
+        for m in self.net.modules():
+            if any(kind in type(m).__name__ for kind in self.kept_in_eval):
+                m.eval()
+        return self.net(x)
+
 
 class TorchattacksAdapter:
     """torchattacks' ``Attack`` interface around one of our attacks (see the module doc)."""
@@ -39,6 +68,8 @@ class TorchattacksAdapter:
         self.last_result = None
         self._target_map_function: Optional[Callable] = None
         self._kth_min = 1
+        self._model_training = self._batchnorm_training = self._dropout_training = False
+        self._attacked: nn.Module = self.model  # the model, or it in _TrainingModes
 
     def __repr__(self) -> str:
         return (f"TorchattacksAdapter({self.attack}, attack_mode={self.attack_mode}, "
@@ -94,7 +125,7 @@ class TorchattacksAdapter:
                              f"{mean_t.numel()} and {std_t.numel()}")
         self.normalization_used = {"mean": mean_t.reshape(1, -1, 1, 1),
                                    "std": std_t.reshape(1, -1, 1, 1)}
-        self.wrapped.classifier = Classifier(self.model, (mean_t.tolist(), std_t.tolist()))
+        self.wrapped.classifier = Classifier(self._attacked, (mean_t.tolist(), std_t.tolist()))
 
     def normalize(self, x: Tensor) -> Tensor:
         n = self.normalization_used
@@ -103,6 +134,30 @@ class TorchattacksAdapter:
     def inverse_normalize(self, x: Tensor) -> Tensor:
         n = self.normalization_used
         return x * n["std"].to(x) + n["mean"].to(x)
+
+    # -- model mode, device, logits ----------------------------------------------------------
+    def set_model_training_mode(self, model_training: bool = False,
+                                batchnorm_training: bool = False,
+                                dropout_training: bool = False) -> None:
+        """During the attack, the model in training mode (``model_training``) with its
+        BatchNorm/Dropout layers in training mode only when their flag is set; default: eval
+        mode throughout. The model's own modes are restored after each call."""
+        self._model_training = model_training
+        self._batchnorm_training = batchnorm_training
+        self._dropout_training = dropout_training
+        self._attacked = (_TrainingModes(self.model, batchnorm_training, dropout_training)
+                          if model_training else self.model)
+        self.wrapped.classifier = Classifier(self._attacked, self.wrapped.classifier.normalize)
+
+    def set_device(self, device) -> None:
+        """The device inputs are put on (torchattacks: for a model whose device is not found)."""
+        self.device = device
+
+    def get_logits(self, inputs: Tensor, labels: Optional[Tensor] = None, *args,
+                   **kwargs) -> Tensor:
+        """The model's logits for ``inputs`` as ``atk(...)`` takes them (normalised after
+        ``set_normalization_used``), in the model's current mode, as torchattacks' is."""
+        return self.model(inputs)
 
     # -- attacking ---------------------------------------------------------------------------
     def _targets(self, images: Tensor, labels: Tensor) -> Optional[Tensor]:

@@ -5,7 +5,7 @@ Every model returned by :func:`load_model` is in eval mode with frozen parameter
 0-255 scaling) is inside the model. See docs/models.md.
 """
 
-from .architectures import (
+from attacks.models.architectures import (
     MLP,
     CWNet,
     GAPNet,
@@ -17,9 +17,9 @@ from .architectures import (
     mnist_lenet,
     mnist_mlp,
 )
-from .keras_convert import convert_keras_cifar10, keras_h5_path
-from .wrappers import ImageClassifier, Normalize
-from .zoo import (
+from attacks.models.keras_convert import convert_keras_cifar10, keras_h5_path
+from attacks.models.wrappers import ImageClassifier, Normalize
+from attacks.models.zoo import (
     ModelInfo,
     check_model_output,
     list_models,

@@ -7,6 +7,8 @@ puts the preprocessing inside the model so that the public input is always [0, 1
 
 from __future__ import annotations
 
+from typing import List, Tuple
+
 import torch
 from torch import nn
 
@@ -33,8 +35,8 @@ class CWNet(nn.Module):
         self,
         in_channels: int,
         image_size: int,
-        convs: tuple[int, int, int, int],
-        fcs: tuple[int, int],
+        convs: Tuple[int, int, int, int],
+        fcs: Tuple[int, int],
         num_classes: int = 10,
         dropout: float = 0.5,
     ) -> None:
@@ -85,10 +87,10 @@ class GAPNet(nn.Module):
     is in ``pool_after`` are followed by 2x2 max-pooling (h = H / 2^len(pool_after)).
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128, 128),
-                 pool_after: tuple[int, ...] = (0, 1), num_classes: int = 10) -> None:
+    def __init__(self, in_channels: int = 1, widths: Tuple[int, ...] = (32, 64, 128, 128),
+                 pool_after: Tuple[int, ...] = (0, 1), num_classes: int = 10) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
+        layers: List[nn.Module] = []
         c_in = in_channels
         for i, c_out in enumerate(widths):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
@@ -112,7 +114,8 @@ class LeNet(nn.Module):
     """LeNet-style CNN: conv5x5(c1)-ReLU-pool-conv5x5(c2)-ReLU-pool-fc(f)-ReLU-fc(classes),
     valid convolutions, 2x2 max-pooling (28 -> 24 -> 12 -> 8 -> 4)."""
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, convs: tuple[int, int] = (16, 32),
+    def __init__(self, in_channels: int = 1, image_size: int = 28,
+                 convs: Tuple[int, int] = (16, 32),
                  fc: int = 128, num_classes: int = 10) -> None:
         super().__init__()
         c1, c2 = convs
@@ -132,9 +135,9 @@ class LeNet(nn.Module):
 class MLP(nn.Module):
     """Fully connected ReLU network on the flattened image: sizes[0] -> ... -> sizes[-1]."""
 
-    def __init__(self, sizes: tuple[int, ...] = (784, 300, 100, 10)) -> None:
+    def __init__(self, sizes: Tuple[int, ...] = (784, 300, 100, 10)) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
+        layers: List[nn.Module] = [nn.Flatten()]
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import List, Optional
 
 import torch
 
-from .keras_convert import convert_keras_cifar10
+from attacks.models.keras_convert import convert_keras_cifar10
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m attacks.models.export_keras", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--h5", type=Path, default=None, help="Keras .h5 (default: the one in the fetched cifar-10-model wheel)")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the state_dict (.pt)")
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m attacks.models.export_keras",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--h5", type=Path, default=None,
+                        help="Keras .h5 (default: the one in the fetched cifar-10-model wheel)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="where to write the state_dict (.pt)")
     args = parser.parse_args(argv)
     sd = convert_keras_cifar10(args.h5)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,12 +20,13 @@ import hashlib
 import io
 import json
 from pathlib import Path
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
 
-from ..data.wheels import WHEELS, open_wheel
-from .architectures import KerasCIFAR10CNN
+from attacks.data.wheels import WHEELS, open_wheel
+from attacks.models.architectures import KerasCIFAR10CNN
 
 CIFAR10_MODEL_PIN = WHEELS["cifar-10-model"].pin
 KERAS_H5_MEMBER = "cifar_10_model/trained_models/cnn_model.h5"
@@ -41,7 +42,8 @@ def keras_h5_bytes() -> bytes:
     """The bytes of ``cnn_model.h5``, read from the ``cifar-10-model`` wheel (SHA-256 checked)."""
     raw = open_wheel("cifar-10-model", what="model 'cifar10-cnn'").read(KERAS_H5_MEMBER)
     if hashlib.sha256(raw).hexdigest() != KERAS_H5_SHA256:
-        raise ValueError(f"{KERAS_H5_MEMBER} in the {CIFAR10_MODEL_PIN} wheel has an unexpected SHA-256")
+        raise ValueError(f"{KERAS_H5_MEMBER} in the {CIFAR10_MODEL_PIN} wheel has an unexpected "
+                         "SHA-256")
     return raw
 
 
@@ -72,12 +74,14 @@ def _check_architecture(config: dict, path: Path) -> None:
         raise ValueError(f"{path}: unexpected Keras layers {kinds}")
     convs = [c for k, c in layers if k == "Conv2D"]
     for c, filters in zip(convs, KerasCIFAR10CNN.CHANNELS):
-        ok = (c["filters"] == filters and list(c["kernel_size"]) == [3, 3] and c["padding"] == "valid"
-              and list(c["strides"]) == [1, 1] and c["activation"] == "relu"
+        ok = (c["filters"] == filters and list(c["kernel_size"]) == [3, 3]
+              and c["padding"] == "valid" and list(c["strides"]) == [1, 1]
+              and c["activation"] == "relu"
               and c.get("data_format", "channels_last") == "channels_last"
               and list(c.get("dilation_rate", [1, 1])) == [1, 1])
         if not ok:
-            raise ValueError(f"{path}: Conv2D layer {c['name']} differs from the ported architecture")
+            raise ValueError(f"{path}: Conv2D layer {c['name']} differs from the ported "
+                             "architecture")
     for c in (c for k, c in layers if k == "BatchNormalization"):
         if abs(c["epsilon"] - 1e-3) > 1e-12 or list(np.atleast_1d(c["axis"])) != [3]:
             raise ValueError(f"{path}: BatchNormalization layer {c['name']} differs (epsilon/axis)")
@@ -93,7 +97,8 @@ def _check_architecture(config: dict, path: Path) -> None:
         raise ValueError(f"{path}: Dense layers differ from the ported architecture")
 
 
-def convert_keras_cifar10(h5_path: str | Path | None = None) -> dict[str, torch.Tensor]:
+def convert_keras_cifar10(h5_path: Optional[Union[str, Path]] = None
+                          ) -> Dict[str, torch.Tensor]:
     """Read the Keras .h5 (default: the one in the cifar-10-model wheel) -> state_dict of
     KerasCIFAR10CNN."""
     import h5py
@@ -119,11 +124,12 @@ def convert_keras_cifar10(h5_path: str | Path | None = None) -> dict[str, torch.
 
         def get(layer: str, param: str) -> torch.Tensor:
             try:
-                return torch.from_numpy(np.array(weights[layer][layer][f"{param}:0"], dtype=np.float32))
+                value = weights[layer][layer][f"{param}:0"]
+                return torch.from_numpy(np.array(value, dtype=np.float32))
             except KeyError:
                 raise ValueError(f"{path}: missing weight {layer}/{param}") from None
 
-        sd: dict[str, torch.Tensor] = {}
+        sd: Dict[str, torch.Tensor] = {}
         for i, name in enumerate(_CONVS):
             sd[f"convs.{i}.weight"] = get(name, "kernel").permute(3, 2, 0, 1).contiguous()
             sd[f"convs.{i}.bias"] = get(name, "bias")
@@ -139,5 +145,6 @@ def convert_keras_cifar10(h5_path: str | Path | None = None) -> dict[str, torch.
     reference = KerasCIFAR10CNN().state_dict()
     for key, value in reference.items():
         if sd[key].shape != value.shape:
-            raise ValueError(f"{path}: {key} has shape {tuple(sd[key].shape)}, expected {tuple(value.shape)}")
+            raise ValueError(f"{path}: {key} has shape {tuple(sd[key].shape)}, expected "
+                             f"{tuple(value.shape)}")
     return sd

@@ -2,8 +2,10 @@
 
     python -m attacks.models.train mnist-cw --out attacks/models/weights/mnist_cw.pt
     python -m attacks.models.train mnist-gap --out attacks/models/weights/mnist_gap.pt --threads 1
-    python -m attacks.models.train mnist-distill-t100 --out attacks/models/weights/mnist_distill_t100.pt --threads 1
-    python -m attacks.models.train cifar10-cw --data /path/to/cifar-10-batches-bin --out cifar10_cw.pt
+    python -m attacks.models.train mnist-distill-t100 \
+        --out attacks/models/weights/mnist_distill_t100.pt --threads 1
+    python -m attacks.models.train cifar10-cw --data /path/to/cifar-10-batches-bin \
+        --out cifar10_cw.pt
 
 The MNIST models (``mnist-cw``, ``mnist-gap``, ``mnist-lenet``, ``mnist-mlp`` and the
 defended ones of :data:`attacks.models.defences.DEFENDED`) train by default on the bundled
@@ -18,9 +20,9 @@ Training: Adam with cosine learning-rate decay, cross-entropy, random affine aug
 (small rotations/scalings/shifts for MNIST, shifts and flips for CIFAR; ``--no-augment``).
 Determinism: ``torch.manual_seed(seed)``, ``torch.use_deterministic_algorithms(True)``, a
 seeded generator for the shuffling and the augmentation, a fixed thread count
-(``--threads``, default 2). Re-running the command with the same torch build, CPU type and thread count
-gives the same weights; other set-ups give slightly different weights with about the same
-accuracy.
+(``--threads``, default 2). Re-running the command with the same torch build, CPU type and
+thread count gives the same weights; other set-ups give slightly different weights with about
+the same accuracy.
 """
 
 from __future__ import annotations
@@ -32,14 +34,21 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
-from ..data import load_dataset
-from .architectures import NORMALIZATION, cifar_cw, mnist_cw, mnist_gap, mnist_lenet, mnist_mlp
-from .defences import (
+from attacks.data import load_dataset
+from attacks.models.architectures import (
+    NORMALIZATION,
+    cifar_cw,
+    mnist_cw,
+    mnist_gap,
+    mnist_lenet,
+    mnist_mlp,
+)
+from attacks.models.defences import (
     DEFENDED,
     EVAL_DATASET,
     EVAL_PGD,
@@ -49,9 +58,9 @@ from .defences import (
     robust_accuracy,
     soft_labels,
 )
-from .wrappers import ImageClassifier
+from attacks.models.wrappers import ImageClassifier
 
-ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
+ARCHITECTURES: Dict[str, Tuple[Callable[[], nn.Module], Tuple[int, int, int]]] = {
     "mnist-cw": (mnist_cw, (1, 28, 28)),
     "mnist-gap": (mnist_gap, (1, 28, 28)),
     "mnist-lenet": (mnist_lenet, (1, 28, 28)),
@@ -102,7 +111,8 @@ def random_affine(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on [0, 1] ``images``."""
     was_training = model.training
     model.eval()
@@ -125,13 +135,14 @@ def train_classifier(
     lr: float,
     seed: int = 0,
     augment: bool = True,
-    device: str | torch.device = "cpu",
-    max_steps: int | None = None,
-    log: Callable[[str], None] | None = print,
-    eval_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    device: Union[str, torch.device] = "cpu",
+    max_steps: Optional[int] = None,
+    log: Optional[Callable[[str], None]] = print,
+    eval_sets: Optional[Dict[str, Tuple[torch.Tensor, torch.Tensor]]] = None,
     temperature: float = 1.0,
-    teacher: nn.Module | None = None,
-    adversary: Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None,
+    teacher: Optional[nn.Module] = None,
+    adversary: Optional[Callable[[nn.Module, torch.Tensor, torch.Tensor, float],
+                                 torch.Tensor]] = None,
 ) -> ImageClassifier:
     """Train ``arch`` (a key of :data:`ARCHITECTURES`) with Adam; the learning rate decays by
     cosine to 0 over the run; with ``augment`` the batches get the random affine transforms of
@@ -146,13 +157,15 @@ def train_classifier(
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     factory, shape = ARCHITECTURES[arch]
     if tuple(images.shape[1:]) != shape:
-        raise ValueError(f"{arch} expects images of shape (B, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
+        raise ValueError(f"{arch} expects images of shape (B, {', '.join(map(str, shape))}), "
+                         f"got {tuple(images.shape)}")
     torch.manual_seed(seed)
     mean, std = NORMALIZATION[arch]
     model = ImageClassifier(factory(), mean, std, input_shape=shape, num_classes=10).to(device)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = (len(images) + batch_size - 1) // batch_size
-    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    total = epochs * steps_per_epoch
+    total = total if max_steps is None else min(max_steps, total)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
     if teacher is not None:
@@ -195,39 +208,47 @@ def train_classifier(
     return model.eval()
 
 
-def _datasets(arch: str, data: Path | None, limit: int | None):
+def _datasets(arch: str, data: Optional[Path], limit: Optional[int]):
     mnist = arch.startswith("mnist-")
     if mnist and data is None:
         train = load_dataset("mnist-train4k", n=limit)
-        evals = {"mnist-heldout": load_dataset("mnist-heldout"), "mnist-test20": load_dataset("mnist-test20")}
+        evals = {name: load_dataset(name) for name in ("mnist-heldout", "mnist-test20")}
         return train, evals
     if data is None:
         raise SystemExit(f"{arch} needs --data DIR (a directory of CIFAR-10 binary batches)")
     train = load_dataset(data, n=limit, split="train")
     prefix = "mnist" if mnist else "cifar10"
-    evals = {f"{prefix}-test": load_dataset(data, split="test"), f"{prefix}-test20": load_dataset(f"{prefix}-test20")}
+    evals = {f"{prefix}-test": load_dataset(data, split="test"),
+             f"{prefix}-test20": load_dataset(f"{prefix}-test20")}
     return train, evals
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m attacks.models.train", description=__doc__.split("\n\n")[0])
+def main(argv: Optional[List[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m attacks.models.train",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("arch", metavar="MODEL", choices=sorted({*ARCHITECTURES, *DEFENDED}),
                         help=f"one of: {', '.join(sorted({*ARCHITECTURES, *DEFENDED}))}")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the state_dict (.pt)")
-    parser.add_argument("--data", type=Path, default=None, help="directory of standard MNIST IDX / CIFAR-10 binary files")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="where to write the state_dict (.pt)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="directory of standard MNIST IDX / CIFAR-10 binary files")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="e.g. cuda for cifar10-cw on the full data set")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (fixed for reproducibility)")
-    parser.add_argument("--no-augment", action="store_true", help="train without the random affine augmentation")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--device", default="cpu",
+                        help="e.g. cuda for cifar10-cw on the full data set")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch CPU threads (fixed for reproducibility)")
+    parser.add_argument("--no-augment", action="store_true",
+                        help="train without the random affine augmentation")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use only the first N training images")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     if str(args.device).startswith("cuda"):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     # on accelerators some kernels have no deterministic version: warn instead of failing there
     torch.use_deterministic_algorithms(True, warn_only=str(args.device) != "cpu")
     name = args.arch
@@ -240,8 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"training {name} ({arch}{f', {defence}' if defence else ''}) on {len(x)} images: {hp}, "
           f"seed {args.seed}, {args.threads} threads")
     t0, c0 = time.perf_counter(), time.process_time()
-    train = functools.partial(train_classifier, arch, augment=not args.no_augment, device=args.device,
-                              eval_sets=evals, **hp)
+    train = functools.partial(train_classifier, arch, augment=not args.no_augment,
+                              device=args.device, eval_sets=evals, **hp)
     model = defence.fit(train, x, y, seed=args.seed) if defence else train(x, y, seed=args.seed)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +286,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if isinstance(defence, PGDTraining) and EVAL_DATASET in evals:
         xh, yh = (t[:EVAL_PGD_IMAGES] for t in evals[EVAL_DATASET])
-        summary["robust_accuracy"] = {k: robust_accuracy(model, xh, yh, pgd) for k, pgd in EVAL_PGD.items()}
+        summary["robust_accuracy"] = {k: robust_accuracy(model, xh, yh, pgd)
+                                      for k, pgd in EVAL_PGD.items()}
     print(json.dumps(summary))
     return summary
 

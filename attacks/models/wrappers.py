@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 
-def _as_buffer(value: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+def _as_buffer(value: Union[float, Sequence[float], torch.Tensor]) -> torch.Tensor:
     t = torch.as_tensor(value, dtype=torch.float32)
     if t.ndim == 0:
         return t.reshape(1, 1, 1, 1)
     if t.ndim == 1:
         return t.reshape(1, -1, 1, 1)
-    raise ValueError(f"mean/std must be a number or one value per channel, got shape {tuple(t.shape)}")
+    raise ValueError(f"mean/std must be a number or one value per channel, got shape "
+                     f"{tuple(t.shape)}")
 
 
 class Normalize(nn.Module):
     """``(x - mean) / std`` with per-channel (or scalar) constants; not saved in state_dicts."""
 
-    def __init__(self, mean: float | Sequence[float] = 0.0, std: float | Sequence[float] = 1.0) -> None:
+    def __init__(self, mean: Union[float, Sequence[float]] = 0.0,
+                 std: Union[float, Sequence[float]] = 1.0) -> None:
         super().__init__()
         std_t = _as_buffer(std)
         if (std_t == 0).any():
@@ -44,12 +47,12 @@ class ImageClassifier(nn.Module):
     def __init__(
         self,
         net: nn.Module,
-        mean: float | Sequence[float] = 0.0,
-        std: float | Sequence[float] = 1.0,
+        mean: Union[float, Sequence[float]] = 0.0,
+        std: Union[float, Sequence[float]] = 1.0,
         *,
-        input_shape: tuple[int, int, int] | None = None,
-        num_classes: int | None = None,
-        class_names: Sequence[str] | None = None,
+        input_shape: Optional[Tuple[int, int, int]] = None,
+        num_classes: Optional[int] = None,
+        class_names: Optional[Sequence[str]] = None,
     ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
