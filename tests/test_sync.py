@@ -53,7 +53,10 @@ def strattack_shaped(device, batch=4, seed=0):
     x0 = torch.rand(batch, 1, 8, 8, generator=gen).to(device)
     w = torch.randn(batch, 1, 8, 8, generator=gen).to(device)
     groups = SlidingGroups((1, 8, 8), 2, 2)
-    smooth = Smooth(lambda z: torch.nn.functional.softplus((w * (x0 + z)).flatten(1).sum(1)))
+    def f(z, rows):
+        ww, xx = (w, x0) if rows is None else (w.index_select(0, rows), x0.index_select(0, rows))
+        return torch.nn.functional.softplus((ww * (xx + z)).flatten(1).sum(1))
+    smooth = Smooth(f, indexed=True)
     problem = Problem([Block(SquaredL2(1.0), name="l2"), Block(GroupL2(0.5), groups),
                        Block(BoxLinf(-x0, 1 - x0, 0.3), name="valid")], smooth=smooth)
     return problem, torch.zeros_like(x0)
@@ -73,6 +76,25 @@ def test_admmkit_loop_synchronises_once_per_check(device, settings):
     checks = sync.steps[1] // settings.check_every + (sync.steps[1] % settings.check_every > 0)
     in_loop = sum(1 for e in sync.events if e.step > 0)
     assert in_loop <= checks, sync.report()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compaction_adds_no_synchronisation(device):
+    problem, z0 = strattack_shaped(device, batch=6)
+    caps = torch.tensor([10, 10, 13, 10, 40, 10], device=device)
+    sizes = []
+
+    def capped(info):
+        sizes.append(info.state.batch_size)
+        rows = torch.arange(6, device=device) if info.rows is None else info.rows
+        return info.state.iterations >= caps.index_select(0, rows)
+
+    with counting(device) as sync:
+        LinearizedADMM(max_iter=40, tol_abs=0.0, tol_rel=0.0, compact_below=0.6).solve(
+            problem, z0, callback=capped)
+    assert sizes[9] == 6 and sizes[10] == 2 and sizes[-1] == 1  # compacted at 10 and 20
+    bad = loop_violations(sync, 10)
+    assert bad == [], "\n".join(bad + [sync.report()])
 
 
 @pytest.mark.parametrize("device", DEVICES)
