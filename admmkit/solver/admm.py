@@ -75,8 +75,9 @@ class LinearizedADMM:
     # -- the three steps -------------------------------------------------------------------
     def x_steps(self, problem: Problem, s: ADMMState) -> List[Tensor]:
         """``x_b = prox_{g_b/ρ_b}(A_b z − u_b)`` for every block (independent, eqs. 10-12)."""
-        return [b.fn.prox(b.coupling.gather(s.z) - u, 1.0 / (s.rho * b.rho_scale))
-                for b, u in zip(problem.blocks, s.us)]
+        with tau_checked():  # ρ was checked when the solve started: no value read per step
+            return [b.fn.prox(b.coupling.gather(s.z) - u, 1.0 / (s.rho * b.rho_scale))
+                    for b, u in zip(problem.blocks, s.us)]
 
     def z_step(self, problem: Problem, s: ADMMState, xs: List[Tensor], grad, eta: float,
                copies: List[Tensor], damping: List[Optional[Tensor]]) -> Tensor:
@@ -180,43 +181,42 @@ class LinearizedADMM:
                   for b, d in zip(problem.blocks, damping)]
         history: List[IterationStats] = []
         whole, rows = s, None  # s holds the rows ``rows`` of ``whole`` (None: all of them)
-        with tau_checked():
-            for k in range(1, n_iter + 1):
-                eta = float(st.eta(k))
-                started = s.active
-                xs = self.x_steps(problem, s)
-                if problem.smooth is not None:
-                    value, grad, aux = problem.smooth.value_and_grad(s.z)
-                else:
-                    value, grad, aux = None, 0.0, None
-                z_new = self.z_step(problem, s, xs, grad, eta, copies, damping)
-                us = self.dual_step(problem, s, xs, z_new)
-                # non-finite guard: stop the affected samples, keep their last finite iterate
-                finite = torch.isfinite(z_new).flatten(1).all(1)
-                s.diverged = s.diverged | (started & ~finite)
-                keep = started & finite
-                z_prev = s.z
-                s.z = batch_where(keep, z_new, s.z)
-                s.xs = [batch_where(keep, x, x_old) for x, x_old in zip(xs, s.xs)]
-                s.us = [batch_where(keep, u, u_old) for u, u_old in zip(us, s.us)]
-                s.active = keep
-                s.iterations = s.iterations + started.long()
-                stats = None
-                checking = k % st.check_every == 0 or k == n_iter
-                if checking:
-                    stats = attrs.evolve(self.check(problem, s, z_prev, k, eta, value, copies),
-                                         rows=rows)
-                    history.append(stats)
-                if callback is not None:
-                    stop = callback(IterationInfo(k=k, eta=eta, state=s, smooth_value=value,
-                                                  aux=aux, stats=stats, rows=rows))
-                    if stop is not None:
-                        s.active = s.active & ~stop
-                if checking:
-                    live = int(s.active.sum())  # the loop's one host-device synchronisation
-                    if live == 0:
-                        break
-                    if live < st.compact_below * s.batch_size:
-                        problem, s, rows, whole = self.compact(problem, s, rows, live, whole)
+        for k in range(1, n_iter + 1):
+            eta = float(st.eta(k))
+            started = s.active
+            xs = self.x_steps(problem, s)
+            if problem.smooth is not None:
+                value, grad, aux = problem.smooth.value_and_grad(s.z)
+            else:
+                value, grad, aux = None, 0.0, None
+            z_new = self.z_step(problem, s, xs, grad, eta, copies, damping)
+            us = self.dual_step(problem, s, xs, z_new)
+            # non-finite guard: stop the affected samples, keep their last finite iterate
+            finite = torch.isfinite(z_new).flatten(1).all(1)
+            s.diverged = s.diverged | (started & ~finite)
+            keep = started & finite
+            z_prev = s.z
+            s.z = batch_where(keep, z_new, s.z)
+            s.xs = [batch_where(keep, x, x_old) for x, x_old in zip(xs, s.xs)]
+            s.us = [batch_where(keep, u, u_old) for u, u_old in zip(us, s.us)]
+            s.active = keep
+            s.iterations = s.iterations + started.long()
+            stats = None
+            checking = k % st.check_every == 0 or k == n_iter
+            if checking:
+                stats = attrs.evolve(self.check(problem, s, z_prev, k, eta, value, copies),
+                                     rows=rows)
+                history.append(stats)
+            if callback is not None:
+                stop = callback(IterationInfo(k=k, eta=eta, state=s, smooth_value=value,
+                                              aux=aux, stats=stats, rows=rows))
+                if stop is not None:
+                    s.active = s.active & ~stop
+            if checking:
+                live = int(s.active.sum())  # the loop's one host-device synchronisation
+                if live == 0:
+                    break
+                if live < st.compact_below * s.batch_size:
+                    problem, s, rows, whole = self.compact(problem, s, rows, live, whole)
         return ADMMResult(state=s if rows is None else whole.replace_rows(rows, s),
                           history=history)

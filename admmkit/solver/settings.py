@@ -32,7 +32,8 @@ def _greater_than_one(instance, attribute, value):
 
 def _fraction(instance, attribute, value):
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
-        raise ValueError(f"ADMMSettings.{attribute.name} must be a fraction in [0, 1]; got {value!r}")
+        raise ValueError(f"ADMMSettings.{attribute.name} must be a fraction in [0, 1]; "
+                         f"got {value!r}")
 
 
 def _callable(instance, attribute, value):
