@@ -86,6 +86,11 @@ class Block:
             return self.coupling.num_groups - self.coupling.cover(like)
         return 0.0
 
+    def select(self, idx: Tensor, batch: int) -> "Block":
+        """The block for rows ``idx`` of a batch of ``batch`` (:meth:`ProxFunction.select`)."""
+        fn = self.fn.select(idx, batch)
+        return self if fn is self.fn else attrs.evolve(self, fn=fn)
+
     def mean_copy(self, x: Tensor) -> Tensor:
         """The block's variable seen in ``z``'s space: ``Aᵀx / cover`` (the mean of the copies)."""
         return self.coupling.scatter(x) / self.coupling.cover(x)
@@ -137,6 +142,17 @@ class Problem:
             except RuntimeError:
                 raise ValueError(f"support of shape {tuple(self.support.shape)} does not "
                                  f"broadcast to z of shape {tuple(z.shape)}") from None
+
+    def select(self, idx: Tensor, batch: int) -> "Problem":
+        """The same problem for rows ``idx`` (a long tensor) of a batch of ``batch`` rows: the
+        blocks' per-sample data, a per-sample ``support`` and the smooth term re-indexed
+        (:meth:`ProxFunction.select`, :meth:`Smooth.select`). What the solver continues on
+        when it compacts (``ADMMSettings.compact_below``)."""
+        support = self.support
+        if support is not None and support.dim() >= 1 and support.shape[0] == batch:
+            support = support.index_select(0, idx.to(support.device))
+        return Problem([b.select(idx, batch) for b in self.blocks], support=support,
+                       smooth=None if self.smooth is None else self.smooth.select(idx))
 
     def block(self, name: str) -> int:
         """Index of the block called ``name``."""

@@ -8,7 +8,7 @@ import torch
 
 from admmkit.groups import SlidingGroups
 from admmkit.problem import Block, Problem
-from admmkit.prox import Box, BoxLinf, GroupL2, SquaredL2
+from admmkit.prox import Box, BoxLinf, Constrained, FixedSupport, GroupL2, SquaredL2
 from admmkit.smooth import Smooth, quadratic
 from admmkit.solver import ADMMSettings, ConstantSchedule, LinearizedADMM, SqrtSchedule
 
@@ -301,3 +301,88 @@ def test_bad_problems_give_clear_errors():
     bad = Problem([Block(SquaredL2())], smooth=Smooth(lambda z: z.sum()))
     with pytest.raises(ValueError, match="per-sample values"):
         LinearizedADMM().solve(bad, torch.zeros(2, 3))
+
+
+# -- compaction: the loop goes on with the active rows only --------------------------------------
+def _rows_stopping_at_different_times(B=12, refine=False):
+    """A StrAttack-shaped problem (or, with ``refine``, the fixed-support one) whose rows stop
+    at different iterations: per-row caps (a callback stops them), per-row convergence, per-sample
+    box bounds, ℓ∞ radius, group weight and (adaptive) ρ, a per-row smooth term."""
+    gen = torch.Generator().manual_seed(11)
+    x0 = torch.rand(B, 1, 6, 6, generator=gen, dtype=D)
+    w = torch.randn(B, 1, 6, 6, generator=gen, dtype=D)
+    radius = 0.1 + torch.rand(B, generator=gen, dtype=D)
+    box = BoxLinf(-x0, 1 - x0, radius)
+
+    def f(z, rows):
+        ww = w if rows is None else w.index_select(0, rows)
+        return torch.nn.functional.softplus((ww * z).flatten(1).sum(1)) + z.pow(2).flatten(1).sum(1)
+    smooth = Smooth(f, indexed=True)
+    if refine:
+        support = torch.rand(B, 1, 6, 6, generator=gen) > 0.5
+        blocks = [Block(Constrained(SquaredL2(0.5 + radius), box, FixedSupport(support)))]
+        problem = Problem(blocks, smooth=smooth, support=support)
+    else:
+        groups = SlidingGroups((1, 6, 6), 3, 2)
+        blocks = [Block(SquaredL2(1.0)), Block(GroupL2(0.2 + radius), groups, name="groups"),
+                  Block(box, name="valid")]
+        problem = Problem(blocks, smooth=smooth)
+    caps = torch.randint(5, 40, (B,), generator=gen)
+    caps[[2, B - 1]] = 300  # two rows run long
+    return problem, torch.zeros_like(x0), caps
+
+
+@pytest.mark.parametrize("refine", [False, True], ids=["strattack", "refine"])
+def test_compaction_gives_the_results_of_the_whole_batch(refine):
+    """Equal: each row does the same arithmetic on a smaller batch (its iteration k, and so η_k
+    and the checks, are kept). Counts and flags exactly; iterates to 1e-12 in float64, not
+    bitwise: torch evaluates transcendental functions (here the smooth term's softplus) on
+    SIMD lanes or on a scalar tail depending on a row's position in the batch, which may differ
+    in the last bit (bitwise equal on this machine; a float32 batch of 180 differed by 1 ulp)."""
+    problem, z0, caps = _rows_stopping_at_different_times(refine=refine)
+    settings = ADMMSettings(max_iter=300, check_every=5, adaptive_rho=True, mu=3.0,
+                            tol_abs=1e-6, tol_rel=1e-5)
+    sizes = []
+
+    def cap(info):
+        rows = torch.arange(z0.shape[0]) if info.rows is None else info.rows
+        sizes.append(info.state.batch_size)
+        return info.state.iterations >= caps.index_select(0, rows)
+
+    whole = LinearizedADMM(settings).solve(problem, z0, callback=cap)
+    assert sizes == [12] * len(sizes)
+    sizes.clear()
+    compact = LinearizedADMM(settings, compact_below=0.5).solve(problem, z0, callback=cap)
+    assert sizes[0] == 12 and sizes[-1] <= 3  # it did compact, down to the long rows
+    assert len(set(whole.iterations.tolist())) > 5  # rows stopped at different times
+    assert (whole.iterations == 300).sum() <= 2 and not torch.equal(whole.state.rho,
+                                                                    torch.ones(12, dtype=D))
+    for name in ("active", "converged", "diverged", "iterations", "rho"):
+        assert torch.equal(getattr(compact.state, name), getattr(whole.state, name)), name
+    for a, b in zip([compact.z] + compact.state.xs + compact.state.us,
+                    [whole.z] + whole.state.xs + whole.state.us):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    last = compact.history[-1]
+    assert last.rows is not None and last.primal_residual.shape == last.rows.shape
+
+
+def test_compaction_needs_a_smooth_term_that_takes_rows():
+    problem, z0 = _batch_problem(2)[0], torch.zeros(2, 1, 4, 4, dtype=D)
+    with pytest.raises(ValueError, match=r"compact_below needs .*indexed=True"):
+        LinearizedADMM(compact_below=0.5).solve(problem, z0)
+    with pytest.raises(ValueError, match="compact_below must be a fraction"):
+        ADMMSettings(compact_below=1.5)
+
+
+def test_problem_select_reindexes_per_sample_data_only():
+    problem, z0, _ = _rows_stopping_at_different_times(B=5, refine=True)
+    idx = torch.tensor([3, 1])
+    part = problem.select(idx, 5)
+    fn, sub = problem.blocks[0].fn, part.blocks[0].fn
+    v = torch.randn(5, 1, 6, 6, dtype=D)
+    assert torch.equal(sub.prox(v[idx], 0.7), fn.prox(v, 0.7)[idx])
+    assert torch.equal(part.support, problem.support[idx])
+    assert torch.equal(part.smooth(v[idx]), problem.smooth(v)[idx])
+    assert torch.equal(part.select(torch.tensor([1]), 2).smooth(v[[1]]), problem.smooth(v)[[1]])
+    shared = Block(Box(-1.0, 1.0))
+    assert shared.select(idx, 5) is shared  # nothing per sample: the same block

@@ -12,16 +12,19 @@ Convention (one for the whole package)::
 
 from __future__ import annotations
 
+import contextlib
 import numbers
-from typing import Union
+import threading
+from typing import Iterator, Union
 
+import attrs
 import torch
 from torch import Tensor
 
 Scalar = Union[float, int, Tensor]
 
 #: attrs field metadata for a parameter that may hold one value per sample: a ``(B,)`` tensor or
-#: a batched ``(B, ...)`` tensor. :func:`admmkit.testing.select_sample` slices such fields.
+#: a batched ``(B, ...)`` tensor. :meth:`ProxFunction.select` re-indexes such fields.
 PER_SAMPLE = {"per_sample": True}
 
 
@@ -40,8 +43,49 @@ class ProxFunction:
     def prox(self, v: Tensor, tau: Scalar) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def select(self, idx: Tensor, batch: int) -> "ProxFunction":
+        """The same function for rows ``idx`` (a long tensor) of a batch of ``batch`` rows.
+
+        Every attrs field marked :data:`PER_SAMPLE` whose leading dimension is ``batch`` is
+        re-indexed with ``index_select``, nested operators (and derived fields) alike; the
+        others are shared. No validation runs again (rows of a valid operator are valid) and no
+        value is read, so this is free of host-device synchronisation. Without per-sample
+        fields the operator itself is returned; an operator that keeps per-sample data
+        elsewhere overrides this method.
+        """
+        return _select_fields(self, idx, batch)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _select_value(value, idx: Tensor, batch: int, per_sample: bool):
+    if isinstance(value, Tensor):
+        if per_sample and value.dim() >= 1 and value.shape[0] == batch:
+            return value.index_select(0, idx.to(value.device))
+        return value
+    if isinstance(value, ProxFunction):
+        return value.select(idx, batch)
+    if isinstance(value, (tuple, list)):
+        parts = [_select_value(x, idx, batch, per_sample) for x in value]
+        return value if all(a is b for a, b in zip(parts, value)) else type(value)(parts)
+    return value
+
+
+def _select_fields(f: ProxFunction, idx: Tensor, batch: int) -> ProxFunction:
+    """:meth:`ProxFunction.select` for attrs operators: a copy with every field selected."""
+    cls = type(f)
+    if not attrs.has(cls):
+        return f
+    values = {a.name: _select_value(getattr(f, a.name), idx, batch,
+                                    a.metadata.get("per_sample", False))
+              for a in attrs.fields(cls)}
+    if all(values[name] is getattr(f, name) for name in values):
+        return f
+    g = cls.__new__(cls)
+    for name, value in values.items():  # frozen classes: set the fields as attrs' __init__ does
+        object.__setattr__(g, name, value)
+    return g
 
 
 def batch_view(t: Scalar, like: Tensor) -> Union[float, Tensor]:
@@ -92,21 +136,35 @@ def check_per_sample(name: str, value: Scalar, *, allow_zero: bool = False) -> N
     check_positive(name, value, allow_zero=allow_zero)
 
 
+_checked = threading.local()
+
+
+@contextlib.contextmanager
+def tau_checked() -> Iterator[None]:
+    """Within this block :func:`check_tau` checks the *shape* of a tensor ``tau`` only: the
+    caller has validated its values once (the solver checks ρ when a solve starts, and its
+    steps ``1/ρ`` stay finite and positive), so an iteration never reads a tensor's values —
+    on an accelerator that read would be a host-device synchronisation."""
+    before = getattr(_checked, "on", False)
+    _checked.on = True
+    try:
+        yield
+    finally:
+        _checked.on = before
+
+
 def check_tau(tau: Scalar, like: Tensor) -> None:
     """Raise ``ValueError`` unless ``tau`` is a positive finite float or a ``(B,)`` tensor for ``like``.
 
-    The values of a tensor ``tau`` are checked only on the CPU, where that costs no
-    host-device synchronisation; on an accelerator the caller validates them (the solver
-    checks ρ when it starts), so the inner loop never waits on the device.
+    The values of a tensor ``tau`` are checked on the CPU, except inside :func:`tau_checked`;
+    on an accelerator the caller validates them, so no prox call waits on the device.
     """
     if isinstance(tau, Tensor):
         if tau.dim() > 1 or (tau.dim() == 1 and tau.shape[0] != like.shape[0]):
             raise ValueError(f"tau must be a number or a per-sample tensor of shape ({like.shape[0]},); "
                              f"got shape {tuple(tau.shape)}")
-        if tau.device.type == "cpu" and tau.numel() and not bool(
-                (torch.isfinite(tau) & (tau > 0)).all()):
-            raise ValueError(f"tau must be finite and positive; got a tensor with min "
-                             f"{tau.min().item():.4g}")
+        if tau.device.type == "cpu" and not getattr(_checked, "on", False):
+            check_positive("tau", tau)
     else:
         check_positive("tau", tau)
 

@@ -9,26 +9,29 @@ One iteration, for ``minimize f(z) + Σ_b g_b(x_b)  s.t.  x_b = A_b z`` with sca
 ``cover_b = diag(A_bᵀA_b)`` counts the copies of each coordinate (1 for a full copy). With
 ``Problem.support`` the z-step is restricted to a fixed support (eq. 59). Every per-sample
 quantity is a (B,) tensor; finished samples are frozen with ``torch.where``. The only
-host-device synchronisation is the "anyone still active?" test every ``check_every`` iterations.
+host-device synchronisation is the count of active samples every ``check_every`` iterations
+(``admmkit.testing.sync`` checks it). With ``compact_below`` the loop then continues on the
+active rows alone (:meth:`LinearizedADMM.compact`): every row is independent and keeps its
+iteration ``k``, so the results are those of the whole batch.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import attrs
 import torch
 from torch import Tensor
 
-from admmkit.prox.base import batch_view
-
 from admmkit.problem import Problem
+from admmkit.prox.base import batch_view, check_positive, tau_checked
 from admmkit.solver.settings import ADMMSettings
 from admmkit.solver.state import (ADMMResult, ADMMState, IterationInfo, IterationStats,
                                   batch_where)
 
 Callback = Callable[[IterationInfo], Optional[Tensor]]
+Rows = Optional[Tensor]
 
 
 def _sum(x: Tensor) -> Tensor:
@@ -72,8 +75,9 @@ class LinearizedADMM:
     # -- the three steps -------------------------------------------------------------------
     def x_steps(self, problem: Problem, s: ADMMState) -> List[Tensor]:
         """``x_b = prox_{g_b/ρ_b}(A_b z − u_b)`` for every block (independent, eqs. 10-12)."""
-        return [b.fn.prox(b.coupling.gather(s.z) - u, 1.0 / (s.rho * b.rho_scale))
-                for b, u in zip(problem.blocks, s.us)]
+        with tau_checked():  # ρ was checked when the solve started: no value read per step
+            return [b.fn.prox(b.coupling.gather(s.z) - u, 1.0 / (s.rho * b.rho_scale))
+                    for b, u in zip(problem.blocks, s.us)]
 
     def z_step(self, problem: Problem, s: ADMMState, xs: List[Tensor], grad, eta: float,
                copies: List[Tensor], damping: List[Optional[Tensor]]) -> Tensor:
@@ -131,6 +135,18 @@ class LinearizedADMM:
                               block_values=[b.fn(x) for b, x in zip(problem.blocks, s.xs)],
                               active=s.active.clone())
 
+    # -- compaction -------------------------------------------------------------------------
+    def compact(self, problem: Problem, s: ADMMState, rows: Rows, live: int, whole: ADMMState
+                ) -> Tuple[Problem, ADMMState, Rows, ADMMState]:
+        """Continue on the ``live`` active rows of ``s`` only: the problem's per-sample data and
+        the state re-indexed (:meth:`Problem.select`, :meth:`ADMMState.select`); ``whole``
+        keeps the rows left behind. ``rows``: the rows of the solve's batch ``s`` holds."""
+        whole = s if rows is None else whole.replace_rows(rows, s)
+        # the active rows first, in order: their positions without reading the mask on the host
+        pick = torch.argsort((~s.active).to(torch.uint8), stable=True)[:live]
+        rows = pick if rows is None else rows.index_select(0, pick)
+        return problem.select(pick, s.batch_size), s.select(pick), rows, whole
+
     # -- the loop --------------------------------------------------------------------------
     def solve(self, problem: Problem, z0: Optional[Tensor] = None, *,
               state: Optional[ADMMState] = None, callback: Optional[Callback] = None,
@@ -139,7 +155,8 @@ class LinearizedADMM:
         (warm start; its duals and ρ are kept, finished samples are re-activated).
 
         ``callback(info)`` runs after every iteration; it may return a (B,) bool tensor of
-        samples to stop now (e.g. an attack's per-sample early abort).
+        samples to stop now (e.g. an attack's per-sample early abort). After a compaction
+        ``info.rows`` says which rows of the batch ``info.state`` (and the mask) holds.
         """
         if (z0 is None) == (state is None):
             raise ValueError("give exactly one of z0 (a cold start) or state (a warm start)")
@@ -147,10 +164,14 @@ class LinearizedADMM:
             s = self.init_state(problem, z0)
         else:
             problem.check_shape(state.z)
+            check_positive("state.rho", state.rho)  # once: the steps 1/ρ are not checked again
             s = state.clone()
             s.active = ~s.diverged
             s.converged = torch.zeros_like(s.converged)
         st = self.settings
+        if st.compact_below and problem.smooth is not None and not problem.smooth.indexed:
+            raise ValueError("ADMMSettings.compact_below needs a smooth term that can be "
+                             "restricted to rows: Smooth(fn, indexed=True) with fn(z, rows)")
         n_iter = st.max_iter if max_iter is None else max_iter
         # per block: copies of each coordinate (diag AᵀA, plus the paper's phantom copies for
         # copies="full") and that extra damping alone; fixed for the whole solve
@@ -159,6 +180,7 @@ class LinearizedADMM:
         copies = [ones * b.coupling.cover(s.z) + (0.0 if d is None else d)
                   for b, d in zip(problem.blocks, damping)]
         history: List[IterationStats] = []
+        whole, rows = s, None  # s holds the rows ``rows`` of ``whole`` (None: all of them)
         for k in range(1, n_iter + 1):
             eta = float(st.eta(k))
             started = s.active
@@ -182,13 +204,19 @@ class LinearizedADMM:
             stats = None
             checking = k % st.check_every == 0 or k == n_iter
             if checking:
-                stats = self.check(problem, s, z_prev, k, eta, value, copies)
+                stats = attrs.evolve(self.check(problem, s, z_prev, k, eta, value, copies),
+                                     rows=rows)
                 history.append(stats)
             if callback is not None:
                 stop = callback(IterationInfo(k=k, eta=eta, state=s, smooth_value=value,
-                                              aux=aux, stats=stats))
+                                              aux=aux, stats=stats, rows=rows))
                 if stop is not None:
                     s.active = s.active & ~stop
-            if checking and not bool(s.active.any()):
-                break
-        return ADMMResult(state=s, history=history)
+            if checking:
+                live = int(s.active.sum())  # the loop's one host-device synchronisation
+                if live == 0:
+                    break
+                if live < st.compact_below * s.batch_size:
+                    problem, s, rows, whole = self.compact(problem, s, rows, live, whole)
+        return ADMMResult(state=s if rows is None else whole.replace_rows(rows, s),
+                          history=history)

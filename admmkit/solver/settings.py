@@ -30,6 +30,12 @@ def _greater_than_one(instance, attribute, value):
         raise ValueError(f"ADMMSettings.{attribute.name} must be > 1; got {value!r}")
 
 
+def _fraction(instance, attribute, value):
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+        raise ValueError(f"ADMMSettings.{attribute.name} must be a fraction in [0, 1]; "
+                         f"got {value!r}")
+
+
 def _callable(instance, attribute, value):
     if not callable(value):
         raise ValueError(f"ADMMSettings.{attribute.name} must be callable k -> float; got {value!r}")
@@ -45,6 +51,10 @@ class ADMMSettings:
     tol_abs/rel    stopping tolerances on primal/dual residuals (0 and 0 disable stopping)
     check_every    residuals, stopping and ρ adaptation are evaluated every N iterations
     adaptive_rho   residual balancing: ρ ×= rho_factor when r > mu·s, ÷= when s > mu·r
+    compact_below  when, at a check, fewer than this fraction of the rows are still active, the
+                   solve goes on with those rows only (0: never); the problem must then support
+                   :meth:`admmkit.problem.Problem.select` (a smooth term built with
+                   ``Smooth(fn, indexed=True)``). Results are those without compaction.
     """
 
     rho: float = attrs.field(default=1.0, validator=_positive)
@@ -56,6 +66,7 @@ class ADMMSettings:
     adaptive_rho: bool = False
     mu: float = attrs.field(default=10.0, validator=_greater_than_one)
     rho_factor: float = attrs.field(default=2.0, validator=_greater_than_one)
+    compact_below: float = attrs.field(default=0.0, validator=_fraction)
 
     @property
     def stops_early(self) -> bool:

@@ -40,11 +40,29 @@ class ADMMState:
     def batch_size(self) -> int:
         return self.z.shape[0]
 
+    def _map(self, op) -> "ADMMState":
+        """A new state: ``op(tensor, field name, list position or None)`` of every tensor."""
+        fields = {}
+        for f in attrs.fields(ADMMState):
+            v = getattr(self, f.name)
+            fields[f.name] = ([op(t, f.name, i) for i, t in enumerate(v)] if isinstance(v, list)
+                              else op(v, f.name, None))
+        return ADMMState(**fields)
+
     def clone(self) -> "ADMMState":
-        return ADMMState(z=self.z.clone(), xs=[x.clone() for x in self.xs],
-                         us=[u.clone() for u in self.us], rho=self.rho.clone(),
-                         active=self.active.clone(), converged=self.converged.clone(),
-                         diverged=self.diverged.clone(), iterations=self.iterations.clone())
+        return self._map(lambda t, name, i: t.clone())
+
+    def select(self, idx: Tensor) -> "ADMMState":
+        """The state of rows ``idx`` (a long tensor) only."""
+        return self._map(lambda t, name, i: t.index_select(0, idx))
+
+    def replace_rows(self, idx: Tensor, part: "ADMMState") -> "ADMMState":
+        """A new state: this one with rows ``idx`` taken from ``part`` (of ``len(idx)`` rows),
+        the inverse of :meth:`select`."""
+        def put(t, name, i):
+            new = getattr(part, name) if i is None else getattr(part, name)[i]
+            return t.index_copy(0, idx, new)
+        return self._map(put)
 
 
 @attrs.frozen
@@ -61,6 +79,8 @@ class IterationStats:
     smooth_value: Optional[Tensor]
     block_values: List[Tensor]
     active: Tensor
+    #: the rows of the solve's batch these tensors belong to (None: all; see ``compact_below``)
+    rows: Optional[Tensor] = None
 
     @property
     def objective(self) -> Tensor:
@@ -75,6 +95,9 @@ class IterationInfo:
 
     ``smooth_value``/``aux`` are those of the linearization point ``z^k`` that this
     iteration used; ``state`` holds the updated iterates ``z^{k+1}``, ``x_b^{k+1}``, ``u_b^{k+1}``.
+    Once the solver has compacted the batch (``ADMMSettings.compact_below``), ``state`` holds
+    the rows ``rows`` of the solve's batch only (None: all rows), and so must a callback's
+    returned stop mask.
     """
 
     k: int
@@ -83,6 +106,7 @@ class IterationInfo:
     smooth_value: Optional[Tensor]
     aux: object
     stats: Optional[IterationStats]
+    rows: Optional[Tensor] = None
 
 
 @attrs.frozen

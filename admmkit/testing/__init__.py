@@ -5,6 +5,8 @@
 * :mod:`admmkit.testing.checks`: plain functions raising ``AssertionError``: optimality by
   definition, projection properties, firm non-expansiveness, Moreau decomposition, batch
   independence, purity, reductions, and a brute-force minimiser. :func:`check_prox` runs them all.
+* :mod:`admmkit.testing.sync`: :class:`SyncCounter` counts host-device synchronisations (per
+  solve and iteration), to check that a loop never waits on the device.
 """
 
 from admmkit.testing.checks import (brute_force_prox, check_batch_independence,
@@ -12,6 +14,7 @@ from admmkit.testing.checks import (brute_force_prox, check_batch_independence,
                                     check_projection, check_prox, check_purity,
                                     check_same_operator, conjugate_prox_of, objective,
                                     select_sample)
+from admmkit.testing.sync import SyncCounter, SyncEvent
 from admmkit.testing.strategies import (OPERATORS, ProxCase, batched_shapes, dtypes,
                                         grouped_shapes, prox_cases, prox_pairs, taus, tensors,
                                         weights)
@@ -21,5 +24,5 @@ __all__ = [
     "check_optimality", "check_projection", "check_prox", "check_purity", "check_same_operator",
     "conjugate_prox_of", "objective", "select_sample",
     "OPERATORS", "ProxCase", "batched_shapes", "dtypes", "grouped_shapes", "prox_cases",
-    "prox_pairs", "taus", "tensors", "weights",
+    "prox_pairs", "taus", "tensors", "weights", "SyncCounter", "SyncEvent",
 ]

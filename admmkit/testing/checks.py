@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterator, Optional, Tuple
 
-import attrs
 import numpy as np
 import torch
 from torch import Tensor
@@ -270,38 +269,10 @@ def check_firm_nonexpansive(f: ProxFunction, v1: Tensor, v2: Tensor, tau) -> Non
 
 
 # -- batch independence -------------------------------------------------------------------------
-def _select_value(value, i: int, batch: int, per_sample: bool):
-    if isinstance(value, Tensor):
-        return value[i:i + 1] if per_sample and value.dim() >= 1 and value.shape[0] == batch else value
-    if isinstance(value, ProxFunction):
-        return select_sample(value, i, batch)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_select_value(x, i, batch, per_sample) for x in value)
-    return value
-
-
 def select_sample(f: ProxFunction, i: int, batch: int) -> ProxFunction:
-    """The operator for sample ``i`` alone: every attrs field marked per-sample
-    (:data:`admmkit.prox.base.PER_SAMPLE`) whose leading dimension is ``batch`` is sliced to
-    ``[i:i+1]``; nested operators are handled recursively."""
-    cls = type(f)
-    if not attrs.has(cls):
-        return f
-    kwargs, changed = {}, False
-    for a in attrs.fields(cls):
-        if not a.init:
-            continue
-        old = getattr(f, a.name)
-        new = _select_value(old, i, batch, a.metadata.get("per_sample", False))
-        changed |= new is not old
-        kwargs[a.alias or a.name] = new
-    if not changed:
-        return f
-    if "__attrs_init__" in vars(cls):  # a class with its own __init__ (e.g. Constrained)
-        g = cls.__new__(cls)
-        g.__attrs_init__(**kwargs)
-        return g
-    return cls(**kwargs)
+    """The operator for sample ``i`` alone: :meth:`~admmkit.prox.ProxFunction.select` of row
+    ``i`` (per-sample fields whose leading dimension is ``batch`` are sliced)."""
+    return f.select(torch.tensor([i]), batch)
 
 
 def check_batch_independence(f: ProxFunction, v: Tensor, tau, *, seed: int = 0) -> None:
