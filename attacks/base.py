@@ -3,13 +3,13 @@
 An attack holds a :class:`Classifier` (the model and its normalisation), a seed (for random
 targets) and a grid switch. It is used in two steps:
 
-1. set-up, once per call or run (:meth:`AttackBase.examples`): the model/input check, the
-   targets expanded into per-example :class:`Targets`, the 8-bit grid decided;
+1. set-up, once per call or run (:meth:`AttackBase.examples`): the model/input check,
+   the targets expanded into per-example :class:`Targets`, the 8-bit grid decided;
 2. :meth:`AttackBase.attack_batch` on each batch of those examples (a subclass writes its
-   :meth:`AttackBase.solve_batch`). Every attack finishes a batch the same way: :func:`settle` (a fresh forward pass
-   decides success, then the examples are snapped to the 8-bit grid with the evaluations that
-   costs counted) and :meth:`AttackBase.result` (the :class:`AttackResult`, distortions
-   measured on the attack's groups).
+   :meth:`AttackBase.solve_batch`). Every attack finishes a batch the same way:
+   :func:`settle` (a fresh forward pass decides success, then the examples are snapped to the
+   8-bit grid with the evaluations that costs counted) and :meth:`AttackBase.result` (the
+   :class:`AttackResult`, distortions measured on the attack's groups).
 
 ``attack(images, labels, targets)`` does both; the run layer (attacks.runs) does step 1 once
 for a whole run and step 2 batch by batch.

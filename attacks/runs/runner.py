@@ -21,7 +21,6 @@ import torch
 from attacks.base import AttackBase
 from attacks.progress import BatchProgress
 from attacks.result import AttackResult
-from attacks.runs.distributed import Ranks
 from attacks.runs.figures import draw_examples
 from attacks.runs.job import Job
 from attacks.runs.outputs import result_arrays, summary, to_result, write_outputs, write_pngs
