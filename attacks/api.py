@@ -19,28 +19,23 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from attacks import builtin
-from attacks.classifier import Classifier, in_eval_mode
+from attacks.base import AttackBase, resolve_grid
+from attacks.classifier import in_eval_mode
 from attacks.engine import Best, Engine
-from attacks.grid import on_grid
-from attacks.progress import BatchProgress, ProgressCallback
-from attacks.result import AttackResult, build_result
-from attacks.runs.runner import Inputs, Plan, run_attack
-from attacks.runs.provenance import (environment, fingerprint, git_revision, model_fingerprint,
-                                     now)
-from attacks.spec import AttackSpec, GroupSpec, RefineSpec, default_c
-from attacks.targets import TargetChoice, Targets, expand_targets
+from attacks.progress import ProgressCallback
+from attacks.result import AttackResult
+from attacks.runs.job import python_job
+from attacks.runs.runner import run_attack
+from attacks.spec import AttackSpec, RefineSpec, default_c
+from attacks.targets import TargetChoice, Targets
 from attacks.verify import Evaluations, Outcome, verify
+
+__all__ = ["Attack", "CWL2", "EAD", "LinfAttack", "Refine", "StrAttack", "gather",
+           "resolve_grid"]
 
 #: What :meth:`Attack.run` accepts: a DataLoader (or any iterable) of ``(images, labels)``
 #: batches, or a Dataset of ``(image, label)`` pairs.
 Data = Union[DataLoader, Dataset, Iterable[Tuple[Tensor, Tensor]]]
-
-
-def resolve_grid(grid: Optional[bool], images: Tensor) -> bool:
-    """``grid`` as given, or with ``None`` whether ``images`` are 8-bit (the default)."""
-    if grid is not None and not isinstance(grid, bool):
-        raise ValueError(f"grid must be True, False or None (on for 8-bit images); got {grid!r}")
-    return on_grid(images) if grid is None else grid
 
 
 def gather(data: Data, batch_size: Optional[int] = None) -> Tuple[Tensor, Tensor, Optional[int]]:
@@ -64,7 +59,7 @@ def gather(data: Data, batch_size: Optional[int] = None) -> Tuple[Tensor, Tensor
     return torch.cat(images), torch.cat(labels), getattr(data, "batch_size", None)
 
 
-class Attack:
+class Attack(AttackBase):
     """Run an :class:`AttackSpec` on a classifier. Subclasses only choose the spec builder.
 
     ``normalize=(mean, std)``: the model expects normalised inputs (applied inside it).
@@ -91,17 +86,28 @@ class Attack:
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be a callable (done, total, part); got "
                             f"{type(progress).__name__}")
+        super().__init__(model, normalize=normalize, seed=seed, grid=grid)
         self.spec = spec
-        self.classifier = Classifier(model, normalize)
-        self.seed = seed
         self.batch_size = batch_size
-        self.grid = grid  # final examples on the 8-bit grid, re-verified (attacks.grid)
         self.verbose = verbose
         self.progress = progress
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def identity(self):
+        return {"spec": self.spec.to_dict()}
+
+    def own_groups(self, shape):
+        return self.spec.groups(tuple(shape))
+
+    def files(self):
+        return {"spec.toml": self.spec.to_toml()}
+
     def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
                  ) -> AttackResult:
-        return self._attack(images, labels, targets, self.batch_size)
+        return self.attack_examples(self.examples(images, labels, targets), self.batch_size)
 
     def run(self, data: Data, targets: TargetChoice = None, *, out=None,
             restart: bool = False) -> AttackResult:
@@ -115,61 +121,16 @@ class Attack:
         finished batches are kept; ``restart=True`` discards them). Without it, in memory."""
         images, labels, loader_batch = gather(data, self.batch_size)
         batch_size = self.batch_size or loader_batch
+        examples = self.examples(images, labels, targets)
         if out is None:
-            return self._attack(images, labels, targets, batch_size)
-        return self._run_into(out, images, labels, targets, batch_size, restart)
+            return self.attack_examples(examples, batch_size)
+        job = python_job(self, examples.cpu(), targets, batch_size)
+        return run_attack(job, Path(out), restart=restart, quiet=not self.verbose).result
 
-    @in_eval_mode
-    def _run_into(self, out, images, labels, targets, batch_size, restart) -> AttackResult:
-        """:meth:`run` into the run directory ``out`` through the run layer (attacks.runs)."""
-        images, labels = self.classifier.check_inputs(images, labels)
-        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
-        grid = resolve_grid(self.grid, images)
-        tg = Targets(*(t.cpu() for t in attrs.astuple(tg, recurse=False)))
-        plan = Plan(images.cpu(), labels.cpu(), index.cpu(), tg, batch_size or int(index.shape[0]))
-        choice = targets if targets is None or isinstance(targets, str) else \
-            [int(t) for t in torch.as_tensor(targets).reshape(-1)]
-        key = {"spec": self.spec.to_dict(), "model_sha256_16":
-               model_fingerprint(self.classifier.net), "normalize": repr(self.classifier.normalize),
-               "data_sha256_16": fingerprint(plan.images, plan.labels), "targets": choice,
-               "seed": self.seed, "batch_size": plan.batch_size, "grid": grid}
-        record = {"tool": "attacks.Attack.run", "examples": plan.size,
-                  "images": int(images.shape[0]), **environment()}
-        inputs = Inputs(self.classifier.net, self.classifier.device, plan, grid,
-                        entry={"started": now(), "git": git_revision()})
-        # every batch on the grid decided for the whole set
-        attack = lambda x, y, t: self._attack(x, y, t, None, grid=grid)
-        done = run_attack(Path(out), inputs, attack, name=self.spec.name, key=key,
-                          record=record, files={"spec.toml": self.spec.to_toml()},
-                          restart=restart, quiet=not self.verbose,
-                          groups=self.spec.groups(tuple(images.shape[1:])))
-        return done.result
-
-    @in_eval_mode
-    def _attack(self, images, labels, targets, batch_size, grid=None) -> AttackResult:
-        images, labels = self.classifier.check_inputs(images, labels)
-        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
-        shape = tuple(images.shape[1:])
-        grid = resolve_grid(self.grid, images) if grid is None else grid
-        engine = Engine(self.classifier, self.spec, shape, grid=grid)
-        n = index.shape[0]
-        step = batch_size or n
-        starts = range(0, n, step)
-        parts = []
-        with BatchProgress(self.spec.name, len(starts), self.verbose, self.progress) as bar:
-            for i in starts:
-                sl = slice(i, min(n, i + step))
-                idx = index[sl]
-                x0 = images.index_select(0, idx)
-                part_tg = tg.select(torch.arange(sl.start, sl.stop, device=idx.device))
-                outcome = engine.run(x0, part_tg)
-                parts.append(self._result(x0, idx, part_tg, outcome, shape, grid))
-                bar.advance(parts[-1])
-        return AttackResult.concat(parts)
-
-    def _result(self, x0, idx, tg, o, shape, grid) -> AttackResult:
-        groups = self.spec.groups(shape) or GroupSpec().resolve(shape)
-        return build_result(self.spec.name, x0, idx, tg, o, groups, grid=grid)
+    def solve_batch(self, x0: Tensor, index: Tensor, tg: Targets, grid: bool
+                    ) -> AttackResult:
+        engine = Engine(self.classifier, self.spec, tuple(x0.shape[1:]), grid=grid)
+        return self.result(x0, index, tg, engine.run(x0, tg), grid)
 
 
 def check_batch_size(batch_size) -> None:
@@ -198,7 +159,7 @@ class LinfAttack(Attack):
     builder = staticmethod(builtin.linf)
 
 
-class Refine:
+class Refine(AttackBase):
     """Refine any perturbation under its own support (Sec. 4.2; usable after any attack).
 
     ``Refine(model, spec)(images, labels, delta, targets)`` re-solves the spec's loss and
@@ -213,28 +174,36 @@ class Refine:
                  quantile: float = 0.03, iterations: int = 400, c: Optional[float] = None,
                  normalize: Optional[tuple] = None, seed: int = 0,
                  grid: Optional[bool] = None):
+        super().__init__(model, normalize=normalize, seed=seed, grid=grid)
         spec = spec or builtin.cw_l2()
         self.spec = attrs.evolve(spec, refine=RefineSpec(quantile, iterations))
         self.c = c
-        self.classifier = Classifier(model, normalize)
-        self.seed = seed
-        self.grid = grid
 
-    @in_eval_mode
+    @property
+    def name(self) -> str:
+        return f"refined-{self.spec.name}"
+
+    def own_groups(self, shape):
+        return self.spec.groups(tuple(shape))
+
     def __call__(self, images: Tensor, labels: Tensor, delta: Tensor,
                  targets: TargetChoice = None) -> AttackResult:
-        images, labels = self.classifier.check_inputs(images, labels)
-        if not isinstance(delta, Tensor) or delta.shape != images.shape:
-            raise ValueError(f"delta must be a tensor of the images' shape {tuple(images.shape)}")
         if isinstance(targets, str) and targets == "all":
             raise ValueError('Refine needs one target per perturbation, not "all"')
-        delta = delta.to(images.device, images.dtype)
-        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
+        examples = self.examples(images, labels, targets)
+        images = examples.images
+        if not isinstance(delta, Tensor) or delta.shape != images.shape:
+            raise ValueError(f"delta must be a tensor of the images' shape {tuple(images.shape)}")
+        return self.refine(images, examples.index, examples.targets,
+                           delta.to(images.device, images.dtype), examples.grid)
+
+    @in_eval_mode
+    def refine(self, images: Tensor, index: Tensor, tg: Targets, delta: Tensor, grid: bool
+               ) -> AttackResult:
         shape = tuple(images.shape[1:])
-        grid = resolve_grid(self.grid, images)
         evals = Evaluations.zeros(images.shape[0], images.device, self.spec.search.budget)
         start, found = verify(self.classifier, images, delta,  # is the given δ adversarial?
-                              torch.ones_like(labels, dtype=torch.bool), tg, evals)
+                              torch.ones_like(tg.labels, dtype=torch.bool), tg, evals)
         best = Best.empty(images)
         best.delta, best.found = start - images, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
@@ -244,5 +213,4 @@ class Refine:
         outcome = Outcome(adversarial=final, success=success, c=best.c,
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
                           refined=refined & success, nonfinite=evals.nonfinite)
-        return build_result(f"refined-{self.spec.name}", images, index, tg, outcome,
-                            self.spec.groups(shape) or GroupSpec().resolve(shape), grid=grid)
+        return self.result(images, index, tg, outcome, grid)

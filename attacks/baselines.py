@@ -9,32 +9,30 @@ label. IFGSM takes ``iterations`` steps of ε/iterations (the paper: 10), projec
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from admmkit.solver.state import batch_where
-from attacks.classifier import Classifier, in_eval_mode
-from attacks.grid import snap_to_grid
+from attacks.base import AttackBase, failed_nan, settle
 from attacks.losses import is_adversarial
-from attacks.result import AttackResult, build_result
-from attacks.spec import GroupSpec
-from attacks.targets import TargetChoice, Targets, expand_targets
-from attacks.verify import Evaluations, Outcome, verify
+from attacks.result import AttackResult
+from attacks.targets import Targets
+from attacks.verify import Evaluations, Outcome
 
 NORMS = ("inf", "2")
+#: the baselines by name: (iterations, norm); their ε is bisected per sample
+BASELINES = {"fgm": (1, "inf"), "fgm-l2": (1, "2"), "ifgsm": (10, "inf"), "ifgsm-l2": (10, "2")}
 
 
 def _view(t: Tensor, like: Tensor) -> Tensor:
     return t.view(-1, *([1] * (like.dim() - 1)))
 
 
-class GradientAttack:
+class GradientAttack(AttackBase):
     """``iterations`` signed (ℓ∞) or normalised (ℓ2) gradient steps of size ε/iterations."""
-
-    name = "ifgsm"
 
     def __init__(self, model: nn.Module, *, norm: str = "inf", iterations: int = 10,
                  search_steps: int = 12, eps_max: Optional[float] = None,
@@ -48,10 +46,14 @@ class GradientAttack:
             raise ValueError(f"eps_max must be positive; got {eps_max!r}")
         self.norm, self.iterations, self.search_steps = norm, iterations, search_steps
         self.eps_max = eps_max
-        self.classifier = Classifier(model, normalize)
-        self.seed = seed
-        self.grid = grid
-        self.name = f"{'fgm' if iterations == 1 else 'ifgsm'}-l{norm}"
+        super().__init__(model, normalize=normalize, seed=seed, grid=grid)
+        kind = "fgm" if iterations == 1 else "ifgsm"
+        self.name = f"{kind}-l{norm}"
+        self.short_name = kind + ("-l2" if norm == "2" else "")  # as in BASELINES
+
+    def identity(self) -> Dict[str, Any]:
+        return {"baseline": self.short_name, "iterations": self.iterations, "norm": self.norm,
+                "search_steps": self.search_steps}
 
     def _direction(self, x: Tensor, tg: Targets) -> Tensor:
         with torch.enable_grad():
@@ -79,12 +81,8 @@ class GradientAttack:
             x = (x0 + d).clamp(0, 1)
         return x
 
-    @in_eval_mode
-    def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
-                 ) -> AttackResult:
-        images, labels = self.classifier.check_inputs(images, labels)
-        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
-        x0 = images.index_select(0, index)
+    def solve_batch(self, x0: Tensor, index: Tensor, tg: Targets, grid: bool
+                    ) -> AttackResult:
         b = x0.shape[0]
         top = self.eps_max or (1.0 if self.norm == "inf" else math.sqrt(x0[0].numel()))
         lo = torch.zeros(b, dtype=x0.dtype, device=x0.device)
@@ -105,18 +103,19 @@ class GradientAttack:
         evals = Evaluations.zeros(b, x0.device)
         evals.gradient += (self.search_steps + 1) * self.iterations
         evals.forward += self.search_steps + 1
-        adv, success = verify(self.classifier, x0, best, found, tg, evals)
-        if self.grid:  # round, re-verify, repair; its evaluations are counted
-            snap = snap_to_grid(self.classifier, x0, adv - x0, success, tg)
-            adv, success = snap.adversarial, snap.success
-            evals.gradient += snap.gradient_evals
-            evals.forward += snap.forward_evals
-        outcome = Outcome(adversarial=adv, success=success,
-                          c=torch.where(success, hi, torch.full_like(hi, math.nan)),
+        adv, success = settle(self.classifier, x0, tg, best, found, evals, grid=grid)
+        outcome = Outcome(adversarial=adv, success=success, c=failed_nan(hi, success),
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
                           refined=torch.zeros_like(success), nonfinite=evals.nonfinite)
-        groups = GroupSpec().resolve(tuple(x0.shape[1:]))
-        return build_result(self.name, x0, index, tg, outcome, groups, grid=self.grid)
+        return self.result(x0, index, tg, outcome, grid)
+
+
+def baseline(name: str, model: nn.Module, **kw) -> GradientAttack:
+    """The baseline ``name`` of :data:`BASELINES` on ``model`` (``kw``: seed, grid...)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+    iterations, norm = BASELINES[name]
+    return GradientAttack(model, norm=norm, iterations=iterations, **kw)
 
 
 def FGM(model: nn.Module, *, norm: str = "inf", **kw) -> GradientAttack:

@@ -22,6 +22,10 @@ from attacks.models import ImageClassifier
 CHECKED_IMAGES = 16
 
 
+class InputError(ValueError):
+    """The images, the labels or the model's outputs on them cannot be attacked."""
+
+
 class Classifier:
     """A model on its own device, with checked calls. Attacks run it in eval mode inside
     :meth:`evaluating`, which gives every module of the caller's model its own mode back."""
@@ -42,7 +46,11 @@ class Classifier:
         self.device = p.device if p is not None else torch.device("cpu")
         self.dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
         if normalize is not None:  # (x - mean) / std inside the model, on its device
-            model = ImageClassifier(model, *normalize).to(self.device)
+            model = ImageClassifier(model, *normalize,
+                                    input_shape=getattr(model, "input_shape", None),
+                                    num_classes=getattr(model, "num_classes", None),
+                                    class_names=getattr(model, "class_names", None)
+                                    ).to(self.device)
         self.model = model
         self.num_classes: Optional[int] = None
 
@@ -59,45 +67,68 @@ class Classifier:
                 m.training = training
 
     def __call__(self, x: Tensor) -> Tensor:
-        logits = self.model(x)
-        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-            raise ValueError(f"the model must return logits of shape (B, num_classes); got "
-                             f"{tuple(logits.shape)} for a batch of {x.shape[0]}")
-        return logits
+        return self.logits(self.model(x), x.shape[0])
+
+    @staticmethod
+    def logits(out: Tensor, b: int) -> Tensor:
+        """``out`` if it is a batch of ``b`` rows of logits (B, num_classes), else an error."""
+        if out.dim() != 2 or out.shape[0] != b:
+            raise InputError(f"the model must return logits of shape (B, num_classes); got "
+                             f"{tuple(out.shape)} for a batch of {b}")
+        return out
 
     def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
         with torch.no_grad(), self.evaluating():
             return torch.cat([self(x[i:i + batch_size]).argmax(1)
                               for i in range(0, x.shape[0], batch_size)])
 
-    def check_inputs(self, images: Tensor, labels: Tensor) -> tuple:
-        """Validate ``images`` (B, C, H, W) in [0, 1] and ``labels`` (B,); move to the model's
-        device; return them with ``num_classes`` learnt from one forward pass."""
+    def check_inputs(self, images: Tensor, labels: Tensor, on_warning=None) -> tuple:
+        """Validate ``images`` (B, C, H, W) in [0, 1] and ``labels`` (B,), run the model on
+        the first :data:`CHECKED_IMAGES` images (its outputs must be finite logits of as many
+        classes as the labels need: ``num_classes`` is learnt here); return both on the
+        model's device. A model whose outputs look like probabilities is warned about through
+        ``on_warning(text)`` (default: :func:`warnings.warn`). The one check of a call or run:
+        errors are :class:`InputError` (a ``ValueError``)."""
         if not isinstance(images, Tensor) or images.dim() != 4:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be a (B, C, H, W) tensor; got {shape}")
+            raise InputError(f"images must be a (B, C, H, W) tensor; got {shape}")
         if not images.is_floating_point():
-            raise ValueError(f"images must be floating point in [0, 1]; got {images.dtype}")
+            raise InputError(f"images must be floating point in [0, 1]; got {images.dtype}")
         if images.shape[0] == 0:
-            raise ValueError("images is an empty batch")
+            raise InputError("images is an empty batch")
         if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
-            raise ValueError(f"images must lie in [0, 1]; got values in "
+            raise InputError(f"images must lie in [0, 1]; got values in "
                              f"[{images.min().item():.4g}, {images.max().item():.4g}]")
         labels = torch.as_tensor(labels)
         if labels.shape != (images.shape[0],) or labels.is_floating_point():
-            raise ValueError(f"labels must be an integer tensor of shape ({images.shape[0]},); "
+            raise InputError(f"labels must be an integer tensor of shape ({images.shape[0]},); "
                              f"got {labels.dtype} {tuple(labels.shape)}")
+        shape = getattr(self.model, "input_shape", None)
+        if shape is not None and tuple(shape) != tuple(images.shape[1:]):
+            raise InputError(f"the model expects images of shape {tuple(shape)}; these are "
+                             f"{tuple(images.shape[1:])}")
         # float64 (or half) images are cast to the model's own floating-point type
         images, labels = images.to(self.device, self.dtype), labels.to(self.device).long()
-        with torch.no_grad(), self.evaluating():
-            logits = self(images[:CHECKED_IMAGES])
+        try:
+            with torch.no_grad(), self.evaluating():
+                logits = self.model(images[:CHECKED_IMAGES])
+        except Exception as e:  # a model that cannot take these images
+            raise InputError(f"the model fails on images of shape {tuple(images.shape[1:])}: "
+                             f"{e}") from e
+        if not isinstance(logits, Tensor):
+            raise InputError(f"the model returned {type(logits).__name__}, expected a tensor "
+                             "of logits")
+        logits = self.logits(logits, min(CHECKED_IMAGES, images.shape[0]))
         warning = check_logits(logits.detach().float(), "the model")  # non-finite: an error
         if warning:
-            warnings.warn(warning, stacklevel=3)
+            if on_warning is None:
+                warnings.warn(warning, stacklevel=4)
+            else:
+                on_warning(warning)
         k = logits.shape[1]
         self.num_classes = k
         if labels.min() < 0 or labels.max() >= k:
-            raise ValueError(f"labels must be in [0, {k}); got values in "
+            raise InputError(f"labels must be in [0, {k}); got values in "
                              f"[{labels.min().item()}, {labels.max().item()}]")
         return images, labels
 

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from admmkit.solver import LinearizedADMM
 from admmkit.solver.state import batch_where
-from attacks.grid import snap_to_grid
+from attacks.base import GRID_ROUNDS, settle
 from attacks.losses import is_adversarial, margin
 from attacks.problems import (LiveRows, attack_problem, candidate, loss_term, refine_problem,
                               refine_terms, support_mask, term_blocks)
@@ -43,7 +43,6 @@ from attacks.verify import Evaluations, Outcome, verify
 
 __all__ = ["Best", "Engine", "Evaluations", "Outcome", "Targets", "decision_score", "verify"]
 
-GRID_ROUNDS = 10  # repair rounds of attacks.grid.snap_to_grid (one gradient evaluation each)
 PENALTY_WINDOW = 5  # checks between the lagrangian search's tests of progress
 RESCUE_SYNC = 50  # iterations between updates of the running rows in the rescue
 
@@ -341,18 +340,10 @@ class Engine:
 
     # -- everything, verified ----------------------------------------------------------------
     def finish(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations):
-        """Verify the best examples by a fresh forward pass and, with ``grid``, round, re-verify
-        and repair them on the 8-bit grid within what is left of the budget; returns
+        """The attacks' one finish (:func:`attacks.base.settle`) on the best examples; returns
         (adversarial, success) with every evaluation counted in ``evals``."""
-        adv, success = verify(self.model, x0, best.delta, best.found, tg, evals)
-        if self.grid:
-            left = evals.left() if evals.budget is not None else None
-            snap = snap_to_grid(self.model, x0, adv - x0, success, tg, self.spec.eps,
-                                rounds=GRID_ROUNDS, max_repairs=left)
-            adv, success = snap.adversarial, snap.success
-            evals.gradient += snap.gradient_evals
-            evals.forward += snap.forward_evals
-        return adv, success
+        return settle(self.model, x0, tg, best.delta, best.found, evals, grid=self.grid,
+                      eps=self.spec.eps)
 
     def run(self, x0: Tensor, tg: Targets) -> Outcome:
         evals = Evaluations.zeros(x0.shape[0], x0.device, self.spec.search.budget)

@@ -1,9 +1,12 @@
-"""Progress of a long attack: the CLI's rich columns (batches done, live ASR, mean ℓ0 / ℓ2,
-elapsed and remaining time) for Python runs, or a callback of the user's own."""
+"""Progress of a long attack: rich columns (batches done, live ASR, mean ℓ0 / ℓ2, elapsed and
+remaining time) on stderr, or a callback of the user's own; the one progress bar of the
+Python API, the run layer and the adapters."""
 
 from __future__ import annotations
 
 from typing import Callable, Optional
+
+import torch
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -27,13 +30,14 @@ class LiveStats:
         self.examples = self.successes = 0
         self.l0 = self.l2 = 0.0
 
-    def add(self, part: AttackResult) -> None:
-        ok = part.success
-        self.examples += len(part)
+    def add(self, success, l0, l2) -> None:
+        """A batch's success mask and ℓ0, ℓ2 (B,) each (tensors or arrays)."""
+        ok = torch.as_tensor(success)
+        self.examples += int(ok.numel())
         self.successes += int(ok.sum())
         if ok.any():
-            self.l0 += float(part.metrics["l0"][ok].double().sum())
-            self.l2 += float(part.metrics["l2"][ok].double().sum())
+            self.l0 += float(torch.as_tensor(l0)[ok].double().sum())
+            self.l2 += float(torch.as_tensor(l2)[ok].double().sum())
 
     def __str__(self) -> str:
         if not self.examples:
@@ -49,19 +53,21 @@ class BatchProgress:
     """``with BatchProgress(label, total, verbose, callback) as p: ... p.advance(part)``.
 
     ``verbose`` draws a rich progress bar on stderr; ``callback`` is called after every batch.
-    Neither: nothing is shown.
+    Neither: nothing is shown. ``done`` batches are counted as finished from the start (their
+    statistics go in :attr:`stats` before entering).
     """
 
     def __init__(self, label: str, total: Optional[int], verbose: bool = False,
-                 callback: Optional[ProgressCallback] = None):
-        self.total, self.done, self.callback = total, 0, callback
+                 callback: Optional[ProgressCallback] = None, done: int = 0):
+        self.total, self.done, self.callback = total, done, callback
         self.stats = LiveStats()
         self._bar = Progress(*COLUMNS, console=Console(stderr=True), disable=not verbose)
         self._label = label
 
     def __enter__(self) -> "BatchProgress":
         self._bar.__enter__()
-        self._task = self._bar.add_task(self._label, total=self.total, stats=str(self.stats))
+        self._task = self._bar.add_task(self._label, total=self.total, completed=self.done,
+                                        stats=str(self.stats))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -71,7 +77,7 @@ class BatchProgress:
         """One more batch done; ``part`` (its result, if any) feeds the live statistics."""
         self.done += 1
         if part is not None:
-            self.stats.add(part)
+            self.stats.add(part.success, part.metrics["l0"], part.metrics["l2"])
         self._bar.update(self._task, advance=1, stats=str(self.stats))
         if self.callback is not None:
             self.callback(self.done, self.total, part)

@@ -22,6 +22,9 @@ class Targets:
     def select(self, idx: Tensor) -> "Targets":
         return Targets(*(t.index_select(0, idx) for t in attrs.astuple(self, recurse=False)))
 
+    def to(self, device) -> "Targets":
+        return Targets(*(t.to(device) for t in attrs.astuple(self, recurse=False)))
+
 
 def expand_targets(labels: Tensor, num_classes: int, targets: TargetChoice = None,
                    seed: int = 0):

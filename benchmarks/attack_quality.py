@@ -9,18 +9,18 @@ strattack, strattack-overlap and cw-l2 on the same examples, and the ratios the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
 
+import benchutil as common
 from attacks import CWL2, StrAttack
 from attacks.data import load_dataset
 from attacks.models import load_model
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = common.parser(__doc__, full=None, device=False, threads=False)
     p.add_argument("-n", type=int, default=20)
     p.add_argument("--data", default="mnist-heldout")
     p.add_argument("--batch-size", type=int, default=180)

@@ -4,6 +4,7 @@ counts what the model computed, the examples every benchmark attacks, and the re
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import json
@@ -165,6 +166,21 @@ def jsonable(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def parser(doc: Optional[str], *, full: Optional[str] = "", device: bool = True,
+           threads: bool = True) -> argparse.ArgumentParser:
+    """A benchmark's command line: its module ``doc`` as the description and the options
+    they share, ``--full`` (with the help ``full``; None: no such option), ``--device``
+    (default cpu) and ``--threads`` (default 1)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    if full is not None:
+        p.add_argument("--full", action="store_true", help=full or None)
+    if device:
+        p.add_argument("--device", default="cpu")
+    if threads:
+        p.add_argument("--threads", type=int, default=1)
+    return p
 
 
 def emit(report: dict, columns: Sequence[str]) -> None:

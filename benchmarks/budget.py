@@ -46,7 +46,6 @@ default budget: seconds and peak memory per example.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 from pathlib import Path
@@ -372,10 +371,7 @@ def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, images=N
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--full", action="store_true")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p = common.parser(__doc__)
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--budgets", type=int, nargs="+", default=None)
     p.add_argument("--peer-budgets", type=int, nargs="*", default=None,

@@ -14,7 +14,6 @@ ratio too) and the evaluations the repair spent (mean over the continuous succes
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+import benchutil as common
 from attacks import CWL2, EAD, StrAttack
 from attacks.data import load_dataset
 from attacks.targets import Targets
@@ -83,7 +83,7 @@ def measure(name: str, model, x: torch.Tensor, y: torch.Tensor) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = common.parser(__doc__, full=None, device=False, threads=False)
     p.add_argument("--model", default="mnist-cw")
     p.add_argument("--data", default="mnist-test20")
     p.add_argument("-n", type=int, default=20)

@@ -20,7 +20,6 @@ other threads). Kernel-internal scratch buffers that bypass torch's allocator ar
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -151,10 +150,7 @@ def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, batch: i
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--full", action="store_true", help="same as the default (kept for run.py)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p = common.parser(__doc__, full="same as the default (kept for run.py)")
     p.add_argument("--batch", type=int, default=8)
     a = p.parse_args()
     common.emit(bench(a.full, a.device, a.threads, batch=a.batch), COLUMNS)

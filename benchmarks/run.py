@@ -11,7 +11,6 @@ skipped with a message when torchattacks (the optional ``bench`` extra) is not i
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,10 +30,7 @@ BENCHMARKS = {"solver_overhead": solver_overhead, "throughput": throughput, "mem
 
 
 def main(argv=None) -> list:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--full", action="store_true", help="the documented (longer) settings")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p = common.parser(__doc__, full="the documented (longer) settings")
     p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=list(BENCHMARKS))
     p.add_argument("--out", default=None, help="write all reports to this JSON file")
     a = p.parse_args(argv)

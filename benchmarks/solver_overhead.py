@@ -13,7 +13,6 @@ processes sharing the cores disturb it as little as possible.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 
@@ -89,10 +88,7 @@ def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, batch: i
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--full", action="store_true")
+    p = common.parser(__doc__)
     p.add_argument("--batch", type=int, default=180)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     common.emit(bench(a.full, a.device, a.threads, batch=a.batch), COLUMNS)

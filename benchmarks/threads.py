@@ -15,7 +15,6 @@ quiet on a shared host: ``loadavg`` records what else ran.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -100,8 +99,7 @@ def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, n=None, 
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--full", action="store_true")
+    p = common.parser(__doc__, device=False, threads=False)
     p.add_argument("--threads-all", type=int, default=None,
                    help="the 'all cores' count (default: torch's default or the CPU count)")
     a = p.parse_args()

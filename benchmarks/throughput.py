@@ -18,7 +18,6 @@ searches do not depend on the batch) gives the extrapolated seconds per example.
 
 from __future__ import annotations
 
-import argparse
 from typing import Callable, Dict, Sequence
 
 import torch
@@ -144,9 +143,6 @@ def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, n=None, 
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--full", action="store_true")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p = common.parser(__doc__)
     a = p.parse_args()
     common.emit(bench(a.full, a.device, a.threads), COLUMNS)

@@ -175,10 +175,7 @@ def _budget(text: str) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--full", action="store_true")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p = common.parser(__doc__)
     p.add_argument("--case", choices=sorted(CASES), action="append")
     p.add_argument("-n", type=int, default=None, help="images per case")
     p.add_argument("--budgets", type=_budget, nargs="+", default=None,

@@ -14,35 +14,28 @@ Layout of ``--out DIR``::
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import attrs
-import torch
-from torch import nn
 
 from attacks.api import Attack
-from attacks.baselines import GradientAttack
+from attacks.base import AttackBase
+from attacks.baselines import BASELINES, baseline
 from attacks.evaluation import CASES, DISTORTIONS, evaluate_cases, summary_rows
 from attacks.runs import RunDir
-from attacks.runs.runner import Plan, run_attack
-from attacks.runs.provenance import fingerprint, model_fingerprint, now
+from attacks.runs.runner import run_attack
+from attacks.runs.provenance import now
 from attacks.runs.store import PROVENANCE
 from attacks.spec import AttackSpec
 from attacks.spec_toml import load_spec
-from attacks.targets import expand_targets
 from cli.errors import UserError
-from cli.solve import normalized
-from cli.setup import (attack_sets, batch_size_for, check_counts, fits, prepare,
-                       resolve_data)
+from cli.setup import (Prepared, attack_sets, batch_size_for, check_counts, checked_examples,
+                       fits, prepare, resolve_data)
 
-#: the gradient baselines by name: (iterations, norm); their ε is bisected per sample
-BASELINES = {"fgm": (1, "inf"), "fgm-l2": (1, "2"), "ifgsm": (10, "inf"),
-             "ifgsm-l2": (10, "2")}
 DEFAULT_ATTACKS = "strattack,cw-l2,ead,ifgsm,fgm"
 DEFAULT_BATCH_SIZE = 45
 RANK_BY = ("l0", "l1", "l2", "linf")
@@ -50,21 +43,18 @@ RANK_BY = ("l0", "l1", "l2", "linf")
 
 @attrs.frozen
 class EvalAttack:
-    """One attack of the eval: its directory name, how to build it, what identifies it."""
+    """One attack of the eval: its directory name and its spec, or the name of a gradient
+    baseline (:data:`attacks.baselines.BASELINES`)."""
 
     name: str
-    build: Callable[[nn.Module, int, bool], Callable]   # (model, seed, grid) -> attack
-    identity: Dict[str, Any]                            # part of the resume key
-    files: Dict[str, str]                               # written into its run directory
-    spec: Optional[AttackSpec] = None                   # None for the gradient baselines
+    spec: Optional[AttackSpec] = None
 
-
-def _baseline(net: nn.Module, seed: int, grid: bool, *, iterations: int, norm: str):
-    return GradientAttack(net, norm=norm, iterations=iterations, seed=seed, grid=grid)
-
-
-def _admm(net: nn.Module, seed: int, grid: bool, *, spec: AttackSpec):
-    return Attack(net, spec, seed=seed, grid=grid)
+    def build(self, ready: Prepared, seed: int) -> AttackBase:
+        """The attack on the invocation's model."""
+        kw = dict(normalize=ready.normalize, seed=seed, grid=ready.grid)
+        if self.spec is None:
+            return baseline(self.name, ready.net, **kw)
+        return Attack(ready.net, self.spec, **kw)
 
 
 def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
@@ -82,17 +72,11 @@ def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
             if name in scoped:
                 raise UserError(f"--set {name}:…: {name} is a gradient baseline without a spec; "
                                 "--set applies to spec attacks only")
-            iterations, norm = BASELINES[name]
-            out.append(EvalAttack(
-                name, functools.partial(_baseline, iterations=iterations, norm=norm),
-                {"baseline": name, "iterations": iterations, "norm": norm, "search_steps": 12},
-                {}))
+            out.append(EvalAttack(name))
             continue
         spec = load_spec(name, own).spec
         label = spec.name if name.endswith(".toml") or "/" in name else name
-        out.append(EvalAttack(re.sub(r"[^\w.+-]", "_", label),
-                              functools.partial(_admm, spec=spec),
-                              {"spec": spec.to_dict()}, {"spec.toml": spec.to_toml()}, spec))
+        out.append(EvalAttack(re.sub(r"[^\w.+-]", "_", label), spec))
     dirs = [a.name for a in out]
     twice = sorted({d for d in dirs if dirs.count(d) > 1})
     if twice:
@@ -126,53 +110,49 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
     chosen_cases = parse_cases(cases)
     chosen = resolve_attacks(attacks, sets)
     ready = prepare(model=model, weights=weights, normalize=normalize, data=data, n=n,
-                    device=device,
-                    threads=threads, grid=grid)
-    images, labels, num_classes = ready.images, ready.labels, ready.num_classes
-    for a in chosen:
-        if a.spec is not None:
-            fits(a.spec, tuple(images.shape[1:]), f"--attacks {a.name}")
+                    device=device, threads=threads, grid=grid, options=options)
+    attackers = [a.build(ready, seed) for a in chosen]
     # best/worst need every other class; the average case alone only the seeded random one
     protocol = "random" if chosen_cases == ("average",) else "all"
-    index, tg = expand_targets(labels, num_classes, protocol, seed)
+    examples = checked_examples(ready, attackers[0], protocol, protocol)  # shared by all
+    for a in chosen:
+        if a.spec is not None:
+            fits(a.spec, tuple(ready.images.shape[1:]), f"--attacks {a.name}")
     batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
-    plan = Plan(images, labels, index, tg, batch)
-
-    root = RunDir(out, kind="eval")
     # -n is not part of the key: batches are image-major and checked one by one, so an eval
     # can be extended to more images (the whole data set's fingerprint identifies the data)
-    everything = resolve_data(data, None) if n is not None else (images, labels)
-    common = {"model": model, "weights": weights,
-              "model_sha256_16": model_fingerprint(ready.model), "data": data,
-              "data_sha256_16": fingerprint(*everything), "targets": protocol, "seed": seed,
-              "batch_size": batch, "grid": ready.grid, **normalized(normalize)}
-    inputs = ready.inputs(plan, options)
-    env = ready.record("admm-attack eval", plan, options)
-    top = {**env, "attacks": [a.name for a in chosen], "common": common}
-    history = ready.ranks.run_on_main(lambda: _start_eval(root, restart, top, inputs.entry))
+    everything = resolve_data(data, None) if n is not None else (ready.images, ready.labels)
+    identity = {"model": model, "weights": weights, "data": data, "targets": protocol}
+    jobs = [ready.job(attacker, examples, batch, "admm-attack eval", identity,
+                      key_head={"attack": attacker.identity()}, data=everything,
+                      record={"attack": a.name})
+            for a, attacker in zip(chosen, attackers)]
+    root = RunDir(out, kind="eval")
+    common = {k: v for k, v in jobs[0].key.items() if k != "attack"}  # what experiments read
+    top = {k: v for k, v in jobs[0].record.items() if k != "attack"}
+    top.update(attacks=[a.name for a in chosen], common=common)
+    entry = jobs[0].entry
+    history = ready.ranks.run_on_main(lambda: root.start({**top, "status": "running"},
+                                                         restart=restart, entry=entry))
     try:
-        return _run_eval(root, ready, inputs, chosen, chosen_cases, common, env, top,
-                         history or [], title_of=(model, data, protocol, seed, rank_by),
+        return _run_eval(root, ready, jobs, chosen, chosen_cases, top, entry, history or [],
+                         title_of=(model, data, protocol, seed, rank_by),
                          restart=restart, quiet=quiet, figures=figures)
     finally:
         root.unlock()
 
 
-def _run_eval(root: RunDir, ready, inputs, chosen: List[EvalAttack], chosen_cases, common,
-              env, top, history, *, title_of, restart: bool, quiet: bool,
+def _run_eval(root: RunDir, ready, jobs, chosen: List[EvalAttack], chosen_cases, top, entry,
+              history, *, title_of, restart: bool, quiet: bool,
               figures: int) -> Optional[Dict[str, Any]]:
     model, data, protocol, seed, rank_by = title_of
-    images, labels, num_classes = ready.images, ready.labels, ready.num_classes
+    images, labels = ready.images, ready.labels
+    num_classes = jobs[0].attack.classifier.num_classes
     out = root.root
     per_attack: Dict[str, Any] = {}
     costs: Dict[str, Dict[str, Any]] = {}
-    for a in chosen:
-        torch.manual_seed(seed)
-        done = run_attack(out / a.name, inputs, a.build(ready.model, seed, ready.grid),
-                          name=a.name, key={"attack": a.identity, **common},
-                          record={**env, "attack": a.name}, files=a.files, restart=restart,
-                          quiet=quiet, figures=figures,
-                          groups=a.spec.groups(tuple(images.shape[1:])) if a.spec else None)
+    for a, job in zip(chosen, jobs):
+        done = run_attack(job, out / a.name, restart=restart, quiet=quiet, figures=figures)
         if done is None:
             continue
         summ = done.summary
@@ -190,32 +170,17 @@ def _run_eval(root: RunDir, ready, inputs, chosen: List[EvalAttack], chosen_case
     title = (f"{model} on {data} ({int(images.shape[0])} images × {num_classes - 1} targets"
              if protocol == "all" else
              f"{model} on {data} ({int(images.shape[0])} images, one random target each")
-    title += f", seed {seed}, {'8-bit grid' if ready.grid else 'continuous'}; cases ranked by "
-    title += f"{rank_by})"
+    title += f", seed {seed}, {'8-bit grid' if jobs[0].grid else 'continuous'}; cases ranked "
+    title += f"by {rank_by})"
     root.write("table.md", markdown_table(rows, chosen_cases, title, costs).encode("utf-8"))
     root.write("table.csv", csv_table(rows).encode("utf-8"))
     summ = {"title": title, "cases": list(chosen_cases), "rank_by": rank_by, "rows": rows,
             "cost": costs, "images": int(images.shape[0]), "protocol": protocol,
-            "grid": ready.grid}
+            "grid": jobs[0].grid}
     root.write_json("summary.json", summ)
-    entry = {**inputs.entry, "finished": now()}
-    root.write_json(PROVENANCE, {**top, "status": "complete", "history": history + [entry]})
+    root.write_json(PROVENANCE, {**top, "status": "complete",
+                                 "history": history + [{**entry, "finished": now()}]})
     return summ
-
-
-def _start_eval(root: RunDir, restart: bool, top: Dict[str, Any],
-                entry: Dict[str, Any]) -> List[Any]:
-    """Claim and lock ``--out`` (``restart``: clear the eval's own files), record this
-    invocation; return the earlier invocations."""
-    root.claim(restart)
-    try:
-        history = (root.stored_provenance() or {}).get("history", [])
-        root.write_json(PROVENANCE, {**top, "status": "running",
-                                     "history": history + [entry]})
-    except BaseException:
-        root.unlock()
-        raise
-    return history
 
 
 # -- tables ------------------------------------------------------------------------------------

@@ -20,12 +20,13 @@ import torch
 
 from attacks.interpret.report import Comparison, map_settings, write_report
 from attacks.interpret.score import MAPS
-from attacks.runs.provenance import now
+from attacks.runs.provenance import now, run_record
 from attacks.runs.store import PROVENANCE, RunDir
 from attacks.spec_toml import load_spec
 from cli.errors import UserError
-from cli.setup import attack_sets, check_counts, fits, prepare
-from cli.solve import normalized, run_spec, target_plan
+from cli.setup import (attack_sets, batch_size_for, check_counts, checked_examples, fits,
+                       parse_targets, prepare)
+from cli.solve import DEFAULT_BATCH_SIZE, run_spec, spec_attack
 
 ALIASES = {"cam": ("cam-true", "cam-target"), "gradcam": ("gradcam-true", "gradcam-target")}
 MAP_CHOICES = ("auto",) + MAPS + tuple(ALIASES)
@@ -145,26 +146,29 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
     labels = attack_labels(specs)
 
     ready = prepare(model=model, weights=weights, normalize=normalize, data=data, n=n,
-                    device=device,
-                    threads=threads, grid=grid)
+                    device=device, threads=threads, grid=grid, options=options)
+    chosen_attacks = [spec_attack(ready, s, seed) for s in specs]
+    # one check and one set of targets for every attack (a bad --targets fails here)
+    examples = checked_examples(ready, chosen_attacks[0], parse_targets(targets, ready.labels),
+                                targets)
     for name, s in zip(names, specs):
         fits(s.spec, tuple(ready.images.shape[1:]), f"--spec {name}")
-    plan = target_plan(ready, targets, seed, batch_size)  # a bad --targets fails here
-    chosen = resolve_maps(requested, ready.model, ready.images, model)
+    chosen = resolve_maps(requested, chosen_attacks[0].classifier.model, ready.images, model)
+    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
 
-    record = {**ready.record("admm-attack explain", plan, options), "status": "running",
-              "seed": seed, "maps": chosen, "nus": nu_values, "started": now(),
+    record = {**run_record("admm-attack explain", examples.size, int(ready.images.shape[0]),
+                           **ready.context),
+              "status": "running", "seed": seed, "maps": chosen, "nus": nu_values,
+              "started": now(),
               "attacks": {lab: {"spec": name, "set": o, "spec_origin": s.origin,
                                 "run": f"attacks/{lab}", "spec_toml": s.spec.to_toml()}
                           for lab, name, o, s in zip(labels, names, overrides, specs)}}
     root = RunDir(out, kind="explain")
-    ready.ranks.run_on_main(lambda: _start(root, restart, record))
+    ready.ranks.run_on_main(lambda: root.start(record, restart=restart))
     try:
-        return _compare(root, ready, plan, specs, labels, record, chosen, nu_values,
-                        identity=dict(model=model, weights=weights, data=data, n=n,
-                                      targets=targets, **normalized(normalize)),
-                        options=options, seed=seed, restart=restart, quiet=quiet,
-                        figures=figures, figure_nu=figure_nu)
+        return _compare(root, ready, examples, batch, chosen_attacks, specs, labels, record,
+                        chosen, nu_values, targets=targets, seed=seed, restart=restart,
+                        quiet=quiet, figures=figures, figure_nu=figure_nu)
     finally:
         root.unlock()
 
@@ -174,25 +178,16 @@ REPORT_FILES = ("is_curve.csv", "is_per_example.csv", "is_curve.png", "summary.j
                 PROVENANCE)
 
 
-def _start(root: RunDir, restart: bool, record: Dict[str, Any]) -> None:
-    root.claim(restart)
-    try:
-        root.write_json(PROVENANCE, record)
-    except BaseException:
-        root.unlock()
-        raise
-
-
-def _compare(root: RunDir, ready, plan, specs, labels, record, chosen, nu_values, *,
-             identity, options, seed, restart, quiet, figures, figure_nu):
+def _compare(root: RunDir, ready, examples, batch, chosen_attacks, specs, labels, record,
+             chosen, nu_values, *, targets, seed, restart, quiet, figures, figure_nu):
     out = root.root
 
     runs, attack_summaries = {}, {}
     try:
-        for lab, loaded in zip(labels, specs):
-            done = run_spec(out / "attacks" / lab, ready, plan, loaded, "admm-attack explain",
-                            options, identity=identity, seed=seed, restart=restart,
-                            quiet=quiet, figures=0)
+        for lab, attack, loaded in zip(labels, chosen_attacks, specs):
+            done = run_spec(out / "attacks" / lab, ready, attack, examples, loaded,
+                            "admm-attack explain", batch_size=batch, targets=targets,
+                            restart=restart, quiet=quiet, figures=0)
             runs[lab] = out / "attacks" / lab
             if done is not None:  # None: a torchrun rank other than 0 (rank 0 reports)
                 attack_summaries[lab] = {k: done.summary.get(k) for k in (
@@ -204,13 +199,13 @@ def _compare(root: RunDir, ready, plan, specs, labels, record, chosen, nu_values
         raise
     if not ready.ranks.main:
         return None
-    net = ready.model
-    model, data, targets = identity["model"], identity["data"], identity["targets"]
+    net = chosen_attacks[0].classifier.model
+    model, data = ready.model_name, ready.data_name
     comp = load_comparison(runs)
     root.own(REPORT_FILES)
     summary = write_report(
         out, net, comp, maps=chosen, nus=nu_values, figures=figures, figure_nu=figure_nu,
-        batch_size=plan.batch_size, class_names=getattr(net, "class_names", None),
+        batch_size=batch, class_names=getattr(net, "class_names", None),
         title=f"{model} on {data}",
         extra={"model": model, "data": data, "targets": targets, "seed": seed,
                "attacks": attack_summaries})

@@ -1,36 +1,33 @@
 """What every command does before it attacks: check the shared options, then turn them into
-objects once — threads, torchrun ranks, device, model, data, their compatibility, the 8-bit
-grid default, targets (:func:`prepare`). Anything that does not resolve is a
-:class:`UserError` naming the option.
+objects once — threads, torchrun ranks, device, model, data (:func:`prepare`), the checked
+examples of the attack (:func:`checked_examples`) and the run's :class:`Job`. Anything that
+does not resolve is a :class:`UserError` naming the option.
 """
 
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 import torch
 from torch import Tensor, nn
 
+from attacks.base import AttackBase, Examples
+from attacks.checks import ModelOutputError
+from attacks.classifier import InputError
 from attacks.data import DataFilesMissing, load_dataset
-from attacks.grid import on_grid
-from attacks.models import ImageClassifier, load_model
-from attacks.runs import Ranks
-from attacks.runs.runner import Inputs, Plan
-from attacks.runs import distributed
-from attacks.runtime import set_threads
-from attacks.runs.provenance import environment, git_revision, now
-from attacks.checks import check_logits
-from attacks.spec import AttackSpec, SpecError
-from attacks.targets import expand_targets
 from attacks.errors import UserError
+from attacks.grid import on_grid
+from attacks.models import load_model
+from attacks.runs import Ranks, distributed
+from attacks.runs.job import Job
+from attacks.runtime import set_threads
+from attacks.spec import AttackSpec, SpecError
+from attacks.targets import TargetChoice
 from cli.errors import one_line
 
 TARGET_MODES = ("untargeted", "random", "all")
-#: how many clean images the model is checked on before any attack (finite logits, classes)
-CHECKED_IMAGES = 16
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,58 +84,38 @@ def resolve_data(name: str, n: Optional[int]) -> Tuple[Tensor, Tensor]:
         raise UserError(f"--data {name}: {e}") from None
 
 
-def check_compatible(model: nn.Module, images: Tensor, labels: Tensor, model_name: str,
-                     data_name: str) -> int:
-    """Run one image through the model; return its number of classes."""
-    shape = getattr(model, "input_shape", None)
-    if shape is not None and tuple(shape) != tuple(images.shape[1:]):
-        raise UserError(f"--model {model_name} expects images of shape {tuple(shape)} but "
-                        f"--data {data_name} has {tuple(images.shape[1:])}")
-    device = next(iter(model.parameters()), torch.empty(0)).device
+def checked_examples(ready: "Prepared", attack: AttackBase, choice: TargetChoice,
+                     targets: str) -> Examples:
+    """The one model/input check and the targets expanded once (``attack.examples``), its
+    errors worded for the options: a model that does not fit the data names ``--model`` and
+    ``--data``, bad targets ``--targets``; a warning is one line on stderr."""
+    warn = lambda text: sys.stderr.write(f"warning: {one_line(text)}\n")
     try:
-        with torch.no_grad():
-            logits = model(images[:CHECKED_IMAGES].to(device))
-    except Exception as e:  # a user model that cannot take these images
-        raise UserError(f"--model {model_name} fails on images of --data {data_name} "
-                        f"{tuple(images.shape[1:])}: {e}") from None
-    if not isinstance(logits, Tensor):
-        raise UserError(f"--model {model_name} returned {type(logits).__name__}, expected a "
-                        "tensor of logits")
-    warning = check_logits(logits.detach().float().cpu(), f"--model {model_name}")
-    if warning:
-        sys.stderr.write(f"warning: {one_line(warning)}\n")
-        # said once: the attacks' own check (attacks.classifier) would warn again
-        warnings.filterwarnings("ignore", message="the model returns probabilities")
-    k = logits.shape[1]
-    if int(labels.max()) >= k:
-        raise UserError(f"--data {data_name} has label {int(labels.max())} but --model "
-                        f"{model_name} has only {k} classes")
-    return int(k)
-
-
-def parse_targets(text: str, labels: Tensor, num_classes: int, seed: int):
-    """``(source_index, Targets)`` for ``--targets untargeted|random|all|<ints>``.
-
-    A comma list gives one target per image, or a single class for every image.
-    """
-    text = text.strip()
-    choice = text if text in TARGET_MODES else None
-    if choice is None:
-        try:
-            values = [int(v) for v in text.split(",")]
-        except ValueError:
-            raise UserError(f"--targets {text!r}: expected untargeted, random, all or a comma "
-                            "list of class indices (one per image, or one for all)") from None
-        if len(values) == 1:
-            values = values * labels.shape[0]
-        if len(values) != labels.shape[0]:
-            raise UserError(f"--targets {text!r}: {len(values)} targets for "
-                            f"{labels.shape[0]} images; give one per image or a single class")
-        choice = torch.tensor(values, dtype=torch.long)
-    try:
-        return expand_targets(labels, num_classes, choice, seed)
+        return attack.examples(ready.images, ready.labels, choice, on_warning=warn)
+    except (InputError, ModelOutputError) as e:
+        raise UserError(f"--model {ready.model_name} on --data {ready.data_name}: {e}") \
+            from None
     except ValueError as e:
-        raise UserError(f"--targets {text}: {e}") from None
+        raise UserError(f"--targets {targets}: {e}") from None
+
+
+def parse_targets(text: str, labels: Tensor) -> TargetChoice:
+    """``--targets untargeted|random|all|<ints>`` as the attacks take it: a mode, or one class
+    per image (a comma list of one per image, or a single class for every image)."""
+    text = text.strip()
+    if text in TARGET_MODES:
+        return text
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"--targets {text!r}: expected untargeted, random, all or a comma "
+                        "list of class indices (one per image, or one for all)") from None
+    if len(values) == 1:
+        values = values * labels.shape[0]
+    if len(values) != labels.shape[0]:
+        raise UserError(f"--targets {text!r}: {len(values)} targets for "
+                        f"{labels.shape[0]} images; give one per image or a single class")
+    return torch.tensor(values, dtype=torch.long)
 
 
 def check_counts(*, batch_size: Optional[int] = None, threads: Optional[int] = None,
@@ -172,48 +149,48 @@ def batch_size_for(given: Optional[int], default: int, ranks: Ranks) -> int:
 
 @attrs.frozen
 class Prepared:
-    """The resolved model, data and device of one invocation."""
+    """The resolved model, data and device of one invocation, and its provenance context."""
 
     ranks: Ranks
     device: torch.device
-    model: nn.Module
+    net: nn.Module             # the model as loaded (normalize= is the attacks')
+    normalize: Optional[tuple]
     images: Tensor
     labels: Tensor
-    num_classes: int
-    grid: bool
+    grid: Optional[bool]       # --grid as given (checked against the images)
+    model_name: str
+    weights: Optional[str]
+    data_name: str
+    n: Optional[int]
+    context: Dict[str, Any]    # options, argv, device, processes: in every provenance record
 
-    def inputs(self, plan: Plan, options: Dict[str, Any]) -> Inputs:
-        """The run layer's :class:`Inputs`, with this invocation's provenance entry."""
-        entry = {"started": now(), "git": git_revision(), "device": describe_device(self.device),
-                 "processes": self.ranks.world, "options": options}
-        return Inputs(self.model, self.device, plan, self.grid, self.ranks, entry)
+    def identity(self, targets: str) -> Dict[str, Any]:
+        """The options that name what a solve-like run attacks (part of its resume key)."""
+        return dict(model=self.model_name, weights=self.weights, data=self.data_name, n=self.n,
+                    targets=targets)
 
-    def record(self, tool: str, plan: Plan, options: Dict[str, Any]) -> Dict[str, Any]:
-        """The provenance every run of this invocation carries."""
-        return {"tool": tool, "options": options, "argv": sys.argv,
-                "device": describe_device(self.device), "processes": self.ranks.world,
-                "examples": plan.size, "images": int(self.images.shape[0]), **environment()}
+    def job(self, attack: AttackBase, examples: Examples, batch_size: int, tool: str,
+            identity: Dict[str, Any], **kw) -> Job:
+        """The run of ``attack`` on ``examples`` (see :meth:`Job.create`)."""
+        return Job.create(attack, examples, batch_size=batch_size, tool=tool,
+                          identity=identity, context=self.context, ranks=self.ranks, **kw)
 
 
 def prepare(*, model: str, weights: Optional[str], data: str, n: Optional[int], device: str,
-            normalize: Optional[tuple] = None,
-            threads: Optional[int], grid: Optional[bool]) -> Prepared:
-    """Threads, ranks, device, model, data, their compatibility and the grid, once."""
+            normalize: Optional[tuple] = None, threads: Optional[int], grid: Optional[bool],
+            options: Dict[str, Any]) -> Prepared:
+    """Threads, ranks, device, model, data and the grid option, once."""
     set_threads(threads)
     ranks = distributed.current()
     dev = resolve_device(distributed.rank_device(device, ranks))
     net = resolve_model(model, weights, dev)
-    if normalize is not None:  # (x - mean) / std in front of the model, as normalize= does
-        net = ImageClassifier(net, *normalize, input_shape=getattr(net, "input_shape", None),
-                              num_classes=getattr(net, "num_classes", None),
-                              class_names=getattr(net, "class_names", None)).to(dev)
     images, labels = resolve_data(data, n)
-    num_classes = check_compatible(net, images, labels, model, data)
-    if grid is None:  # on by default wherever the images are 8-bit (PNG-savable)
-        grid = on_grid(images)
-    elif grid and not on_grid(images):
+    if grid and not on_grid(images):
         raise UserError(f"--grid needs 8-bit images (multiples of 1/255); --data {data} is not")
-    return Prepared(ranks, dev, net, images, labels, num_classes, grid)
+    context = {"options": options, "argv": sys.argv, "device": describe_device(dev),
+               "processes": ranks.world}
+    return Prepared(ranks, dev, net, normalize, images, labels, grid, model, weights, data, n,
+                    context)
 
 
 def attack_sets(sets: List[str], names: List[str]) -> List[List[str]]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import torch
-
 from attacks.api import Attack
-from attacks.runs.runner import Finished, Plan, run_attack
-from attacks.runs.provenance import fingerprint, model_fingerprint
+from attacks.base import Examples
+from attacks.runs.runner import Finished, run_attack
 from attacks.spec_toml import LoadedSpec, load_spec
-from cli.setup import Prepared, batch_size_for, check_counts, fits, parse_targets, prepare
+from cli.setup import (Prepared, batch_size_for, check_counts, checked_examples, fits,
+                       parse_targets, prepare)
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -32,45 +31,27 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     check_counts(batch_size=batch_size, threads=threads, figures=figures)
     loaded = load_spec(spec, sets)
     ready = prepare(model=model, weights=weights, normalize=normalize, data=data, n=n,
-                    device=device,
-                    threads=threads, grid=grid)
+                    device=device, threads=threads, grid=grid, options=options)
+    attack = spec_attack(ready, loaded, seed)
+    examples = checked_examples(ready, attack, parse_targets(targets, ready.labels), targets)
     fits(loaded.spec, tuple(ready.images.shape[1:]), f"--spec {spec}")
-    plan = target_plan(ready, targets, seed, batch_size)
-    done = run_spec(out, ready, plan, loaded, "admm-attack solve", options,
-                    identity=dict(model=model, weights=weights, data=data, n=n,
-                                  targets=targets, **normalized(normalize)),
-                    seed=seed, restart=restart, quiet=quiet, figures=figures)
+    done = run_spec(out, ready, attack, examples, loaded, "admm-attack solve",
+                    batch_size=batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks),
+                    targets=targets, restart=restart, quiet=quiet, figures=figures)
     return None if done is None else done.summary
 
 
-def normalized(normalize: Optional[tuple]) -> Dict[str, Any]:
-    """The resume-key entry of ``--mean/--std`` (none without them: older keys stay valid)."""
-    return {} if normalize is None else {"normalize": [list(normalize[0]), list(normalize[1])]}
+def spec_attack(ready: Prepared, loaded: LoadedSpec, seed: int) -> Attack:
+    """The spec's attack on the invocation's model (with its --mean/--std and --grid)."""
+    return Attack(ready.net, loaded.spec, normalize=ready.normalize, seed=seed, grid=ready.grid)
 
 
-def target_plan(ready: Prepared, targets: str, seed: int, batch_size: Optional[int]) -> Plan:
-    """The examples of ``--targets`` in batches of ``--batch-size`` (default: see
-    :func:`cli.setup.batch_size_for`)."""
-    index, tg = parse_targets(targets, ready.labels, ready.num_classes, seed)
-    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
-    return Plan(ready.images, ready.labels, index, tg, batch)
-
-
-def run_spec(out: Path, ready: Prepared, plan: Plan, loaded: LoadedSpec, tool: str,
-             options: Dict[str, Any], *, identity: Dict[str, Any], seed: int, restart: bool,
+def run_spec(out: Path, ready: Prepared, attack: Attack, examples: Examples,
+             loaded: LoadedSpec, tool: str, *, batch_size: int, targets: str, restart: bool,
              quiet: bool, figures: int) -> Optional[Finished]:
-    """One spec attack as a solve-like run directory in ``out``; ``identity`` (the model,
-    data and targets options) and the fingerprints of model and data form its resume key."""
-    key = {"spec": loaded.spec.to_dict(), **identity,
-           "model_sha256_16": model_fingerprint(ready.model),
-           "data_sha256_16": fingerprint(ready.images, ready.labels), "seed": seed,
-           "batch_size": plan.batch_size, "grid": ready.grid}
-    spec_text = loaded.spec.to_toml()
-    record = {**ready.record(tool, plan, options), "spec_toml": spec_text,
-              "spec_origin": loaded.origin, "seed": seed}
-    torch.manual_seed(seed)
-    attack = Attack(ready.model, loaded.spec, seed=seed, grid=ready.grid)
-    return run_attack(out, ready.inputs(plan, options), attack, name=loaded.spec.name,
-                      key=key, record=record, files={"spec.toml": spec_text},
-                      restart=restart, quiet=quiet, figures=figures,
-                      groups=loaded.spec.groups(tuple(ready.images.shape[1:])))
+    """One spec attack as a solve-like run directory in ``out``; the model, data and
+    targets options and the fingerprints of model and data form its resume key."""
+    job = ready.job(attack, examples, batch_size, tool, ready.identity(targets),
+                    record={"spec_toml": loaded.spec.to_toml(), "spec_origin": loaded.origin,
+                            "seed": attack.seed})
+    return run_attack(job, out, restart=restart, quiet=quiet, figures=figures)

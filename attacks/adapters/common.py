@@ -8,22 +8,23 @@ import attrs
 import torch
 from torch import Tensor
 
+from attacks.base import AttackBase
 from attacks.result import AttackResult
 
 
 def check_attack(attack) -> None:
-    """``attack`` must be one of this project's attacks (it has a ``classifier``)."""
-    if not callable(attack) or not hasattr(attack, "classifier"):
+    """``attack`` must be one of this project's attacks (:class:`AttackBase`)."""
+    if not isinstance(attack, AttackBase):
         raise TypeError("attack must be one of this project's attacks, e.g. StrAttack(model) or "
                         f"CWL2(model); got {type(attack).__name__}")
 
 
-def predict(attack, images: Tensor) -> Tensor:
+def predict(attack: AttackBase, images: Tensor) -> Tensor:
     """The attacked model's classes for ``images`` (B,), on its device."""
     return attack.classifier.predict(images.to(attack.classifier.device))
 
 
-def run_attack(attack, images: Tensor, labels: Tensor, targets: Optional[Tensor] = None
+def run_attack(attack: AttackBase, images: Tensor, labels: Tensor, targets: Optional[Tensor] = None
                ) -> Tuple[Tensor, Tensor, Optional[AttackResult]]:
     """``(adversarial, success, result)`` for every image, on the model's device.
 

@@ -73,3 +73,15 @@ def fingerprint(*tensors) -> str:
 def model_fingerprint(model) -> str:
     """:func:`fingerprint` of a model's state dict (its weights and buffers)."""
     return fingerprint(*[v for _, v in sorted(model.state_dict().items())])
+
+
+def run_record(tool: str, examples: int, images: int, **context) -> Dict[str, object]:
+    """The provenance of a run: the ``tool`` that made it, its ``context`` (options, device...),
+    how many examples of how many images, and the environment."""
+    return {"tool": tool, **context, "examples": examples, "images": images, **environment()}
+
+
+def run_entry(**context) -> Dict[str, object]:
+    """One invocation's entry in a run's history: when it started, the source revision, its
+    ``context``."""
+    return {"started": now(), "git": git_revision(), **context}

@@ -290,6 +290,29 @@ class RunDir:
                             "differ); use another --out, or --restart to discard it")
         return True
 
+    def start(self, record: Dict[str, Any], *, restart: bool = False,
+              key: Optional[Dict[str, Any]] = None, entry: Optional[Dict[str, Any]] = None,
+              files: Optional[Dict[str, str]] = None, batches: int = 0) -> List[Any]:
+        """Claim and lock the directory (``restart``: clear its files) and write its
+        provenance ``record``, with this invocation's ``entry`` appended to the earlier ones
+        (``history``); return those earlier entries. With ``key`` the directory must hold the
+        same run (resume) or none (:meth:`check_resume`), its ``batches`` batch files are
+        listed in the manifest and ``files`` (name -> text) written. Unlocked on error."""
+        self.claim(restart)
+        try:
+            resuming = self.check_resume(key) if key is not None else True
+            history = (self.stored_provenance() or {}).get("history", []) \
+                if resuming and entry is not None else []
+            self.own(self.batch_name(i) for i in range(batches))
+            for name, text in (files or {}).items():
+                self.write(name, text.encode("utf-8"))
+            self.write_json(PROVENANCE, record if entry is None
+                            else {**record, "history": history + [entry]})
+        except BaseException:
+            self.unlock()
+            raise
+        return history
+
     # -- batches ----------------------------------------------------------------------------
     def batch_name(self, i: int) -> str:
         return f"batches/batch-{i:05d}.npz"
