@@ -32,7 +32,7 @@ from attacks.runs import Plan, RunDir, run_attack
 from attacks.runs.provenance import fingerprint, model_fingerprint, now
 from attacks.runs.store import PROVENANCE
 from attacks.spec import AttackSpec
-from attacks.spec_toml import load_spec
+from attacks.catalogue import load_spec
 from attacks.targets import expand_targets
 from cli.errors import UserError
 from cli.solve import normalized

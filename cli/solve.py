@@ -10,7 +10,7 @@ import torch
 from attacks.api import Attack
 from attacks.runs import Finished, Plan, run_attack
 from attacks.runs.provenance import fingerprint, model_fingerprint
-from attacks.spec_toml import LoadedSpec, load_spec
+from attacks.catalogue import LoadedSpec, load_spec
 from cli.setup import Prepared, batch_size_for, check_counts, fits, parse_targets, prepare
 
 DEFAULT_BATCH_SIZE = 16

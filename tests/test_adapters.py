@@ -235,7 +235,7 @@ def test_save_load_round_trip_and_cli_readers(mnist, tmp_path):
 
 def test_cli_run_directory_loads_equal_to_the_python_result(mnist, tmp_path):
     from cli.solve import solve
-    from attacks.spec_toml import load_spec
+    from attacks.catalogue import load_spec
     model, x, y = mnist
     sets = ["search.steps=2", "search.iterations=15", "search.rescue_iterations=0"]
     solve(spec="cw-l2", sets=sets, model="mnist-cw", weights=None, data="mnist-test20", n=3,

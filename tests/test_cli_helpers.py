@@ -96,7 +96,7 @@ def check_run_dir(out: Path, *, examples: int, figures: int = None):
 
 def test_tiny_budget_overrides_are_spec_keys():
     """The helpers' --set overrides exist in every spec that has a refine stage."""
-    from attacks.spec_toml import load_spec
+    from attacks.catalogue import load_spec
     sets = [a for a in TINY_REFINE if a != "--set"]
     spec = load_spec("strattack", sets).spec
     assert (spec.search.steps, spec.search.iterations, spec.refine.iterations) == (2, 30, 20)

@@ -364,7 +364,7 @@ def test_mean_and_std_normalise_for_the_model_like_python(tmp_path):
     from attacks.data import load_dataset
     from attacks.models import load_model
     from attacks.result import AttackResult
-    from attacks.spec_toml import load_spec
+    from attacks.catalogue import load_spec
 
     class ExpectsNormalised(nn.Module):  # a user's model taking (x - 0.5) / 0.25
         def __init__(self, net):
