@@ -134,7 +134,7 @@ class LagrangianSearch:
     """
 
     name: ClassVar[str] = "lagrangian"
-    doc: ClassVar[str] = "c the multiplier of margin + κ ≤ 0, one solve"
+    doc: ClassVar[str] = "c the multiplier of margin + κ ≤ 0"
 
     mu: float = attrs.field(default=0.3, validator=positive_number,
                             metadata=described("c += mu·(margin + κ) at every check"))
@@ -169,7 +169,7 @@ class BinarySearch:
     """
 
     name: ClassVar[str] = "binary"
-    doc: ClassVar[str] = "the paper's binary search on c, one solve per step"
+    doc: ClassVar[str] = "the paper's binary search on c"
 
     steps: int = attrs.field(default=6, validator=positive_int,
                              metadata=described("solves per example over the constant c"))

@@ -164,7 +164,7 @@ def dumps_spec(spec) -> str:
         out += ["", _header(f"[{name}]", TABLE_DOCS[name])]
         out += _table_lines(name, cls, d[name], name)
     for name, cls in SECTIONS.items():
-        out += ["", _header(f"[search.{name}]", f"mode = {toml_value(name)}: {cls.doc}")]
+        out += ["", _header(f"[search.{name}]", f"mode {toml_value(name)}: {cls.doc}")]
         out += _table_lines(name, cls, d["search"][name], f"search.{name}")
     out.append("")
     if "refine" in d:

@@ -15,7 +15,8 @@ from attacks.losses import lagrangian_margin_loss, margin
 from attacks.classifier import Classifier
 from attacks.engine import Engine, Evaluations
 from attacks.problems import term_blocks
-from attacks.spec import RefineSpec, SearchSpec, SpecError
+from attacks.spec import (BinarySearch, LagrangianSearch, RefineSpec, SearchSpec,
+                          SpecError)
 from attacks.targets import expand_targets
 
 
@@ -107,7 +108,8 @@ def test_the_model_only_ever_sees_valid_images(mnist):
     seen = RangeRecorder(model)
     StrAttack(seen, search=search, grid=False)(x, y, t)
     assert -1e-6 <= seen.lo and seen.hi <= 1 + 1e-6
-    paper = builtin_spec("strattack-paper", search=attrs.evolve(search, mode="binary", steps=2))
+    paper = builtin_spec("strattack-paper", search=attrs.evolve(
+        search, mode="binary", sections=[BinarySearch(steps=2)]))
     seen = RangeRecorder(model)
     StrAttack(seen, spec=paper, grid=False)(x, y, t)
     assert seen.lo < -1e-3 or seen.hi > 1 + 1e-3
@@ -167,7 +169,7 @@ def test_the_refine_starts_at_the_kkt_multiplier_of_its_own_problem():
     support = best.delta != 0
     a_s = a.flatten() * support.flatten()
     exact = 2 * m0 / float(a_s.norm()) ** 2  # γ = 1
-    start = float(engine._refine_c(best, support))
+    start = float(engine.refine_c(best, support))
     assert start == pytest.approx(exact, rel=0.03)
     assert float(best.c) > 1.5 * exact
 
@@ -176,8 +178,8 @@ def test_search_keys_are_validated_by_name():
     with pytest.raises(SpecError, match="search.mode"):
         SearchSpec(mode="adaptive")
     with pytest.raises(SpecError, match="mu"):
-        SearchSpec(mu=0)
-    with pytest.raises(SpecError, match="search.mu_growth_limit"):
-        SearchSpec(mu_growth_limit=0.5)
+        LagrangianSearch(mu=0)
+    with pytest.raises(SpecError, match="search.lagrangian.mu_growth_limit"):
+        LagrangianSearch(mu_growth_limit=0.5)
     with pytest.raises(SpecError, match="rescue_iterations"):
         SearchSpec(rescue_iterations=-1)
