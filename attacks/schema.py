@@ -50,7 +50,9 @@ _ARTICLE = {"number": "a number", "integer": "an integer", "boolean": "true or f
 
 def value_type(cls, name: str) -> str:
     """"number" | "integer" | "boolean" | "string": the TOML type of field ``name`` of ``cls``."""
-    annotation = str(attrs.fields_dict(cls)[name].type).replace("typing.", "")
+    declared = attrs.fields_dict(cls)[name].type  # a string under postponed annotations
+    annotation = (declared.__name__ if isinstance(declared, type) else str(declared)) \
+        .replace("typing.", "")
     if annotation.startswith("Optional[") and annotation.endswith("]"):
         annotation = annotation[len("Optional["):-1]
     return _TYPES.get(annotation, "string")
