@@ -95,7 +95,7 @@ def test_solve_edited_toml_file(tmp_path):
     text = shown.stdout.replace('name = "strattack"', 'name = "my-strattack"')
     text = text.replace("weight = 2.0", "weight = 3.5")  # τ of the group term
     default = builtin_spec("strattack").search
-    text = text.replace(f"steps = {default.section("binary").steps} ", "steps = 2 ").replace(
+    text = text.replace(f"steps = {default.section('binary').steps} ", "steps = 2 ").replace(
         f"iterations = {default.iterations} ", "iterations = 30 ", 1)
     text = text.replace("overlapping = false", "overlapping = true")
     assert text.count("weight = 3.5") == 1 and "overlapping = true" in text
