@@ -12,8 +12,9 @@ and keeps its answer where it is adversarial with a lower distortion.
 
 Only the samples still solving are evaluated (index_select between solves,
 :class:`attacks.problems.LiveRows` inside one), so finished samples cost nothing. The best
-successful candidate is tracked every ``track_every`` iterations by the spec's decision rule. Every gradient evaluation is counted in
-:class:`Evaluations` and no stage spends beyond ``search.budget`` (module :mod:`attacks.verify`).
+successful candidate is tracked every ``track_every`` iterations by the spec's decision rule.
+Every gradient evaluation is counted in :class:`Evaluations` and no stage spends beyond
+``search.budget`` (module :mod:`attacks.verify`).
 """
 
 from __future__ import annotations

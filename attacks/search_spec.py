@@ -39,9 +39,10 @@ def register_section(cls: type) -> type:
     return cls
 
 
-def described(text: str) -> Dict[str, str]:
-    """Field metadata: the one-line doc the spec writer puts next to the key."""
-    return {"doc": text}
+def setting(default: Any, doc: str, validator=None) -> Any:
+    """A field of a search section: its default, the one-line doc the spec writer puts next to
+    the key, and its validator."""
+    return attrs.field(default=default, validator=validator, metadata={"doc": doc})
 
 
 def _budget(instance, attribute, value):
@@ -136,12 +137,10 @@ class LagrangianSearch:
     name: ClassVar[str] = "lagrangian"
     doc: ClassVar[str] = "c the multiplier of margin + κ ≤ 0"
 
-    mu: float = attrs.field(default=0.3, validator=positive_number,
-                            metadata=described("c += mu·(margin + κ) at every check"))
-    mu_growth: float = attrs.field(default=2.0, validator=positive_number,
-                                   metadata=described("mu ×= this where the margin stalls (rescue)"))
-    mu_growth_limit: float = attrs.field(default=8.0, validator=positive_number,
-                                         metadata=described("mu grows to at most mu × this"))
+    mu: float = setting(0.3, "c += mu·(margin + κ) at every check", positive_number)
+    mu_growth: float = setting(2.0, "mu ×= this where the margin stalls (rescue)",
+                               positive_number)
+    mu_growth_limit: float = setting(8.0, "mu grows to at most mu × this", positive_number)
 
     def __attrs_post_init__(self):
         expect(self.mu_growth >= 1, "search.lagrangian.mu_growth", "a number >= 1",
@@ -171,14 +170,12 @@ class BinarySearch:
     name: ClassVar[str] = "binary"
     doc: ClassVar[str] = "the paper's binary search on c"
 
-    steps: int = attrs.field(default=6, validator=positive_int,
-                             metadata=described("solves per example over the constant c"))
-    growth: float = attrs.field(default=10.0, validator=positive_number,
-                                metadata=described("multiply c by this until a success bounds it"))
-    warm_start: bool = attrs.field(default=True,
-                                   metadata=described("start each solve from the best success so far"))
-    patience_tol: float = attrs.field(default=1e-3, validator=non_negative_number,
-                                      metadata=described("stop when a success improves by < this"))
+    steps: int = setting(6, "solves per example over the constant c", positive_int)
+    growth: float = setting(10.0, "multiply c by this until a success bounds it",
+                            positive_number)
+    warm_start: bool = setting(True, "start each solve from the best success so far")
+    patience_tol: float = setting(1e-3, "stop when a success improves by < this",
+                                  non_negative_number)
 
     def __attrs_post_init__(self):
         expect(self.growth > 1, "search.binary.growth", "a number > 1 (c grows by it)",

@@ -64,7 +64,8 @@ def test_provenance_records_spec_seed_options_versions(tmp_path):
     assert p["options"]["model"] == "mnist-cw" and p["options"]["data"] == "mnist-test20"
     assert p["options"]["targets"] == "random" and p["options"]["batch_size"] == 2
     spec = AttackSpec.from_dict(tomllib.loads(p["spec_toml"]))
-    assert spec.name == "strattack" and spec.search.section("binary").steps == 2 and spec.refine.iterations == 20
+    assert spec.name == "strattack" and spec.search.section("binary").steps == 2
+    assert spec.refine.iterations == 20
     assert tomllib.loads((out / "spec.toml").read_text()) == tomllib.loads(p["spec_toml"])
     assert p["spec_origin"] == "builtin:strattack"
     for pkg in ("torch", "numpy", "admm-attack"):
@@ -109,7 +110,8 @@ def test_solve_edited_toml_file(tmp_path):
     ran = AttackSpec.from_dict(tomllib.loads((out / "spec.toml").read_text()))
     groups = [t for t in ran.terms if t.kind == "group_l2"][0]
     assert groups.params["weight"] == 3.5 and groups.groups.overlapping
-    assert (ran.search.section("binary").steps, ran.search.iterations, ran.refine.iterations) == (2, 30, 20)
+    assert (ran.search.section("binary").steps, ran.search.iterations,
+            ran.refine.iterations) == (2, 30, 20)
     assert read_json(out / "provenance.json")["spec_origin"] == str(path)
 
 

@@ -99,4 +99,5 @@ def test_tiny_budget_overrides_are_spec_keys():
     from attacks.catalogue import load_spec
     sets = [a for a in TINY_REFINE if a != "--set"]
     spec = load_spec("strattack", sets).spec
-    assert (spec.search.section("binary").steps, spec.search.iterations, spec.refine.iterations) == (2, 30, 20)
+    assert (spec.search.section("binary").steps, spec.search.iterations,
+            spec.refine.iterations) == (2, 30, 20)

@@ -56,7 +56,8 @@ def test_writer_is_exact(rho, eta, growth, kappa, weight, steps, quantile, name,
                           TermSpec("group_l2", "regularizer", {"weight": weight},
                                    GroupSpec(2, 1, "full", True), name="b")],
         loss=LossSpec(kappa=kappa, c=c), eps=eps, solver=SolverSpec(rho=rho, eta=eta),
-        search=SearchSpec(sections=[BinarySearch(steps=steps, growth=growth)]), refine=RefineSpec(quantile, steps),
+        search=SearchSpec(sections=[BinarySearch(steps=steps, growth=growth)]),
+        refine=RefineSpec(quantile, steps),
         description=text)
     assert AttackSpec.from_dict(tomllib.loads(dumps_spec(spec))) == spec
 
