@@ -125,9 +125,9 @@ def test_solve_custom_formulation_from_toml_alone(tmp_path, name):
     rows, summary, arrays = check_run_dir(out, examples=3, figures=3)
     ran = AttackSpec.from_dict(tomllib.loads((out / "spec.toml").read_text()))
     shipped = tomllib.loads(path.read_text())
-    assert ran == AttackSpec.from_dict({**shipped,
-                                  "search": {**shipped["search"], "steps": 2, "iterations": 30},
-                                  "refine": {**shipped["refine"], "iterations": 20}})
+    assert ran == AttackSpec.from_dict({
+        **shipped, "search": {**shipped["search"], "iterations": 30, "binary": {"steps": 2}},
+        "refine": {**shipped["refine"], "iterations": 20}})
     if name == "sparse-group-lasso":  # the box: |δ| <= eps = 0.5
         assert np.abs(arrays["delta"]).max() <= 0.5 + 1e-6
         assert {t.kind for t in ran.terms} == {"l1", "group_l2", "squared_l2"}

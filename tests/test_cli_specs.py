@@ -204,7 +204,7 @@ def test_spec_from_dict_rejects_structural_mistakes():
         AttackSpec.from_dict({**good, "terms": [{"kind": "l1", "groups": {}}]})
     with pytest.raises(SpecError, match=r"terms: expected unique names"):
         AttackSpec.from_dict({**good, "terms": [{"kind": "l1", "name": "a"},
-                                          {"kind": "l1", "name": "a"}]})
+                                                {"kind": "l1", "name": "a"}]})
     with pytest.raises(SpecError, match=r"terms.0.groups: missing; kind group_l2 needs"):
         AttackSpec.from_dict({**good, "terms": [{"kind": "group_l2"}]})
     with pytest.raises(SpecError, match=r"solver: expected a table"):
