@@ -3,22 +3,23 @@
 
 The search: every ADMM attack takes ``budget`` (the most gradient evaluations one example may
 cost, everything counted). By default ``c`` is found inside one solve as the multiplier of
-the constraint "adversarial" (``search.mode = "lagrangian"``, :class:`attacks.spec.SearchSpec`):
-StrAttack 250 iterations (+ up to 500 for examples with no success yet) and a 200-iteration
-refine on the support above the 15% quantile; C&W-ℓ2 and EAD 450 iterations. These were chosen
-on training digits and reported on held-out ones (docs/results.md). ``strattack-paper`` pins
-the published algorithm (the binary search on ``c``, :data:`attacks.spec.PAPER_SEARCH`, and
-the paper's refine) for comparisons with the paper."""
+the constraint "adversarial" (``search.mode = "lagrangian"``,
+:class:`attacks.search_spec.LagrangianSearch`): StrAttack 250 iterations (+ up to 500 for
+examples with no success yet) and a 200-iteration refine on the support above the 15% quantile;
+C&W-ℓ2 and EAD 450 iterations. These were chosen on training digits and reported on held-out
+ones (docs/results.md). ``strattack-paper`` pins the published algorithm (the binary search on
+``c``, :data:`attacks.search_spec.PAPER_SEARCH`, and the paper's refine) for comparisons with
+the paper. Finding a spec by name (these, the shipped examples, files): :mod:`attacks.catalogue`.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Dict, Optional
 
 import attrs
 
 from attacks.spec import (PAPER_REFINE, PAPER_SEARCH, AttackSpec, GroupSpec, LossSpec,
-                          RefineSpec, SearchSpec, SolverSpec, SpecError, TermSpec)
+                          RefineSpec, SearchSpec, SolverSpec, TermSpec)
 
 #: C&W-ℓ2 and EAD have no refine stage: their one solve gets the refine's share
 DENSE_SEARCH = SearchSpec(iterations=450)
@@ -37,14 +38,9 @@ def strattack(*, tau: float = 2.0, gamma: float = 1.0, overlapping: bool = False
               solver: Optional[SolverSpec] = None, budget: Optional[int] = None) -> AttackSpec:
     """StrAttack: γ||δ||² + τ Σ_G ||δ_G||₂ s.t. valid pixels and ||δ||∞ ≤ ε (eqs. 2, 4, 16).
     ``budget``: the most gradient evaluations per example (default: none beyond the plan)."""
-    for key, value in (("tau (the group term's weight)", tau),  # γ = 0 drops the ℓ2 term
-                       ("gamma (the squared-ℓ2 term's weight)", gamma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value < 0:
-            raise SpecError(f"{key}: expected a finite number >= 0, found {value!r}")
     terms = [TermSpec("group_l2", "regularizer", {"weight": tau},
                       GroupSpec(group_size, stride, copies, overlapping), name="groups")]
-    if gamma > 0:
+    if gamma != 0:  # γ = 0 drops the ℓ2 term; the terms check their weights (>= 0)
         terms.insert(0, TermSpec("squared_l2", "distortion", {"weight": gamma}, name="l2"))
     return AttackSpec(
         name="strattack-overlap" if overlapping else "strattack", terms=terms,

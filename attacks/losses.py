@@ -49,8 +49,9 @@ def lagrangian_margin_loss(logits: Tensor, labels: Tensor, targets: Tensor, targ
     (Rockafellar's form for an inequality; Nocedal & Wright §17.4). Its slope is the
     multiplier ``λ`` corrected by ``μ`` times the violation: a constant pull of ``λ`` at the
     boundary instead of the hinge's all-or-nothing ``c``, and the method of multipliers
-    ``λ ← max(0, λ + μ·g)`` (:class:`attacks.engine.Engine`) drives ``λ`` to the constraint's
-    multiplier, the smallest ``c`` for which the exact penalty gives the constrained optimum.
+    ``λ ← max(0, λ + μ·g)`` (:class:`attacks.search.lagrangian.Multiplier`) drives ``λ`` to
+    the constraint's multiplier, the smallest ``c`` for which the exact penalty gives the
+    constrained optimum.
     ``lam`` (B,); ``mu`` a float or (B,).
     """
     g = margin(logits, labels, targets, targeted) + kappa

@@ -20,7 +20,9 @@ class LiveRows:
     """The rows of one solve's batch that are still being solved: the model runs on these
     only, so a sample that has stopped (budget spent, search done) costs no evaluation while
     the others go on. ``rows`` is None for all rows; :meth:`keep` sets it from a (B,) mask
-    (one host sync, done only where the set of running samples can change)."""
+    (one host sync, done only where the set of running samples can change). One writer: the
+    solve's tracker (:class:`attacks.search.tracker.Tracker`) calls :meth:`keep`; the loss term
+    (:func:`loss_term`) and the tracker's check read it."""
 
     def __init__(self, x0: Tensor, tg: Targets):
         self.x0, self.tg = x0, tg

@@ -1,36 +1,43 @@
-"""The spec schema: :class:`AttackSpec` <-> the nested dict of its TOML file, and ``--set``
-overrides on that dict.
+"""The dict codec of attack specs: check a nested dict (a parsed TOML document) and build the
+spec from it, write a spec back as one, and apply ``KEY=VALUE`` overrides to one.
 
-The layout mirrors :class:`attacks.spec.AttackSpec`: top-level ``name``/``description``/``eps``/
-``decision``, tables ``[loss]``, ``[solver]``, ``[search]``, ``[refine]`` (absent: no refine)
-and an array ``[[terms]]`` (``kind``, ``role``, ``name``, a ``params`` table and, for grouped
-kinds, a ``groups`` table). Keys and their types are read off the attrs classes, so a field
-added to a spec class is known here without edits.
+The layout mirrors the value types: top-level ``name``/``description``/``eps``/``decision``,
+tables ``[loss]``, ``[solver]``, ``[search]`` (with one sub-table per search,
+:data:`attacks.search_spec.SECTIONS`), ``[refine]`` (absent: no refine) and an array
+``[[terms]]`` (``kind``, ``role``, ``name``, a ``params`` table and, for grouped kinds, a
+``groups`` table). Keys and their types are read off the attrs classes, so a field added to a
+spec class is known here without edits. This module knows the value types below it
+(:mod:`attacks.spec_values`, :mod:`attacks.search_spec`), never the whole spec: the caller
+passes the class to build (:meth:`attacks.spec.AttackSpec.from_dict`).
 
-:func:`spec_from_dict` checks the data before building the spec, so every error names the key
-(``solver.rho``, ``terms.groups.params.weight``), what was expected and what was found.
-Term kinds, their parameters and whether they take groups come from
-:data:`attacks.terms.TERM_KINDS`.
+:func:`spec_from_dict` checks the structure and the types of the data, so every error names the
+key (``solver.rho``, ``terms.groups.params.weight``), what was expected and what was found; the
+rules of a term are the term's own (:func:`attacks.spec_values.check_term`).
 
 Overrides (:func:`apply_overrides`) follow the TOML layout: ``eps``, ``decision``,
-``loss.kappa``, ``solver.rho``, ``search.iterations``, ``refine.iterations``,
-``terms.<name or index>.role``, ``terms.<name>.params.<parameter>``,
+``loss.kappa``, ``solver.rho``, ``search.iterations``, ``search.binary.steps``,
+``refine.iterations``, ``terms.<name or index>.role``, ``terms.<name>.params.<parameter>``,
 ``terms.<name>.groups.<key>``. ``refine=false`` removes the refine stage, ``refine=true`` adds
 one with default settings. Values are TOML scalars (``2``, ``0.5``, ``true``, ``"l2"``); a
 value that is not valid TOML is taken as a string (``decision=l2``).
+
+The flat search keys of the older layout (``search.mu``, ``search.steps``: now
+``search.lagrangian.mu``, ``search.binary.steps``) are still read, in files and in overrides,
+with a :class:`attacks.spec_values.DeprecatedSpecKey` warning naming the new key.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import tomllib
+import warnings
 from typing import Any, Dict, Iterable, List, Tuple
 
 import attrs
 
-from attacks.spec import (ROLES, AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec,
-                          SolverSpec, SpecError, TermSpec)
+from attacks.search_spec import SECTIONS, SearchSpec
+from attacks.spec_values import (DeprecatedSpecKey, GroupSpec, LossSpec, RefineSpec,
+                                 SolverSpec, SpecError, TermSpec, describe, suggest)
 from attacks.terms import TERM_KINDS
 
 TABLES = {"loss": LossSpec, "solver": SolverSpec, "search": SearchSpec, "refine": RefineSpec}
@@ -43,27 +50,23 @@ _ARTICLE = {"number": "a number", "integer": "an integer", "boolean": "true or f
 
 def value_type(cls, name: str) -> str:
     """"number" | "integer" | "boolean" | "string": the TOML type of field ``name`` of ``cls``."""
-    annotation = str(attrs.fields_dict(cls)[name].type).replace("typing.", "")
+    declared = attrs.fields_dict(cls)[name].type  # a string under postponed annotations
+    annotation = (declared.__name__ if isinstance(declared, type) else str(declared)) \
+        .replace("typing.", "")
     if annotation.startswith("Optional[") and annotation.endswith("]"):
         annotation = annotation[len("Optional["):-1]
     return _TYPES.get(annotation, "string")
 
 
 def field_names(cls) -> List[str]:
-    return [f.name for f in attrs.fields(cls)]
+    """The keys of ``cls``'s table: its fields (a search's sub-tables, see :func:`table_keys`)."""
+    return [f.name for f in attrs.fields(cls) if f.name != "sections"]
 
 
-def describe(value: Any) -> str:
-    """A found value for an error message: ``'abc' (a string)``, ``a table``, ``2.5``."""
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return f"{value!r} (a string)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
+def table_keys(name: str) -> List[str]:
+    """Every key of the top-level table ``name``: ``[search]`` also holds a sub-table per
+    registered search."""
+    return field_names(TABLES[name]) + (list(SECTIONS) if name == "search" else [])
 
 
 def check_type(key: str, value: Any, kind: str) -> None:
@@ -74,12 +77,6 @@ def check_type(key: str, value: Any, kind: str) -> None:
           "table": isinstance(value, dict)}[kind]
     if not ok:
         raise SpecError(f"{key}: expected {_ARTICLE[kind]}, found {describe(value)}")
-
-
-def suggest(key: str, allowed) -> str:
-    """`` (did you mean 'rho'?)`` for a near miss, else ``""``."""
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _unknown(where: str, key: str, allowed, value=None) -> SpecError:
@@ -100,18 +97,55 @@ def _rekey(prefix: str, cls, err: SpecError) -> SpecError:
     return SpecError(f"{prefix}: {msg}")
 
 
-def _table(prefix: str, cls, data: Any):
-    """Build ``cls`` from a TOML table after checking keys and types."""
+def _table(prefix: str, cls, data: Any, built: Dict[str, Any] = None):
+    """Build ``cls`` from a TOML table after checking keys and types (``built``: entries
+    already built from its sub-tables)."""
     check_type(prefix, data, "table")
     names = field_names(cls)
+    allowed = names + list(built or ())
     for k, v in data.items():
         if k not in names:
-            raise _unknown(prefix, k, names, v)
+            if k not in (built or ()):
+                raise _unknown(prefix, k, allowed, v)
+            continue
         check_type(f"{prefix}.{k}", v, value_type(cls, k))
     try:
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in names}, **(built or {}))
     except SpecError as e:
         raise _rekey(prefix, cls, e) from None
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated; write {new} (the key of its search's own table)",
+                  DeprecatedSpecKey, stacklevel=4)
+
+
+def legacy_search_key(key: str, mode: Any) -> str:
+    """The section a flat ``[search]`` key of the older layout belongs to (``mu`` ->
+    ``lagrangian``), preferring the search ``mode`` runs; ``""`` when none has it."""
+    owners = [n for n, cls in SECTIONS.items() if key in field_names(cls)]
+    return mode if mode in owners else (owners[0] if owners else "")
+
+
+def _search(data: Any) -> SearchSpec:
+    """``[search]``: its own keys, one sub-table per search, and the flat keys of the older
+    layout moved into their search's sub-table (with a :class:`DeprecatedSpecKey` warning)."""
+    check_type("search", data, "table")
+    data = dict(data)
+    for key in [k for k in data if k not in field_names(SearchSpec) and k not in SECTIONS]:
+        owner = legacy_search_key(key, data.get("mode", SearchSpec().mode))
+        if owner:
+            section = data.setdefault(owner, {})
+            if isinstance(section, dict) and key in section:
+                raise SpecError(f"search.{key}: set twice, also as search.{owner}.{key}; keep "
+                                "the second")
+            _deprecated(f"search.{key}", f"search.{owner}.{key}")
+            data[owner] = {**section, key: data.pop(key)} if isinstance(section, dict) \
+                else section
+    sections = {name: _table(f"search.{name}", cls, data[name])
+                for name, cls in SECTIONS.items() if name in data}
+    return _table("search", SearchSpec, {k: v for k, v in data.items() if k not in sections},
+                  {"sections": sections} if sections else {})
 
 
 def term_label(i: int, term: Any) -> str:
@@ -121,57 +155,39 @@ def term_label(i: int, term: Any) -> str:
 
 
 def _term(i: int, data: Any) -> TermSpec:
+    """The layout of one ``[[terms]]`` table; its rules are the term's own (TermSpec)."""
     label = term_label(i, data)
     check_type(label, data, "table")
-    kinds = sorted(TERM_KINDS)
     kind = data.get("kind")
     if kind is None:
-        raise SpecError(f"{label}.kind: missing; expected one of {', '.join(kinds)}")
+        raise SpecError(f"{label}.kind: missing; expected one of {', '.join(sorted(TERM_KINDS))}")
     check_type(f"{label}.kind", kind, "string")
-    if kind not in TERM_KINDS:
-        raise SpecError(f"{label}.kind: unknown kind {kind!r}{suggest(kind, kinds)}; expected "
-                        f"one of {', '.join(kinds)}")
-    defaults, grouped = TERM_KINDS[kind].params, TERM_KINDS[kind].grouped
+    params = TERM_KINDS[kind].params if kind in TERM_KINDS else {}
     for k, v in data.items():
         if k not in TERM_KEYS:
-            if k in defaults:
+            if k in params:
                 raise SpecError(f"{label}: unknown key {k!r}; parameters of {kind} go in its "
                                 "params table ([terms.params])")
             raise _unknown(label, k, TERM_KEYS, v)
     for k in ("name", "role"):
         if k in data:
             check_type(f"{label}.{k}", data[k], "string")
-    role = data.get("role", "regularizer")
-    if role not in ROLES:
-        raise SpecError(f"{label}.role: expected one of {', '.join(ROLES)}, found {role!r}")
-    params = data.get("params", {})
-    check_type(f"{label}.params", params, "table")
-    for p, v in params.items():
-        if p not in defaults:
-            raise SpecError(f"{label}.params: unknown parameter {p!r}{suggest(p, defaults)} "
-                            f"for kind {kind}; expected among {', '.join(sorted(defaults))}")
-        check_type(f"{label}.params.{p}", v, "number")
-        if not v >= 0 or v == float("inf"):
-            raise SpecError(f"{label}.params.{p}: expected a finite number >= 0, found {v!r}")
-    groups = None
-    if "groups" in data:
-        if not grouped:
-            raise SpecError(f"{label}.groups: kind {kind} acts on single pixels and takes no "
-                            "groups table; remove it (group kinds: "
-                            f"{', '.join(k for k in kinds if TERM_KINDS[k].grouped)})")
-        groups = _table(f"{label}.groups", GroupSpec, data["groups"])
-    elif grouped:
-        raise SpecError(f"{label}.groups: missing; kind {kind} needs a groups table "
-                        "([terms.groups], may be empty for the dataset defaults)")
+    check_type(f"{label}.params", data.get("params", {}), "table")
+    groups = data.get("groups")
+    if groups is not None and kind in TERM_KINDS and TERM_KINDS[kind].grouped:
+        groups = _table(f"{label}.groups", GroupSpec, groups)
+    term = dict(kind=kind, role=data.get("role", "regularizer"),
+                params=dict(data.get("params", {})), groups=groups, name=data.get("name", ""))
     try:
-        return TermSpec(kind=kind, role=role, params=dict(params), groups=groups,
-                        name=data.get("name", ""))
-    except SpecError as e:
-        raise SpecError(f"{label}: {e}") from None
+        return TermSpec(**term)
+    except SpecError as e:  # TermSpec names itself terms.<name or kind>; here: <name or index>
+        own = TermSpec.label_of(term["name"], kind)
+        raise SpecError(label + str(e).removeprefix(own)) from None
 
 
-def spec_from_dict(data: Dict[str, Any]) -> AttackSpec:
-    """Check ``data`` (a parsed TOML document) and build the :class:`AttackSpec`.
+def spec_from_dict(cls, data: Dict[str, Any]):
+    """Check ``data`` (a parsed TOML document) and build the spec ``cls`` (an
+    :class:`attacks.spec.AttackSpec`) from it.
 
     Raises :class:`SpecError` naming the key, the expectation and what was found.
     """
@@ -184,7 +200,7 @@ def spec_from_dict(data: Dict[str, Any]) -> AttackSpec:
         raise SpecError('name: missing; every spec needs a name (name = "my-attack")')
     for k in TOP_KEYS:
         if k in data:
-            check_type(k, data[k], value_type(AttackSpec, k))
+            check_type(k, data[k], value_type(cls, k))
     terms = data.get("terms")
     if terms is None:
         raise SpecError("terms: missing; expected at least one [[terms]] table")
@@ -194,20 +210,21 @@ def spec_from_dict(data: Dict[str, Any]) -> AttackSpec:
         raise SpecError(f"terms: expected at least one [[terms]] table, found {describe(terms)}")
     built = {k: data[k] for k in TOP_KEYS if k in data}
     built["terms"] = [_term(i, t) for i, t in enumerate(terms)]
-    for name, cls in TABLES.items():
+    for name, table in TABLES.items():
         if name in data:
-            built[name] = _table(name, cls, data[name])
-    return AttackSpec(**built)  # its own errors name top-level keys (eps, decision, terms)
+            built[name] = _search(data[name]) if name == "search" else \
+                _table(name, table, data[name])
+    return cls(**built)  # its own errors name top-level keys (eps, decision, terms)
 
 
 def _plain(obj) -> Dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in attrs.fields(type(obj))
-            if getattr(obj, f.name) is not None}
+    return {name: getattr(obj, name) for name in field_names(type(obj))
+            if getattr(obj, name) is not None}
 
 
-def spec_to_dict(spec: AttackSpec) -> Dict[str, Any]:
-    """The TOML document of ``spec`` (absent optional values are left out; term parameters are
-    written in full, defaults included, so they can be edited)."""
+def spec_to_dict(spec) -> Dict[str, Any]:
+    """The TOML document of ``spec`` (absent optional values are left out; term parameters and
+    every search's section are written in full, defaults included, so they can be edited)."""
     out: Dict[str, Any] = {"name": spec.name, "description": spec.description}
     if spec.eps is not None:
         out["eps"] = spec.eps
@@ -223,7 +240,8 @@ def spec_to_dict(spec: AttackSpec) -> Dict[str, Any]:
         terms.append(d)
     out["terms"] = terms
     out["solver"] = _plain(spec.solver)
-    out["search"] = _plain(spec.search)
+    out["search"] = {**_plain(spec.search),
+                     **{name: _plain(spec.search.section(name)) for name in SECTIONS}}
     if spec.refine is not None:
         out["refine"] = _plain(spec.refine)
     return out
@@ -294,6 +312,24 @@ def _set_term(data: Dict[str, Any], parts: list, key: str, value: Any) -> None:
     table[rest[0]] = value
 
 
+def _known_key(key: str, name: str, where: str, names: List[str]) -> None:
+    if name not in names:
+        raise SpecError(f"--set {key}: unknown key {name!r}{suggest(name, names)} "
+                        f"in [{where}]; expected one of {', '.join(names)}")
+
+
+def _set_key(data: Dict[str, Any], tables: List[str], key: str, value: Any,
+             names: List[str]) -> None:
+    """Set ``data[tables...][name] = value``, the last part of ``key``, among ``names``."""
+    where = ".".join(tables)
+    _known_key(key, key.rsplit(".", 1)[1], where, names)
+    for table in tables:
+        data = data.setdefault(table, {})
+        if not isinstance(data, dict):
+            raise SpecError(f"--set {key}: [{where}] is not a table")
+    data[key.rsplit(".", 1)[1]] = value
+
+
 def apply_override(data: Dict[str, Any], key: str, value: Any) -> None:
     """Set ``key`` (dotted) to ``value`` in ``data`` in place; SpecError if no such key."""
     parts = key.split(".")
@@ -308,23 +344,24 @@ def apply_override(data: Dict[str, Any], key: str, value: Any) -> None:
         else:
             raise SpecError(f"--set refine: expected true or false, found {value!r} "
                             "(or set refine.<key>)")
+    elif head == "search" and len(parts) == 2 and parts[1] not in field_names(SearchSpec) \
+            and legacy_search_key(parts[1], data.get("search", {}).get("mode")):
+        owner = legacy_search_key(parts[1], data.get("search", {}).get("mode"))
+        _deprecated(f"--set {key}", f"--set search.{owner}.{parts[1]}")
+        apply_override(data, f"search.{owner}.{parts[1]}", value)
     elif head in TABLES and len(parts) == 2:
-        names = field_names(TABLES[head])
-        if parts[1] not in names:
-            raise SpecError(f"--set {key}: unknown key {parts[1]!r}{suggest(parts[1], names)} "
-                            f"in [{head}]; expected one of {', '.join(names)}")
         if head == "refine" and "refine" not in data:
+            _known_key(key, parts[1], head, field_names(RefineSpec))
             raise SpecError(f"--set {key}: this spec has no refine stage; add it with "
                             "--set refine=true (or a [refine] table)")
-        table = data.setdefault(head, {})
-        if not isinstance(table, dict):
-            raise SpecError(f"--set {key}: [{head}] is not a table")
-        table[parts[1]] = value
+        _set_key(data, [head], key, value, field_names(TABLES[head]))
+    elif head == "search" and len(parts) == 3 and parts[1] in SECTIONS:
+        _set_key(data, parts[:2], key, value, field_names(SECTIONS[parts[1]]))
     elif head == "terms":
         _set_term(data, parts, key, value)
     else:
-        known = list(TOP_KEYS) + [f"{t}.<key>" for t in TABLES] + ["refine",
-                                                                   "terms.<name>.<key>"]
+        known = list(TOP_KEYS) + [f"{t}.<key>" for t in TABLES] + [
+            f"search.{name}.<key>" for name in SECTIONS] + ["refine", "terms.<name>.<key>"]
         raise SpecError(f"--set {key}: unknown key; expected one of {', '.join(known)}")
 
 

@@ -1,5 +1,6 @@
-"""Attack specs as TOML files: read one (a path, TOML text, a built-in name or a shipped
-example) and write one as commented TOML (an exact writer for the fixed spec layout).
+"""Attack specs as TOML files: read one (a path or TOML text) and write one as commented TOML
+(an exact writer for the fixed spec layout). Finding a spec by name (a built-in, a shipped
+example): :mod:`attacks.catalogue`.
 
 ``loads(dumps_spec(s))`` gives back ``s``: floats are written with ``repr`` (shortest exact
 form), integers as integers, strings as TOML basic strings. Every key carries a short comment;
@@ -7,8 +8,8 @@ optional values that are absent (``eps``, ``loss.c``, group ``size``/``stride``,
 ``[refine]`` table) are shown as commented-out lines so a person sees what can be set. The
 comments of term kinds and their parameters come from :data:`attacks.terms.TERM_KINDS`.
 
-Shipped example specs (formulations that are none of the built-ins, written only as TOML) live
-in ``attacks/specs/*.toml``; :func:`load_spec` finds them by name.
+Like the dict codec (:mod:`attacks.schema`), this module works on the value types below the
+whole spec and is handed the spec class to build (:meth:`attacks.spec.AttackSpec.from_toml`).
 """
 
 from __future__ import annotations
@@ -18,18 +19,15 @@ import math
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Tuple, Union
+from typing import Any, Dict, List, Union
 
 import attrs
-import tomlkit
 
-from attacks.builtin import BUILTIN, builtin_spec
-from attacks.schema import apply_overrides, field_names, spec_from_dict, spec_to_dict
-from attacks.spec import (AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec, SolverSpec,
-                          SpecError)
+from attacks.schema import field_names, spec_from_dict, spec_to_dict
+from attacks.search_spec import SECTIONS, SearchSpec
+from attacks.spec_values import GroupSpec, LossSpec, RefineSpec, SolverSpec, SpecError
 from attacks.terms import TERM_KINDS
 
-SPEC_DIR = Path(__file__).resolve().parent / "specs"
 #: the most a spec file may hold: a spec is a few hundred bytes (guards against /dev/zero)
 MAX_SPEC_BYTES = 1 << 20
 
@@ -52,17 +50,10 @@ DOCS: Dict[str, str] = {
     "solver.eta": "linearisation η; η_k = eta·√k with the sqrt schedule",
     "solver.eta_schedule": "sqrt | constant",
     "solver.adaptive_rho": "residual balancing of ρ",
-    "search.mode": "lagrangian (c a multiplier, one solve) | binary (paper)",
+    "search.mode": "the search that runs: its table [search.<mode>] below",
     "search.iterations": "ADMM iterations of the solve (binary: of each step)",
     "search.track_every": "test the candidate for success every N iterations",
     "search.rescue_iterations": "more iterations for examples with no success yet",
-    "search.mu": "lagrangian: c += mu·(margin + κ) at every check",
-    "search.mu_growth": "lagrangian: mu ×= this where the margin stalls (rescue)",
-    "search.mu_growth_limit": "lagrangian: mu grows to at most mu × this",
-    "search.steps": "binary: solves per example over the constant c",
-    "search.growth": "binary: multiply c by this until a success bounds it",
-    "search.warm_start": "binary: start each solve from the best success so far",
-    "search.patience_tol": "binary: stop when a success improves by < this",
     "search.budget": "most gradient evaluations per example, all stages",
     "refine.quantile": "zero |δ| below this quantile of the non-zeros (eq. 19)",
     "refine.iterations": "ADMM iterations of the fixed-support re-solve (eq. 20)",
@@ -111,6 +102,10 @@ def key_doc(doc_key: str, kind: str = "") -> str:
     if doc_key.startswith("terms.params.") and kind in TERM_KINDS:
         param = TERM_KINDS[kind].params.get(doc_key.removeprefix("terms.params."))
         return param.doc if param else ""
+    section, _, name = doc_key.removeprefix("search.").partition(".")
+    if doc_key.startswith("search.") and section in SECTIONS and name:
+        field = attrs.fields_dict(SECTIONS[section]).get(name)
+        return field.metadata.get("doc", "") if field else ""
     return DOCS.get(doc_key, "")
 
 
@@ -144,7 +139,7 @@ def _header(title: str, doc: str) -> str:
     return f"{title.ljust(_COMMENT_COLUMN)}# {doc}" if doc else title
 
 
-def dumps_spec(spec: AttackSpec) -> str:
+def dumps_spec(spec) -> str:
     """The spec as a TOML document with comments (see the module docstring)."""
     d = spec_to_dict(spec)
     out = [f"# Attack spec {spec.name!r} for admm-attack (docs/tutorial-spec.md).",
@@ -168,6 +163,9 @@ def dumps_spec(spec: AttackSpec) -> str:
     for name, cls in (("solver", SolverSpec), ("search", SearchSpec)):
         out += ["", _header(f"[{name}]", TABLE_DOCS[name])]
         out += _table_lines(name, cls, d[name], name)
+    for name, cls in SECTIONS.items():
+        out += ["", _header(f"[search.{name}]", f"mode {toml_value(name)}: {cls.doc}")]
+        out += _table_lines(name, cls, d["search"][name], f"search.{name}")
     out.append("")
     if "refine" in d:
         out.append(_header("[refine]", TABLE_DOCS["refine"]))
@@ -180,11 +178,6 @@ def dumps_spec(spec: AttackSpec) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def example_specs() -> Dict[str, Path]:
-    """Name (file stem) -> path of every shipped ``*.toml`` spec, sorted by name."""
-    return {p.stem: p for p in sorted(SPEC_DIR.glob("*.toml"))}
-
-
 def read_toml(path: Path) -> Dict[str, Any]:
     """The parsed TOML file ``path``; a :class:`SpecError` naming the file otherwise."""
     path = Path(path)
@@ -207,8 +200,9 @@ def read_toml(path: Path) -> Dict[str, Any]:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
 
 
-def read_spec(source: Union[Path, str]) -> AttackSpec:
-    """A spec from a TOML file (a :class:`Path`) or from TOML text (a ``str``)."""
+def read_spec(cls, source: Union[Path, str]):
+    """A spec ``cls`` (an :class:`attacks.spec.AttackSpec`) from a TOML file (a :class:`Path`)
+    or from TOML text (a ``str``)."""
     if isinstance(source, Path):
         data, label = read_toml(source), str(source)
     else:
@@ -217,63 +211,6 @@ def read_spec(source: Union[Path, str]) -> AttackSpec:
         except tomllib.TOMLDecodeError as e:
             raise SpecError(f"not valid TOML: {e}") from None
     try:
-        return spec_from_dict(data)
+        return spec_from_dict(cls, data)
     except SpecError as e:
         raise SpecError(f"{label}: {e}") from None
-
-
-@attrs.frozen
-class LoadedSpec:
-    """A spec found by name, with where it came from and the overrides applied to it."""
-
-    spec: AttackSpec
-    origin: str          # "builtin:strattack", "example:<name>" or the file path
-    overrides: Tuple[str, ...] = ()
-    path: Union[Path, None] = None   # the file read, for example specs and files
-
-
-def _source(name: str) -> Tuple[Dict[str, Any], str, str, Union[Path, None]]:
-    """(data, origin, label for errors, file) of a spec name or path."""
-    looks_like_path = name.endswith(".toml") or "/" in name or "\\" in name
-    if not looks_like_path:
-        if name in BUILTIN:
-            return (spec_to_dict(builtin_spec(name)), f"builtin:{name}", f"built-in spec {name}",
-                    None)
-        examples = example_specs()
-        if name in examples:
-            path = examples[name]
-            return read_toml(path), f"example:{name}", str(path), path
-        if not Path(name).is_file():
-            raise SpecError(
-                f"unknown spec {name!r}: expected a built-in name ({', '.join(BUILTIN)}), a "
-                f"shipped example ({', '.join(examples) or 'none'}) or a path to a .toml file")
-    path = Path(name).expanduser()
-    return read_toml(path), str(path), str(path), path
-
-
-def load_spec(name: str, overrides: Iterable[str] = ()) -> LoadedSpec:
-    """The validated spec named by ``name`` (a built-in, a shipped example or a TOML file)
-    with ``KEY=VALUE`` ``overrides`` applied; every error is a :class:`SpecError` naming the
-    file and the key."""
-    overrides = tuple(overrides)
-    data, origin, label, path = _source(name)
-    data = apply_overrides(data, overrides)
-    try:
-        spec = spec_from_dict(data)
-    except SpecError as e:
-        via = " (after --set)" if overrides else ""
-        raise SpecError(f"{label}{via}: {e}") from None
-    return LoadedSpec(spec, origin, overrides, path)
-
-
-def rewrite_toml(text: str, overrides: Iterable[str]) -> str:
-    """``text`` (a spec's TOML) with ``KEY=VALUE`` ``overrides`` applied in place: the user's
-    comments, order and layout are kept (tomlkit), only the values set change. The result is
-    validated like any spec file."""
-    try:
-        doc = tomlkit.parse(text)
-    except tomlkit.exceptions.ParseError as e:
-        raise SpecError(f"not valid TOML: {e}") from None
-    doc = apply_overrides(doc, overrides)
-    spec_from_dict(doc.unwrap())
-    return tomlkit.dumps(doc)

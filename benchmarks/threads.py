@@ -28,7 +28,7 @@ import benchutil as common
 from attacks import StrAttack
 from attacks.models import load_model
 from attacks.runtime import TORCH_DEFAULT_THREADS, default_threads
-from attacks.spec import SearchSpec
+from attacks.spec import BinarySearch, SearchSpec
 
 COLUMNS = ("load", "threads", "seconds", "rounds", "loadavg")
 
@@ -51,7 +51,8 @@ def solve_seconds(threads: int, n: int, steps: int, iterations: int, rounds: int
     torch.set_num_threads(threads)
     model = load_model("mnist-cw")
     x, y, _ = common.examples("mnist-test20", n, torch.device("cpu"))
-    attack = StrAttack(model, refine=False, search=SearchSpec(steps=steps, iterations=iterations))
+    attack = StrAttack(model, refine=False, search=SearchSpec(
+        iterations=iterations, sections=[BinarySearch(steps=steps)]))
     attack(x[:1], y[:1], targets="random")  # warm-up
     times = []
     for _ in range(rounds):

@@ -31,7 +31,7 @@ from attacks.runs.runner import run_attack
 from attacks.runs.provenance import now
 from attacks.runs.store import PROVENANCE
 from attacks.spec import AttackSpec
-from attacks.spec_toml import load_spec
+from attacks.catalogue import load_spec
 from cli.errors import UserError
 from cli.setup import (Prepared, attack_sets, batch_size_for, check_counts, checked_examples,
                        fits, prepare, resolve_data)

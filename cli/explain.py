@@ -22,7 +22,7 @@ from attacks.interpret.report import Comparison, map_settings, write_report
 from attacks.interpret.score import MAPS
 from attacks.runs.provenance import now, run_record
 from attacks.runs.store import PROVENANCE, RunDir
-from attacks.spec_toml import load_spec
+from attacks.catalogue import load_spec
 from cli.errors import UserError
 from cli.setup import (attack_sets, batch_size_for, check_counts, checked_examples, fits,
                        parse_targets, prepare)

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from attacks.builtin import BUILTIN, builtin_spec
-from attacks.spec_toml import example_specs, load_spec, rewrite_toml
+from attacks.catalogue import example_specs, load_spec, rewrite_toml
 from cli.errors import UserError
 
 

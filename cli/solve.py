@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from attacks.api import Attack
 from attacks.base import Examples
 from attacks.runs.runner import Finished, run_attack
-from attacks.spec_toml import LoadedSpec, load_spec
+from attacks.catalogue import LoadedSpec, load_spec
 from cli.setup import (Prepared, batch_size_for, check_counts, checked_examples, fits,
                        parse_targets, prepare)
 

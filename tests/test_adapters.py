@@ -18,7 +18,7 @@ from attacks.grid import on_grid
 from attacks.models import load_model
 from attacks.spec import SearchSpec
 
-SEARCH = SearchSpec(steps=3, iterations=20, rescue_iterations=0)
+SEARCH = SearchSpec(iterations=20, rescue_iterations=0)
 TINY = dict(search=SEARCH, refine=False)
 MEAN, STD = 0.1307, 0.3081
 
@@ -354,9 +354,9 @@ def test_save_load_round_trip_and_cli_readers(mnist, tmp_path):
 
 def test_cli_run_directory_loads_equal_to_the_python_result(mnist, tmp_path):
     from cli.solve import solve
-    from attacks.spec_toml import load_spec
+    from attacks.catalogue import load_spec
     model, x, y = mnist
-    sets = ["search.steps=2", "search.iterations=15", "search.rescue_iterations=0"]
+    sets = ["search.binary.steps=2", "search.iterations=15", "search.rescue_iterations=0"]
     solve(spec="cw-l2", sets=sets, model="mnist-cw", weights=None, data="mnist-test20", n=3,
           targets="random", device="cpu", batch_size=16, seed=0, out=tmp_path / "run",
           figures=0, restart=False, quiet=True)

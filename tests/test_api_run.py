@@ -11,7 +11,7 @@ from attacks import Attack
 from attacks.data import load_dataset
 from attacks.models import load_model
 from attacks.result import AttackResult
-from attacks.spec_toml import load_spec
+from attacks.catalogue import load_spec
 from test_cli_helpers import TINY, check_run_dir, invoke, read_json
 
 SETS = [a for a in TINY if a != "--set"]

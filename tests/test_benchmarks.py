@@ -22,7 +22,7 @@ from attacks.models import load_model  # noqa: E402
 from attacks.spec import SearchSpec  # noqa: E402
 from attacks.targets import expand_targets  # noqa: E402
 
-TINY = SearchSpec(steps=1, iterations=10, rescue_iterations=0)
+TINY = SearchSpec(iterations=10, rescue_iterations=0)
 TINY_ATTACKS = {"strattack": lambda m: StrAttack(m, search=TINY, refine=False),
                 "cw-l2": lambda m: CWL2(m, search=TINY),
                 "fgm": lambda m: FGM(m)}

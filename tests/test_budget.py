@@ -68,7 +68,8 @@ def test_budget_is_honoured_exactly_per_example(make, budget):
 def test_strattack_paper_is_the_published_search():
     spec = builtin_spec("strattack-paper")
     assert spec.search == PAPER_SEARCH and spec.search.mode == "binary"
-    assert (spec.search.steps, spec.search.iterations, spec.search.rescue_iterations) == \
+    search = spec.search
+    assert (search.section("binary").steps, search.iterations, search.rescue_iterations) == \
         (6, 200, 400)
     assert spec.refine == PAPER_REFINE and (spec.refine.quantile, spec.refine.iterations) == \
         (0.03, 400)

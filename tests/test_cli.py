@@ -15,7 +15,7 @@ import torch
 
 import attacks.runs.runner
 from attacks.builtin import builtin_spec
-from attacks.schema import spec_from_dict
+from attacks.spec import AttackSpec
 import tomllib
 from test_cli_helpers import (FAST, ROOT, TINY, TINY_REFINE, check_run_dir, invoke, read_csv,
                               read_json)
@@ -63,8 +63,9 @@ def test_provenance_records_spec_seed_options_versions(tmp_path):
     assert p["options"]["set"] == [a for a in TINY_REFINE if a != "--set"]
     assert p["options"]["model"] == "mnist-cw" and p["options"]["data"] == "mnist-test20"
     assert p["options"]["targets"] == "random" and p["options"]["batch_size"] == 2
-    spec = spec_from_dict(tomllib.loads(p["spec_toml"]))
-    assert spec.name == "strattack" and spec.search.steps == 2 and spec.refine.iterations == 20
+    spec = AttackSpec.from_dict(tomllib.loads(p["spec_toml"]))
+    assert spec.name == "strattack" and spec.search.section("binary").steps == 2
+    assert spec.refine.iterations == 20
     assert tomllib.loads((out / "spec.toml").read_text()) == tomllib.loads(p["spec_toml"])
     assert p["spec_origin"] == "builtin:strattack"
     for pkg in ("torch", "numpy", "admm-attack"):
@@ -95,7 +96,7 @@ def test_solve_edited_toml_file(tmp_path):
     text = shown.stdout.replace('name = "strattack"', 'name = "my-strattack"')
     text = text.replace("weight = 2.0", "weight = 3.5")  # τ of the group term
     default = builtin_spec("strattack").search
-    text = text.replace(f"steps = {default.steps} ", "steps = 2 ").replace(
+    text = text.replace(f"steps = {default.section('binary').steps} ", "steps = 2 ").replace(
         f"iterations = {default.iterations} ", "iterations = 30 ", 1)
     text = text.replace("overlapping = false", "overlapping = true")
     assert text.count("weight = 3.5") == 1 and "overlapping = true" in text
@@ -106,10 +107,11 @@ def test_solve_edited_toml_file(tmp_path):
     assert r.exit_code == 0, r.output
     rows, summary, _ = check_run_dir(out, examples=3)
     assert summary["attack"] == "my-strattack"
-    ran = spec_from_dict(tomllib.loads((out / "spec.toml").read_text()))
+    ran = AttackSpec.from_dict(tomllib.loads((out / "spec.toml").read_text()))
     groups = [t for t in ran.terms if t.kind == "group_l2"][0]
     assert groups.params["weight"] == 3.5 and groups.groups.overlapping
-    assert (ran.search.steps, ran.search.iterations, ran.refine.iterations) == (2, 30, 20)
+    assert (ran.search.section("binary").steps, ran.search.iterations,
+            ran.refine.iterations) == (2, 30, 20)
     assert read_json(out / "provenance.json")["spec_origin"] == str(path)
 
 
@@ -121,11 +123,11 @@ def test_solve_custom_formulation_from_toml_alone(tmp_path, name):
     r = solve(out, "--figures", 3, spec=str(path), n=3)
     assert r.exit_code == 0, r.output
     rows, summary, arrays = check_run_dir(out, examples=3, figures=3)
-    ran = spec_from_dict(tomllib.loads((out / "spec.toml").read_text()))
+    ran = AttackSpec.from_dict(tomllib.loads((out / "spec.toml").read_text()))
     shipped = tomllib.loads(path.read_text())
-    assert ran == spec_from_dict({**shipped,
-                                  "search": {**shipped["search"], "steps": 2, "iterations": 30},
-                                  "refine": {**shipped["refine"], "iterations": 20}})
+    assert ran == AttackSpec.from_dict({
+        **shipped, "search": {**shipped["search"], "iterations": 30, "binary": {"steps": 2}},
+        "refine": {**shipped["refine"], "iterations": 20}})
     if name == "sparse-group-lasso":  # the box: |δ| <= eps = 0.5
         assert np.abs(arrays["delta"]).max() <= 0.5 + 1e-6
         assert {t.kind for t in ran.terms} == {"l1", "group_l2", "squared_l2"}
@@ -269,7 +271,7 @@ def test_untargeted_and_explicit_targets(tmp_path):
 
 def test_targets_all_expands_every_other_class(tmp_path):
     out = tmp_path / "all"
-    r = invoke("solve", "--spec", "cw-l2", *FAST, "--set", "search.steps=1", "--set",
+    r = invoke("solve", "--spec", "cw-l2", *FAST, "--set", "search.binary.steps=1", "--set",
                "search.iterations=10", "-n", 1, "--targets", "all", "--batch-size", 9,
                "--figures", 0, "--out", out)
     assert r.exit_code == 0, r.output
@@ -369,7 +371,7 @@ def test_grid_is_on_by_default_and_pngs_reload_as_verified_successes(tmp_path):
     r = CliRunner().invoke(app, ["solve", "--spec", "strattack", "--model", "mnist-cw",
                                  "--data", "mnist-test20", "-n", "3", "--targets", "random",
                                  "--threads", "1", "-q", "--out", str(out),
-                                 "--set", "search.steps=3", "--set", "search.iterations=60",
+                                 "--set", "search.binary.steps=3", "--set", "search.iterations=60",
                                  "--set", "refine.iterations=40"])
     assert r.exit_code == 0, r.output
     summary = json.loads((out / "summary.json").read_text())

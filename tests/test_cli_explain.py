@@ -14,7 +14,7 @@ from test_cli_helpers import assert_user_error
 from test_cli_helpers import invoke, read_csv, read_json
 
 # every attack of these tests takes about a second on one core
-TINY = ["--set", "search.steps=3", "--set", "search.iterations=40",
+TINY = ["--set", "search.binary.steps=3", "--set", "search.iterations=40",
         "--set", "search.rescue_iterations=0", "--set", "strattack:refine.iterations=10"]
 BASE = ["--data", "mnist-test20", "--threads", "1", "-q"]
 NUS = [30.0, 60.0, 90.0]
@@ -152,7 +152,7 @@ def test_cam_on_a_gap_model_and_its_overlays(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "gap"
     r = explain(out, "--attacks", "cw-l2", "--maps", "cam,asm", "--figures", 1,
-                "--set", "search.steps=2", "--set", "search.iterations=30",
+                "--set", "search.binary.steps=2", "--set", "search.iterations=30",
                 model="tiny_gap:make", n=2)
     assert r.exit_code == 0, r.output
     s = read_json(out / "summary.json")
@@ -171,8 +171,9 @@ def test_cam_on_a_gap_model_and_its_overlays(tmp_path, monkeypatch):
     (["--nus", "30,x"], ["--nus", "'x' is not a number"]),
     (["--attacks", "strattack,,cw-l2"], ["--attacks", "without empty entries"]),
     (["--attacks", "strattack,cw-l3"], ["unknown spec 'cw-l3'"]),
-    (["--set", "search.steps=0"], ["search.steps"]),
-    (["--set", "cw-l3:search.steps=2"], ["--set cw-l3:search.steps=2", "no attack 'cw-l3'"]),
+    (["--set", "search.binary.steps=0"], ["search.binary.steps"]),
+    (["--set", "cw-l3:search.binary.steps=2"],
+     ["--set cw-l3:search.binary.steps=2", "no attack 'cw-l3'"]),
     (["--set", "cw-l2:refine.iterations=5"], ["--set refine.iterations", "no refine stage"]),
     (["--targets", "untargeted"], ["--targets untargeted", "target class"]),
     (["--targets", "1,2,3"], ["3 targets for 2 images"]),

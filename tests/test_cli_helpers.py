@@ -15,7 +15,7 @@ from cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
 # tiny budgets: every solve in the CLI tests takes about a second on one core
-TINY = ["--set", "search.steps=2", "--set", "search.iterations=30"]
+TINY = ["--set", "search.binary.steps=2", "--set", "search.iterations=30"]
 TINY_REFINE = TINY + ["--set", "refine.iterations=20"]
 FAST = ["--model", "mnist-cw", "--data", "mnist-test20", "--targets", "random",
         "--threads", "1", "-q"]
@@ -96,7 +96,8 @@ def check_run_dir(out: Path, *, examples: int, figures: int = None):
 
 def test_tiny_budget_overrides_are_spec_keys():
     """The helpers' --set overrides exist in every spec that has a refine stage."""
-    from attacks.spec_toml import load_spec
+    from attacks.catalogue import load_spec
     sets = [a for a in TINY_REFINE if a != "--set"]
     spec = load_spec("strattack", sets).spec
-    assert (spec.search.steps, spec.search.iterations, spec.refine.iterations) == (2, 30, 20)
+    assert (spec.search.section("binary").steps, spec.search.iterations,
+            spec.refine.iterations) == (2, 30, 20)

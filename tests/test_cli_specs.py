@@ -12,10 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attacks.builtin import BUILTIN, builtin_spec
-from attacks.spec import (SAFE_NAME, AttackSpec, GroupSpec, LossSpec, RefineSpec, SearchSpec,
-                          SolverSpec, SpecError, TermSpec)
+from attacks.spec import (SAFE_NAME, AttackSpec, BinarySearch, GroupSpec, LossSpec, RefineSpec,
+                          SearchSpec, SolverSpec, SpecError, TermSpec)
 from attacks.schema import apply_overrides, parse_value
-from attacks.schema import spec_from_dict, spec_to_dict
 from attacks.spec_toml import dumps_spec, toml_value
 import tomllib
 from test_cli_helpers import ROOT, invoke
@@ -28,7 +27,7 @@ SPEC_DIR = ROOT / "attacks" / "specs"
 def test_builtin_specs_round_trip_through_toml(name):
     spec = builtin_spec(name)
     text = dumps_spec(spec)
-    assert spec_from_dict(tomllib.loads(text)) == spec
+    assert AttackSpec.from_dict(tomllib.loads(text)) == spec
     assert all(len(line) <= 88 or line.startswith("description")
                for line in text.splitlines())
 
@@ -38,7 +37,7 @@ def test_variants_round_trip():
                               copies="full", kappa=1.5),
                  builtin_spec("ead", beta=1e-5, decision="l1", refine=True),
                  attrs.evolve(builtin_spec("cw-l2"), description='quotes " and \\ and\ttab')):
-        assert spec_from_dict(tomllib.loads(dumps_spec(spec))) == spec
+        assert AttackSpec.from_dict(tomllib.loads(dumps_spec(spec))) == spec
 
 
 finite = st.floats(min_value=1e-12, max_value=1e12, allow_nan=False, allow_infinity=False)
@@ -57,9 +56,10 @@ def test_writer_is_exact(rho, eta, growth, kappa, weight, steps, quantile, name,
                           TermSpec("group_l2", "regularizer", {"weight": weight},
                                    GroupSpec(2, 1, "full", True), name="b")],
         loss=LossSpec(kappa=kappa, c=c), eps=eps, solver=SolverSpec(rho=rho, eta=eta),
-        search=SearchSpec(steps=steps, growth=growth), refine=RefineSpec(quantile, steps),
+        search=SearchSpec(sections=[BinarySearch(steps=steps, growth=growth)]),
+        refine=RefineSpec(quantile, steps),
         description=text)
-    assert spec_from_dict(tomllib.loads(dumps_spec(spec))) == spec
+    assert AttackSpec.from_dict(tomllib.loads(dumps_spec(spec))) == spec
 
 
 def test_toml_scalars():
@@ -86,7 +86,7 @@ def test_specs_list_names_builtins_and_examples():
 def test_specs_show_prints_valid_toml():
     r = invoke("specs", "show", "strattack")
     assert r.exit_code == 0
-    assert spec_from_dict(tomllib.loads(r.stdout)) == builtin_spec("strattack")
+    assert AttackSpec.from_dict(tomllib.loads(r.stdout)) == builtin_spec("strattack")
 
 
 def test_specs_show_file_as_written_or_resolved():
@@ -95,7 +95,7 @@ def test_specs_show_file_as_written_or_resolved():
     assert invoke("specs", "show", "sparse-group-lasso").stdout == path.read_text()
     resolved = invoke("specs", "show", str(path), "--resolved").stdout
     assert resolved != path.read_text()
-    assert spec_from_dict(tomllib.loads(resolved)) == spec_from_dict(tomllib.loads(
+    assert AttackSpec.from_dict(tomllib.loads(resolved)) == AttackSpec.from_dict(tomllib.loads(
         path.read_text()))
 
 
@@ -105,7 +105,7 @@ def test_specs_show_applies_overrides():
                "eps=0.3", "--set", "decision=l2", "--set", "terms.groups.groups.size=4",
                "--set", "refine=false")
     assert r.exit_code == 0, r.output
-    spec = spec_from_dict(tomllib.loads(r.stdout))
+    spec = AttackSpec.from_dict(tomllib.loads(r.stdout))
     assert spec.solver.rho == 2 and spec.search.iterations == 50 and spec.eps == 0.3
     assert spec.terms[1].params == {"weight": 3} and spec.terms[1].groups.size == 4
     assert spec.decision == "l2" and spec.refine is None
@@ -126,10 +126,10 @@ def test_override_values_are_toml_scalars():
 
 
 def test_overrides_by_index_and_refine_switch():
-    data = spec_to_dict(builtin_spec("cw-l2"))
+    data = builtin_spec("cw-l2").to_dict()
     out = apply_overrides(data, ["terms.0.params.weight=4", "refine=true",
                                  "refine.iterations=7", "loss.c=1.5"])
-    spec = spec_from_dict(out)
+    spec = AttackSpec.from_dict(out)
     assert spec.terms[0].params["weight"] == 4 and spec.refine == RefineSpec(iterations=7)
     assert spec.loss.c == 1.5
     assert "refine" not in data  # the input is not modified
@@ -164,7 +164,7 @@ CASES = [
      ["terms.groups.kind", "unknown kind 'group_l3'", "group_l2"]),
     ("rho = 1.0", 'rho = "fast"', ["solver.rho", "expected a number", "'fast' (a string)"]),
     ("rho = 1.0", "rho = -1.0", ["solver.rho", "positive", "-1.0"]),
-    ("steps = 6", "steps = 2.5", ["search.steps", "expected an integer", "2.5"]),
+    ("steps = 6", "steps = 2.5", ["search.binary.steps", "expected an integer", "2.5"]),
     ("quantile = 0.15", "quantile = 1.5", ["refine.quantile", "[0, 1)", "1.5"]),
     ("weight = 2.0", "weight = -2.0", ["terms.groups.params.weight", ">= 0", "-2.0"]),
     ("weight = 2.0", "weigth = 2.0", ["terms.groups.params", "unknown parameter 'weigth'",
@@ -195,20 +195,20 @@ def test_file_errors_name_file_key_expected_found(tmp_path, old, new, fragments)
 
 
 def test_spec_from_dict_rejects_structural_mistakes():
-    good = spec_to_dict(builtin_spec("cw-l2"))
+    good = builtin_spec("cw-l2").to_dict()
     with pytest.raises(SpecError, match=r"terms: expected an array of tables"):
-        spec_from_dict({**good, "terms": {"kind": "l1"}})
+        AttackSpec.from_dict({**good, "terms": {"kind": "l1"}})
     with pytest.raises(SpecError, match="terms: missing"):
-        spec_from_dict({k: v for k, v in good.items() if k != "terms"})
+        AttackSpec.from_dict({k: v for k, v in good.items() if k != "terms"})
     with pytest.raises(SpecError, match=r"terms.0.groups: kind l1 acts on single pixels"):
-        spec_from_dict({**good, "terms": [{"kind": "l1", "groups": {}}]})
+        AttackSpec.from_dict({**good, "terms": [{"kind": "l1", "groups": {}}]})
     with pytest.raises(SpecError, match=r"terms: expected unique names"):
-        spec_from_dict({**good, "terms": [{"kind": "l1", "name": "a"},
-                                          {"kind": "l1", "name": "a"}]})
+        AttackSpec.from_dict({**good, "terms": [{"kind": "l1", "name": "a"},
+                                                {"kind": "l1", "name": "a"}]})
     with pytest.raises(SpecError, match=r"terms.0.groups: missing; kind group_l2 needs"):
-        spec_from_dict({**good, "terms": [{"kind": "group_l2"}]})
+        AttackSpec.from_dict({**good, "terms": [{"kind": "group_l2"}]})
     with pytest.raises(SpecError, match=r"solver: expected a table"):
-        spec_from_dict({**good, "solver": 3})
+        AttackSpec.from_dict({**good, "solver": 3})
 
 
 # -- the tutorial ----------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def test_specs_show_with_set_keeps_the_files_comments_and_order():
     assert len(r.stdout.splitlines()) == len(original.splitlines())
     assert [b.split("#")[0].strip() for _, b in changed] == ["weight = 0.2", "iterations = 100"]
     assert all(a.split("#")[1:] == b.split("#")[1:] for a, b in changed)  # comments kept
-    spec = spec_from_dict(tomllib.loads(r.stdout))
+    spec = AttackSpec.from_dict(tomllib.loads(r.stdout))
     assert spec.search.iterations == 100 and spec.terms[1].params["weight"] == 0.2
     # a built-in keeps its per-key comments too
     r = invoke("specs", "show", "strattack", "--set", "solver.rho=2")

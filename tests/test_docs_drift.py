@@ -8,7 +8,8 @@ import attrs
 import pytest
 import typer
 
-from attacks.schema import TABLES, TERM_KEYS, TOP_KEYS
+from attacks.schema import TABLES, TERM_KEYS, TOP_KEYS, field_names
+from attacks.search_spec import SECTIONS
 from attacks.spec import GroupSpec
 from attacks.terms import TERM_KINDS
 from cli.main import app
@@ -48,9 +49,10 @@ def test_the_spec_key_table_lists_exactly_the_schemas_keys():
     assert rows["`[terms.params]`"] == {p for k in TERM_KINDS.values() for p in k.params}
     groups = next(v for k, v in rows.items() if k.startswith("`[terms.groups]`"))
     assert groups == {f.name for f in attrs.fields(GroupSpec)}
-    for name, cls in TABLES.items():
+    tables = {**TABLES, **{f"search.{name}": cls for name, cls in SECTIONS.items()}}
+    for name, cls in tables.items():
         row = next(v for k, v in rows.items() if k.startswith(f"`[{name}]`"))
-        assert row == {f.name for f in attrs.fields(cls)}, name
+        assert row == set(field_names(cls)), name
 
 
 def test_the_term_kinds_the_docs_name_are_the_registered_ones():

@@ -42,7 +42,7 @@ class Linear(nn.Module):
 def test_png_round_trip_keeps_every_reported_success(tmp_path):
     model = load_model("mnist-cw")
     x, y = load_dataset("mnist-test20", n=3)
-    attack = StrAttack(model, grid=True, search=SearchSpec(steps=3, iterations=60),
+    attack = StrAttack(model, grid=True, search=SearchSpec(iterations=60),
                        refine=True)
     res = attack(x, y, targets="random")
     assert res.grid and res.success.any()
@@ -181,7 +181,7 @@ def test_refine_with_grid_returns_grid_examples_that_stay_adversarial():
     model = load_model("mnist-cw")
     x, y = load_dataset("mnist-test20", n=3)
     t = (y + 1) % 10
-    raw = CWL2(model, search=SearchSpec(steps=3, iterations=60))(x, y, t)
+    raw = CWL2(model, search=SearchSpec(iterations=60))(x, y, t)
     assert raw.success.all()
     res = Refine(model, iterations=60, grid=True)(x, y, raw.delta, t)
     assert res.grid and on_grid(res.adversarial)

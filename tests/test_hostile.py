@@ -364,7 +364,7 @@ def test_mean_and_std_normalise_for_the_model_like_python(tmp_path):
     from attacks.data import load_dataset
     from attacks.models import load_model
     from attacks.result import AttackResult
-    from attacks.spec_toml import load_spec
+    from attacks.catalogue import load_spec
 
     class ExpectsNormalised(nn.Module):  # a user's model taking (x - 0.5) / 0.25
         def __init__(self, net):
@@ -403,7 +403,7 @@ def test_the_callers_model_keeps_its_mode_and_float64_images_are_cast():
     next(iter(model.net.children())).eval()  # mixed modes, as a caller may hold a model
     modes = [m.training for m in model.modules()]
     x, y = load_dataset("mnist-test20", 2)
-    result = CWL2(model, search=SearchSpec(steps=1, iterations=10))(x.double(), y)
+    result = CWL2(model, search=SearchSpec(iterations=10))(x.double(), y)
     assert [m.training for m in model.modules()] == modes
     assert result.adversarial.dtype == torch.float32
 
@@ -440,9 +440,9 @@ def test_strattack_weights_are_checked_not_dropped(kwargs, fragment):
 
 
 @pytest.mark.parametrize("setting, fragment", [
-    ("search.growth=0.5", "search.growth: expected a number > 1"),
-    ("search.growth=1.0", "search.growth: expected a number > 1"),
-    ("search.steps=100000000000000000000000", "search.steps: expected at most 1,000"),
+    ("search.binary.growth=0.5", "search.binary.growth: expected a number > 1"),
+    ("search.binary.growth=1.0", "search.binary.growth: expected a number > 1"),
+    ("search.binary.steps=100000000000000000000000", "search.binary.steps: expected at most 1,000"),
     ("search.iterations=1e23", "search.iterations: expected an integer"),
     ("refine.iterations=99999999999", "refine.iterations: expected at most 1,000,000")])
 def test_search_settings_that_never_end_or_never_succeed_are_refused(tmp_path, setting,

@@ -2,6 +2,7 @@
 model only ever seeing valid images, and the refine never making an answer worse."""
 
 import math
+from typing import ClassVar
 
 import attrs
 import pytest
@@ -15,7 +16,11 @@ from attacks.losses import lagrangian_margin_loss, margin
 from attacks.classifier import Classifier
 from attacks.engine import Engine, Evaluations
 from attacks.problems import term_blocks
-from attacks.spec import RefineSpec, SearchSpec, SpecError
+from attacks.search.base import STRATEGIES, Best, Strategy, register_strategy
+from attacks.search.lagrangian import PENALTY_WINDOW, Multiplier
+from attacks.search_spec import SECTIONS, register_section
+from attacks.spec import (AttackSpec, BinarySearch, DeprecatedSpecKey, LagrangianSearch,
+                          RefineSpec, SearchSpec, SpecError)
 from attacks.targets import expand_targets
 
 
@@ -107,7 +112,8 @@ def test_the_model_only_ever_sees_valid_images(mnist):
     seen = RangeRecorder(model)
     StrAttack(seen, search=search, grid=False)(x, y, t)
     assert -1e-6 <= seen.lo and seen.hi <= 1 + 1e-6
-    paper = builtin_spec("strattack-paper", search=attrs.evolve(search, mode="binary", steps=2))
+    paper = builtin_spec("strattack-paper", search=attrs.evolve(
+        search, mode="binary", sections=[BinarySearch(steps=2)]))
     seen = RangeRecorder(model)
     StrAttack(seen, spec=paper, grid=False)(x, y, t)
     assert seen.lo < -1e-3 or seen.hi > 1 + 1e-3
@@ -167,7 +173,7 @@ def test_the_refine_starts_at_the_kkt_multiplier_of_its_own_problem():
     support = best.delta != 0
     a_s = a.flatten() * support.flatten()
     exact = 2 * m0 / float(a_s.norm()) ** 2  # γ = 1
-    start = float(engine._refine_c(best, support))
+    start = float(engine.refine_c(best, support))
     assert start == pytest.approx(exact, rel=0.03)
     assert float(best.c) > 1.5 * exact
 
@@ -176,8 +182,116 @@ def test_search_keys_are_validated_by_name():
     with pytest.raises(SpecError, match="search.mode"):
         SearchSpec(mode="adaptive")
     with pytest.raises(SpecError, match="mu"):
-        SearchSpec(mu=0)
-    with pytest.raises(SpecError, match="search.mu_growth_limit"):
-        SearchSpec(mu_growth_limit=0.5)
+        LagrangianSearch(mu=0)
+    with pytest.raises(SpecError, match="search.lagrangian.mu_growth_limit"):
+        LagrangianSearch(mu_growth_limit=0.5)
     with pytest.raises(SpecError, match="rescue_iterations"):
         SearchSpec(rescue_iterations=-1)
+
+
+# -- a third search, added without touching the other two -----------------------------------
+@attrs.frozen
+class OneSolve:
+    """``[search.one_solve]`` (a test search): one solve at the constant c = c0 × scale."""
+
+    name: ClassVar[str] = "one_solve"
+    doc: ClassVar[str] = "one solve at a fixed c (a test search)"
+
+    scale: float = attrs.field(default=1.0, metadata={"doc": "c = c0 × this"})
+
+    def planned(self, search: SearchSpec) -> int:
+        return search.iterations
+
+
+class OneSolveStrategy(Strategy):
+    name = OneSolve.name
+
+    def run(self, engine, x0, tg, evals, limit):
+        best = Best.empty(x0)
+        cap = torch.clamp(evals.left(until=limit), max=self.search.iterations)
+        idx = (cap > 0).nonzero().squeeze(1)
+        part = best.select(idx)
+        c = engine.c0(x0).index_select(0, idx) * self.settings.scale
+        engine.solve(idx, x0, tg, c, part, torch.zeros_like(part.delta),
+                     cap.index_select(0, idx), evals)
+        best.put(idx, part)
+        return best
+
+
+@pytest.fixture
+def one_solve():
+    register_section(OneSolve)
+    register_strategy(OneSolveStrategy)
+    yield
+    del SECTIONS[OneSolve.name], STRATEGIES[OneSolveStrategy.name]
+
+
+def test_a_new_search_is_one_section_and_one_strategy(one_solve):
+    """Registered by name, a search is a spec key (TOML, --set), runs through the engine, and
+    plans its own budget; the built-in searches are untouched."""
+    spec = builtin_spec("cw-l2").with_overrides("search.mode=one_solve", "search.iterations=40",
+                                                "search.one_solve.scale=2")
+    assert spec.search.section() == OneSolve(scale=2.0) and spec.search.planned == 40
+    text = spec.to_toml()
+    assert "[search.one_solve]" in text and "c = c0 × this" in text
+    assert AttackSpec.from_toml(text) == spec
+    a = torch.randn(1, 6, 6, generator=torch.Generator().manual_seed(0))
+    x0 = torch.full((2, 1, 6, 6), 0.5)
+    model = Linear2(a, float(x0[0].flatten() @ a.flatten()) - 1.0)  # margin 1 at x0
+    r = CWL2(model, spec=spec, grid=False)(x0, torch.tensor([1, 1]), torch.tensor([0, 0]))
+    assert r.success.all()
+    assert (r.gradient_evals == 40).all()  # one solve, no rescue
+    assert torch.allclose(r.c, torch.full((2,), 2 * 0.5))  # c0 (0.5 on small images) × scale
+    assert {"lagrangian", "binary", "one_solve"} == set(STRATEGIES) == set(SECTIONS)
+
+
+def test_a_search_name_is_registered_once(one_solve):
+    with pytest.raises(ValueError, match="already registered"):
+        register_section(OneSolve)
+    with pytest.raises(ValueError, match="already registered"):
+        register_strategy(OneSolveStrategy)
+
+
+# -- the older flat search keys ------------------------------------------------------------
+@pytest.mark.parametrize("old, new, value", [("mu", "lagrangian.mu", 0.5),
+                                             ("steps", "binary.steps", 3)])
+def test_flat_search_keys_are_read_with_one_warning_naming_the_new_key(old, new, value):
+    section, key = new.split(".")
+    expected = builtin_spec("strattack").with_overrides(f"search.{new}={value}")
+    assert expected.search.section(section) == attrs.evolve(
+        LagrangianSearch() if section == "lagrangian" else BinarySearch(), **{key: value})
+    with pytest.warns(DeprecatedSpecKey, match=f"search.{new}") as seen:
+        assert builtin_spec("strattack").with_overrides(f"search.{old}={value}") == expected
+    assert len(seen) == 1 and issubclass(DeprecatedSpecKey, FutureWarning)
+    data = builtin_spec("strattack").to_dict()
+    del data["search"][section]
+    data["search"][old] = value
+    with pytest.warns(DeprecatedSpecKey, match=f"search.{old} is deprecated; write "
+                                               f"search.{new}") as seen:
+        assert AttackSpec.from_dict(data) == expected
+    assert len(seen) == 1
+
+
+def test_the_mode_of_an_old_file_picks_the_table_of_a_flat_key():
+    data = builtin_spec("strattack").to_dict()
+    data["search"] = {"mode": "binary", "steps": 2, "iterations": 30}
+    with pytest.warns(DeprecatedSpecKey, match="search.binary.steps"):
+        spec = AttackSpec.from_dict(data)
+    assert spec.search.mode == "binary" and spec.search.section().steps == 2
+    data["search"]["binary"] = {"steps": 3}
+    with pytest.raises(SpecError, match="search.steps: set twice"):
+        AttackSpec.from_dict(data)
+
+
+def test_the_multiplier_steps_by_mu_times_the_violation_and_grows_mu_where_it_stalls():
+    """c ← max(0, c + μ·g) at every check; after PENALTY_WINDOW checks without the violation
+    halving (and not adversarial), μ ×= mu_growth, at most mu × mu_growth_limit."""
+    settings = LagrangianSearch(mu=0.5, mu_growth=2.0, mu_growth_limit=4.0)
+    m = Multiplier(torch.tensor([1.0, 1.0, 1.0]), settings, stop_after=None)
+    hit = torch.tensor([False, False, True])
+    excess = torch.tensor([1.0, -4.0, 1.0])
+    for k in range(1, 3 * PENALTY_WINDOW + 1):
+        m.update(excess, hit, torch.full((3,), k), torch.full((3,), 5 * k))
+        if k == 1:
+            assert torch.equal(m.c, torch.tensor([1.5, 0.0, 1.5]))
+    assert m.mu.tolist() == [2.0, 0.5, 0.5]  # grown twice (the cap), never, never (a success)

@@ -5,13 +5,9 @@ from __future__ import annotations
 from typing import List, Optional
 
 import attrs
-import torch
 from torch import Tensor
 
-
-def batch_where(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    """``new`` where the per-sample ``mask`` (B,) is true, ``old`` elsewhere."""
-    return torch.where(mask.reshape(-1, *([1] * (new.dim() - 1))), new, old)
+from admmkit.tensors import batch_where  # noqa: F401  (its former home; admmkit.batch_where)
 
 
 @attrs.define

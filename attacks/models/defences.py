@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 # attacks.models (the package) never imports this module, so attacks is fully loaded here
 from attacks import Attack, builtin
-from attacks.spec import RefineSpec, SearchSpec
+from attacks.spec import BinarySearch, RefineSpec, SearchSpec
 
 TrainFn = Callable[..., nn.Module]  # train_classifier with the architecture and hyper-parameters bound
 
@@ -210,8 +210,8 @@ class CraftingAttack:
             raise ValueError(f'attack must be "cw-l2" or "strattack", got {self.attack!r}')
 
     def __call__(self, model: nn.Module, seed: int = 0):
-        search = SearchSpec(mode="binary", steps=self.steps, iterations=self.iterations,
-                            rescue_iterations=0)
+        search = SearchSpec(mode="binary", iterations=self.iterations, rescue_iterations=0,
+                            sections=[BinarySearch(steps=self.steps)])
         if self.attack == "cw-l2":
             spec = builtin.cw_l2(search=search)
         else:

@@ -1,0 +1,196 @@
+"""The search over ``c`` as spec values: ``[search]`` holds the keys every search shares and
+``mode``, the search that runs; each search owns one section (``[search.lagrangian]``,
+``[search.binary]``, ...), a frozen attrs record registered here by name.
+
+    [search]
+    mode = "lagrangian"          # which section's search runs
+    iterations = 250             # ADMM iterations of the solve (binary: of each step)
+    [search.lagrangian]
+    mu = 0.3
+    [search.binary]
+    steps = 6
+
+A spec carries the settings of every registered search (absent sections: their defaults), so
+switching ``mode`` keeps what was set for the other. A new search is one section class here
+(or anywhere: :func:`register_section`) and one strategy (:mod:`attacks.search.base`); the
+value types never import the strategies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict, Iterable, Mapping, Optional, Union
+
+import attrs
+
+from attacks.spec_values import (MAX_ITERATIONS, MAX_STEPS, SpecError, expect,
+                                 non_negative_int, non_negative_number, number, positive_int,
+                                 positive_number)
+
+#: section name -> its attrs class (the settings of one search strategy), in registration order
+SECTIONS: Dict[str, type] = {}
+
+
+def register_section(cls: type) -> type:
+    """Add the search section ``cls`` (an attrs class with a ``name`` class variable and a
+    ``planned(search)`` method) under ``cls.name``; a name already taken is an error."""
+    if cls.name in SECTIONS:
+        raise ValueError(f"search section {cls.name!r} is already registered")
+    SECTIONS[cls.name] = cls
+    return cls
+
+
+def setting(default: Any, doc: str, validator=None) -> Any:
+    """A field of a search section: its default, the one-line doc the spec writer puts next to
+    the key, and its validator."""
+    return attrs.field(default=default, validator=validator, metadata={"doc": doc})
+
+
+def _budget(instance, attribute, value):
+    if value is not None:
+        number("search.budget", value, positive=True, integer=True)
+
+
+def _sections(value: Union[Mapping[str, Any], Iterable[Any]]) -> Dict[str, Any]:
+    """The sections given (a mapping name -> section, or section instances), checked against the
+    registry and without those equal to their defaults (so equal specs compare equal)."""
+    items = value.items() if isinstance(value, Mapping) else ((s.name, s) for s in value)
+    out = {}
+    for name, section in items:
+        if name not in SECTIONS:
+            raise SpecError(f"search: unknown search {name!r}; expected one of "
+                            f"{', '.join(SECTIONS)}")
+        expect(isinstance(section, SECTIONS[name]), f"search.{name}",
+               f"a {SECTIONS[name].__name__}", section)
+        if section != SECTIONS[name]():
+            out[name] = section
+    return {name: out[name] for name in SECTIONS if name in out}
+
+
+@attrs.frozen
+class SearchSpec:
+    """How ``c`` is found per sample, and the hard per-example budget.
+
+    mode         the search that runs: a registered section (:data:`SECTIONS`): "lagrangian"
+                 (default, :class:`LagrangianSearch`) or "binary" (the paper's,
+                 :class:`BinarySearch`)
+    iterations   ADMM iterations of the search's solve (binary: of each step)
+    track_every  test the current candidate for success every N iterations (a "check")
+    rescue_iterations  examples with no success after the search get this many more
+                 iterations (0: none), on top of the search's iterations (lagrangian: their
+                 solve goes on; binary: one cold restart at c0·growth²)
+    budget       the most gradient evaluations one example may cost, everything counted
+                 (search, rescue, refine, grid repair); None: no limit. When the plan
+                 (search + rescue + refine + 10 grid repair rounds) exceeds it, the search and
+                 refine shrink in proportion and each stage may also spend what an earlier one
+                 left.
+    sections     the settings of each search that differ from its defaults, by name
+                 (:meth:`section` gives any search's settings)
+    """
+
+    mode: str = "lagrangian"
+    iterations: int = attrs.field(default=250, validator=positive_int)
+    track_every: int = attrs.field(default=5, validator=positive_int)
+    rescue_iterations: int = attrs.field(default=500, validator=non_negative_int)
+    budget: Optional[int] = attrs.field(default=None, validator=_budget)
+    sections: Dict[str, Any] = attrs.field(factory=dict, converter=_sections)
+
+    def __attrs_post_init__(self):
+        expect(self.mode in SECTIONS, "search.mode", f"one of {tuple(SECTIONS)}", self.mode)
+        # huge counts are runs that never end
+        for key, value in (("iterations", self.iterations),
+                           ("rescue_iterations", self.rescue_iterations)):
+            expect(value <= MAX_ITERATIONS, f"search.{key}", f"at most {MAX_ITERATIONS:,}", value)
+
+    def section(self, name: Optional[str] = None) -> Any:
+        """The settings of search ``name`` (default: the one that runs, ``mode``)."""
+        name = self.mode if name is None else name
+        if name not in SECTIONS:
+            raise SpecError(f"search: unknown search {name!r}; expected one of "
+                            f"{', '.join(SECTIONS)}")
+        return self.sections.get(name) or SECTIONS[name]()
+
+    @property
+    def planned(self) -> int:
+        """Gradient evaluations per example the search plans at most (before any budget)."""
+        return self.section().planned(self)
+
+
+@register_section
+@attrs.frozen
+class LagrangianSearch:
+    """``[search.lagrangian]``: one solve of the augmented Lagrangian of the constraint
+    margin + κ ≤ 0 (:func:`attacks.losses.lagrangian_margin_loss`), ``c`` its per-sample
+    multiplier, updated at every check by the method of multipliers
+    c ← max(0, c + mu·(margin + κ)) — raised while the candidate is not adversarial, lowered in
+    proportion to how far past the boundary it is.
+
+    mu           the multiplier step μ (per unit of margin, in logits)
+    mu_growth    in the rescue and the refine: μ ×= mu_growth for an example not yet
+                 adversarial whose violation did not halve over the last 5 checks (the
+                 augmented Lagrangian's penalty update: μ adapts to the model's scale of
+                 logits); 1: μ fixed
+    mu_growth_limit  μ grows to at most mu × this: a larger penalty makes the linearised steps
+                 overshoot (on one held-out MNIST example μ grew 2^20-fold, the margin went
+                 from oscillating near 0 to 6, and the example was lost)
+    """
+
+    name: ClassVar[str] = "lagrangian"
+    doc: ClassVar[str] = "c the multiplier of margin + κ ≤ 0"
+
+    mu: float = setting(0.3, "c += mu·(margin + κ) at every check", positive_number)
+    mu_growth: float = setting(2.0, "mu ×= this where the margin stalls (rescue)",
+                               positive_number)
+    mu_growth_limit: float = setting(8.0, "mu grows to at most mu × this", positive_number)
+
+    def __attrs_post_init__(self):
+        expect(self.mu_growth >= 1, "search.lagrangian.mu_growth", "a number >= 1",
+               self.mu_growth)
+        expect(self.mu_growth_limit >= 1, "search.lagrangian.mu_growth_limit", "a number >= 1",
+               self.mu_growth_limit)
+
+    def planned(self, search: SearchSpec) -> int:
+        """One solve, then the rescue."""
+        return search.iterations + search.rescue_iterations
+
+
+@register_section
+@attrs.frozen
+class BinarySearch:
+    """``[search.binary]``: the paper's search — restart a solve for each ``c``, growing it by
+    ``growth`` until a success bounds it, then bisecting (``steps`` solves of ``iterations``,
+    then the rescue).
+
+    steps        search steps (solves) at most
+    growth       c ×= growth until a step succeeds (> 1: else c is never bounded)
+    warm_start   start each step from the best success so far (else from 0)
+    patience_tol a sample stops once a step succeeds without improving its best distortion by
+                 more than this relative amount
+    """
+
+    name: ClassVar[str] = "binary"
+    doc: ClassVar[str] = "the paper's binary search on c"
+
+    steps: int = setting(6, "solves per example over the constant c", positive_int)
+    growth: float = setting(10.0, "multiply c by this until a success bounds it",
+                            positive_number)
+    warm_start: bool = setting(True, "start each solve from the best success so far")
+    patience_tol: float = setting(1e-3, "stop when a success improves by < this",
+                                  non_negative_number)
+
+    def __attrs_post_init__(self):
+        expect(self.growth > 1, "search.binary.growth", "a number > 1 (c grows by it)",
+               self.growth)
+        expect(self.steps <= MAX_STEPS, "search.binary.steps", f"at most {MAX_STEPS:,}",
+               self.steps)
+
+    def planned(self, search: SearchSpec) -> int:
+        """``steps`` solves, then the rescue."""
+        return self.steps * search.iterations + search.rescue_iterations
+
+
+#: The paper's search (Sec. 4 and appendix F): binary search on c, 6 steps of 200 iterations
+#: with warm starts and a 400-iteration cold rescue.
+PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, rescue_iterations=400)
+
+__all__ = ["SECTIONS", "BinarySearch", "LagrangianSearch", "PAPER_SEARCH", "SearchSpec",
+           "register_section"]
