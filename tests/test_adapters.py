@@ -171,7 +171,7 @@ def modes_seen(model, attack, x, y):
 def test_model_training_mode_device_and_logits_follow_torchattacks(compat, mnist):
     _, x, y = mnist
     model = SmallConvNet().eval()
-    ours = TorchattacksAdapter(StrAttack(model, search=SearchSpec(steps=1, iterations=2,
+    ours = TorchattacksAdapter(StrAttack(model, search=SearchSpec(iterations=2,
                                                                   rescue_iterations=0),
                                          refine=False))
     theirs = compat.torchattacks.CW(model, steps=1)
