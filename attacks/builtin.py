@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional
 import attrs
 
 from attacks.spec import (PAPER_REFINE, PAPER_SEARCH, AttackSpec, GroupSpec, LossSpec,
-                          RefineSpec, SearchSpec, SolverSpec, TermSpec)
+                          RefineSpec, SearchSpec, SolverSpec, SpecError, TermSpec)
 
 #: C&W-ℓ2 and EAD have no refine stage: their one solve gets the refine's share
 DENSE_SEARCH = SearchSpec(iterations=450)
@@ -31,6 +31,16 @@ def _search(search: Optional[SearchSpec], budget, default: SearchSpec) -> Search
     return search if budget is None else attrs.evolve(search, budget=budget)
 
 
+def _weighted(argument: str, kind: str, role: str, weight, *args, **kw) -> TermSpec:
+    """A term whose weight is the builder's ``argument``: the term checks it (one rule), and
+    an error names the argument the caller wrote, not the spec key."""
+    try:
+        return TermSpec(kind, role, {"weight": weight}, *args, **kw)
+    except SpecError as e:
+        reason = str(e).split(": ", 1)[-1]
+        raise SpecError(f"{argument} (the {kind} term's weight): {reason}") from None
+
+
 def strattack(*, tau: float = 2.0, gamma: float = 1.0, overlapping: bool = False,
               group_size: Optional[int] = None, stride: Optional[int] = None,
               copies: str = "local", eps: Optional[float] = None, c: Optional[float] = None,
@@ -38,10 +48,10 @@ def strattack(*, tau: float = 2.0, gamma: float = 1.0, overlapping: bool = False
               solver: Optional[SolverSpec] = None, budget: Optional[int] = None) -> AttackSpec:
     """StrAttack: γ||δ||² + τ Σ_G ||δ_G||₂ s.t. valid pixels and ||δ||∞ ≤ ε (eqs. 2, 4, 16).
     ``budget``: the most gradient evaluations per example (default: none beyond the plan)."""
-    terms = [TermSpec("group_l2", "regularizer", {"weight": tau},
-                      GroupSpec(group_size, stride, copies, overlapping), name="groups")]
+    terms = [_weighted("tau", "group_l2", "regularizer", tau,
+                       GroupSpec(group_size, stride, copies, overlapping), name="groups")]
     if gamma != 0:  # γ = 0 drops the ℓ2 term; the terms check their weights (>= 0)
-        terms.insert(0, TermSpec("squared_l2", "distortion", {"weight": gamma}, name="l2"))
+        terms.insert(0, _weighted("gamma", "squared_l2", "distortion", gamma, name="l2"))
     return AttackSpec(
         name="strattack-overlap" if overlapping else "strattack", terms=terms,
         loss=LossSpec(kappa=kappa, c=c), eps=eps, solver=solver or SolverSpec(),

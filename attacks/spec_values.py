@@ -48,7 +48,7 @@ class DeprecatedSpecKey(FutureWarning):
 
 def expect(cond: bool, key: str, expected: str, found) -> None:
     if not cond:
-        raise SpecError(f"{key}: expected {expected}, found {found!r}")
+        raise SpecError(f"{key}: expected {expected}, found {describe(found)}")
 
 
 def number(key: str, value, *, positive=False, non_negative=False, integer=False):
