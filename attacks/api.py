@@ -129,7 +129,8 @@ class Attack(AttackBase):
 
     def solve_batch(self, x0: Tensor, index: Tensor, tg: Targets, grid: bool
                     ) -> AttackResult:
-        engine = Engine(self.classifier, self.spec, tuple(x0.shape[1:]), grid=grid)
+        engine = Engine(self.classifier, self.spec, tuple(x0.shape[1:]), grid=grid,
+                        seed=self.seed)
         return self.result(x0, index, tg, engine.run(x0, tg), grid)
 
 
@@ -207,7 +208,7 @@ class Refine(AttackBase):
         best = Best.empty(images)
         best.delta, best.found = start - images, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
-        engine = Engine(self.classifier, self.spec, shape, grid=grid)
+        engine = Engine(self.classifier, self.spec, shape, grid=grid, seed=self.seed)
         refined = engine.refine(images, tg, best, evals, from_search=False)
         final, success = engine.finish(images, tg, best, evals)
         outcome = Outcome(adversarial=final, success=success, c=best.c,

@@ -7,6 +7,10 @@ the lagrangian search (the default, :mod:`attacks.search.lagrangian`) and the pa
 search (:mod:`attacks.search.binary`); the engine runs their solves (:meth:`Engine.solve`, with
 the per-check bookkeeping of :class:`attacks.search.tracker.Tracker`).
 
+With ``search.start = "pgd"`` (the default of ε-bounded specs) the search starts from a PGD
+example (:meth:`Engine.start`): the attack succeeds wherever that PGD does, and the structured
+solve sparsifies what PGD found.
+
 The refine stage re-solves on the support of each success with the same handling of ``c``
 and keeps its answer where it is adversarial with a lower distortion.
 
@@ -28,10 +32,12 @@ from torch import Tensor
 from admmkit import batch_where
 from admmkit.solver import LinearizedADMM
 from attacks.base import GRID_ROUNDS, settle
+from attacks.losses import is_adversarial
+from attacks.pgd import pgd, random_start
 from attacks.problems import (LiveRows, attack_problem, candidate, loss_term, refine_problem,
                               refine_terms, support_mask, term_blocks)
 from attacks.search import binary, lagrangian  # noqa: F401  (the built-in strategies register)
-from attacks.search.base import Best, strategy_for
+from attacks.search.base import Best, Start, strategy_for
 from attacks.search.tracker import Tracker
 from attacks.spec import AttackSpec, default_c, valid_box
 from attacks.targets import Targets
@@ -61,9 +67,10 @@ def decision_score(spec: AttackSpec, terms, delta: Tensor) -> Tensor:
 
 class Engine:
     def __init__(self, model: Callable[[Tensor], Tensor], spec: AttackSpec, shape,
-                 grid: bool = False):
+                 grid: bool = False, seed: int = 0):
         self.model = model
         self.spec = spec
+        self.seed = seed  # the random start of search.start = "pgd"
         self.grid = grid  # snap the final examples onto the 8-bit grid (attacks.grid)
         self.strategy = strategy_for(spec.search)  # the search over c
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
@@ -73,12 +80,13 @@ class Engine:
 
     # -- how a budget is split ---------------------------------------------------------------
     def stage_limits(self):
-        """Cumulative gradient evaluations per example after which the search and the refine
-        stop: their planned iterations, shrunk in proportion when ``search.budget`` is below
-        the whole plan (search + refine + grid repair). Each stage also gets what the earlier
-        ones left unspent; the grid repair may spend up to the budget."""
+        """Cumulative gradient evaluations per example after which the search (with its PGD
+        start) and the refine stop: their planned iterations, shrunk in proportion when
+        ``search.budget`` is below the whole plan (start + search + refine + grid repair).
+        Each stage also gets what the earlier ones left unspent; the grid repair may spend up
+        to the budget."""
         s = self.spec.search
-        search = s.planned
+        search = s.planned + (s.start_steps if s.starts_with_pgd(self.spec.eps) else 0)
         refine = self.spec.refine.iterations if self.spec.refine is not None else 0
         plan = search + refine + (GRID_ROUNDS if self.grid else 0)
         if s.budget is None or s.budget >= plan:
@@ -126,10 +134,39 @@ class Engine:
         when the spec has none)."""
         return objective_score(self.refined_terms, cand)
 
+    # -- where the search starts -------------------------------------------------------------
+    def start(self, x0: Tensor, tg: Targets, evals: Evaluations) -> Start:
+        """Where the search starts. ``search.start = "zero"`` (the default without ε): nothing
+        found, δ = 0. ``"pgd"`` (the default with ε): ``start_steps`` steps of ℓ∞ PGD on the
+        cross-entropy (step 2.5ε/start_steps) from a random start drawn from the engine's seed
+        (:func:`attacks.pgd.pgd`, within the search's share of the budget); its adversarial
+        iterate, or its last one if that is adversarial (one forward check), is offered to the
+        best-so-far with the spec's score, so the attack succeeds wherever this PGD does; the
+        search starts from PGD's δ."""
+        s, eps = self.spec.search, self.spec.eps
+        steps = 0
+        if s.starts_with_pgd(eps):  # everyone has spent the same so far: one share for all
+            steps = min(s.start_steps, int(evals.left(until=self.stage_limits()[0]).max()))
+        start = Start.zero(x0)
+        if steps == 0:
+            return start
+        run = pgd(self.model, x0, tg, eps, steps, 2.5 * eps / s.start_steps,
+                  start=random_start(x0, eps, self.seed))
+        evals.add_gradients(torch.arange(x0.shape[0], device=x0.device), run.gradient_evals)
+        with torch.no_grad():
+            logits = self.model(x0 + run.delta)
+        evals.add_forwards(None, 1)
+        success = run.found | is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
+        start.best.offer(run.delta, success, self._score(run.delta), self.c0(x0))
+        return Start(start.best, run.delta)
+
     # -- the search over c -----------------------------------------------------------------
-    def search(self, x0: Tensor, tg: Targets, evals: Evaluations) -> Best:
-        """The strategy's search, within the search's share of the budget."""
-        return self.strategy.run(self, x0, tg, evals, self.stage_limits()[0])
+    def search(self, x0: Tensor, tg: Targets, evals: Evaluations,
+               start: Optional[Start] = None) -> Best:
+        """The strategy's search from ``start`` (default: :meth:`Start.zero`), within the
+        search's share of the budget."""
+        start = Start.zero(x0) if start is None else start
+        return self.strategy.run(self, x0, tg, evals, self.stage_limits()[0], start)
 
     def c0(self, x0: Tensor) -> Tensor:
         """The first ``c`` of each sample: ``loss.c``, else the dataset's default."""
@@ -177,7 +214,7 @@ class Engine:
 
     def run(self, x0: Tensor, tg: Targets) -> Outcome:
         evals = Evaluations.zeros(x0.shape[0], x0.device, self.spec.search.budget)
-        best = self.search(x0, tg, evals)
+        best = self.search(x0, tg, evals, self.start(x0, tg, evals))
         refined = self.refine(x0, tg, best, evals)
         adv, success = self.finish(x0, tg, best, evals)
         return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,

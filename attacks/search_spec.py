@@ -66,6 +66,10 @@ def _sections(value: Union[Mapping[str, Any], Iterable[Any]]) -> Dict[str, Any]:
     return {name: out[name] for name in SECTIONS if name in out}
 
 
+#: where a search may start (``search.start``)
+STARTS = ("auto", "zero", "pgd")
+
+
 @attrs.frozen
 class SearchSpec:
     """How ``c`` is found per sample, and the hard per-example budget.
@@ -79,10 +83,17 @@ class SearchSpec:
                  iterations (0: none), on top of the search's iterations (lagrangian: their
                  solve goes on; binary: one cold restart at c0·growth²)
     budget       the most gradient evaluations one example may cost, everything counted
-                 (search, rescue, refine, grid repair); None: no limit. When the plan
-                 (search + rescue + refine + 10 grid repair rounds) exceeds it, the search and
-                 refine shrink in proportion and each stage may also spend what an earlier one
-                 left.
+                 (start, search, rescue, refine, grid repair); None: no limit. When the plan
+                 (start + search + rescue + refine + 10 grid repair rounds) exceeds it, the
+                 search (with its start) and refine shrink in proportion and each stage may
+                 also spend what an earlier one left.
+    start        where the search starts: "zero" (δ = 0, the paper's), "pgd" (ε-bounded specs
+                 only) or "auto" (default: "pgd" where the spec has an ε, else "zero"). "pgd"
+                 runs ``start_steps`` steps of ℓ∞ PGD on the cross-entropy from a random start
+                 (step 2.5ε/start_steps, :func:`attacks.pgd.pgd`); its adversarial iterates
+                 are offered to the best-so-far, so the attack succeeds wherever that PGD does,
+                 and the search starts from PGD's δ (the structured solve sparsifies it)
+    start_steps  "pgd" start: PGD steps at most (an example stops at its first success)
     sections     the settings of each search that differ from its defaults, by name
                  (:meth:`section` gives any search's settings)
     """
@@ -92,14 +103,22 @@ class SearchSpec:
     track_every: int = attrs.field(default=5, validator=positive_int)
     rescue_iterations: int = attrs.field(default=500, validator=non_negative_int)
     budget: Optional[int] = attrs.field(default=None, validator=_budget)
+    start: str = "auto"
+    start_steps: int = attrs.field(default=100, validator=positive_int)
     sections: Dict[str, Any] = attrs.field(factory=dict, converter=_sections)
 
     def __attrs_post_init__(self):
         expect(self.mode in SECTIONS, "search.mode", f"one of {tuple(SECTIONS)}", self.mode)
+        expect(self.start in STARTS, "search.start", f"one of {STARTS}", self.start)
         # huge counts are runs that never end
         for key, value in (("iterations", self.iterations),
-                           ("rescue_iterations", self.rescue_iterations)):
+                           ("rescue_iterations", self.rescue_iterations),
+                           ("start_steps", self.start_steps)):
             expect(value <= MAX_ITERATIONS, f"search.{key}", f"at most {MAX_ITERATIONS:,}", value)
+
+    def starts_with_pgd(self, eps: Optional[float]) -> bool:
+        """Whether the search starts from PGD's example for a spec with this ``eps``."""
+        return self.start == "pgd" or (self.start == "auto" and eps is not None)
 
     def section(self, name: Optional[str] = None) -> Any:
         """The settings of search ``name`` (default: the one that runs, ``mode``)."""

@@ -67,6 +67,9 @@ class AttackSpec:
         expect(self.decision in DECISIONS, "decision", f"one of {DECISIONS}", self.decision)
         names = [t.name for t in self.terms if t.name]
         expect(len(names) == len(set(names)), "terms", "unique names", names)
+        expect(self.search.start != "pgd" or self.eps is not None, "search.start",
+               '"auto" or "zero" without eps (a "pgd" start needs the ℓ∞ bound eps)',
+               self.search.start)
 
     @property
     def output_term(self) -> Optional[int]:

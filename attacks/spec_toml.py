@@ -55,6 +55,8 @@ DOCS: Dict[str, str] = {
     "search.track_every": "test the candidate for success every N iterations",
     "search.rescue_iterations": "more iterations for examples with no success yet",
     "search.budget": "most gradient evaluations per example, all stages",
+    "search.start": "auto (pgd if eps) | zero | pgd: start from PGD's example",
+    "search.start_steps": "pgd start: PGD steps (cross-entropy, random start)",
     "refine.quantile": "zero |δ| below this quantile of the non-zeros (eq. 19)",
     "refine.iterations": "ADMM iterations of the fixed-support re-solve (eq. 20)",
 }

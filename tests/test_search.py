@@ -16,7 +16,7 @@ from attacks.losses import lagrangian_margin_loss, margin
 from attacks.classifier import Classifier
 from attacks.engine import Engine, Evaluations
 from attacks.problems import term_blocks
-from attacks.search.base import STRATEGIES, Best, Strategy, register_strategy
+from attacks.search.base import STRATEGIES, Strategy, register_strategy
 from attacks.search.lagrangian import PENALTY_WINDOW, Multiplier
 from attacks.search_spec import SECTIONS, register_section
 from attacks.spec import (AttackSpec, BinarySearch, DeprecatedSpecKey, LagrangianSearch,
@@ -206,13 +206,13 @@ class OneSolve:
 class OneSolveStrategy(Strategy):
     name = OneSolve.name
 
-    def run(self, engine, x0, tg, evals, limit):
-        best = Best.empty(x0)
+    def run(self, engine, x0, tg, evals, limit, start):
+        best = start.best
         cap = torch.clamp(evals.left(until=limit), max=self.search.iterations)
         idx = (cap > 0).nonzero().squeeze(1)
         part = best.select(idx)
         c = engine.c0(x0).index_select(0, idx) * self.settings.scale
-        engine.solve(idx, x0, tg, c, part, torch.zeros_like(part.delta),
+        engine.solve(idx, x0, tg, c, part, start.z0.index_select(0, idx),
                      cap.index_select(0, idx), evals)
         best.put(idx, part)
         return best

@@ -55,6 +55,20 @@ class Best:
             getattr(self, f.name).index_copy_(0, idx, getattr(part, f.name))
 
 
+@attrs.frozen
+class Start:
+    """Where a search starts: the best-so-far (successes found before it, e.g. by PGD) and the
+    δ its first solve starts from, (B, ...)."""
+
+    best: Best
+    z0: Tensor
+
+    @classmethod
+    def zero(cls, x0: Tensor) -> "Start":
+        """Nothing found yet, δ = 0 (the paper's start)."""
+        return cls(Best.empty(x0), torch.zeros_like(x0))
+
+
 class FixedC:
     """``c`` held constant during a solve: the smooth term is the paper's loss ``c·max(m, −κ)``
     (eq. 3, :func:`attacks.losses.margin_loss`; ``mu`` None: no augmented Lagrangian)."""
@@ -95,9 +109,9 @@ class Strategy:
         return FixedC(c)
 
     def run(self, engine: Solves, x0: Tensor, tg: Targets, evals: Evaluations,
-            limit: int) -> Best:
-        """The search: every sample's best success, spending at most ``limit`` gradient
-        evaluations per example in all (``evals`` counts them)."""
+            limit: int, start: Start) -> Best:
+        """The search from ``start``: every sample's best success, spending at most ``limit``
+        gradient evaluations per example in all (``evals`` counts them)."""
         raise NotImplementedError
 
     def refine_c(self, part: Best, support: Tensor, refined: list, dropped: list) -> Tensor:
@@ -128,5 +142,5 @@ def strategy_for(search: SearchSpec) -> Strategy:
     return STRATEGIES[search.mode](search)
 
 
-__all__ = ["Best", "FixedC", "STRATEGIES", "Solves", "Strategy", "register_strategy",
+__all__ = ["Best", "FixedC", "STRATEGIES", "Solves", "Start", "Strategy", "register_strategy",
            "strategy_for"]

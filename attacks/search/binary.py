@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from admmkit import batch_where
-from attacks.search.base import Best, Solves, Strategy, register_strategy
+from attacks.search.base import Best, Solves, Start, Strategy, register_strategy
 from attacks.search_spec import BinarySearch
 from attacks.targets import Targets
 from attacks.verify import Evaluations
@@ -25,13 +25,12 @@ class Binary(Strategy):
     name = BinarySearch.name
 
     def run(self, engine: Solves, x0: Tensor, tg: Targets, evals: Evaluations,
-            limit: int) -> Best:
-        s, b = self.search, self.settings
+            limit: int, start: Start) -> Best:
+        s, b, best = self.search, self.settings, start.best
         c = engine.c0(x0)
         c0 = c.clone()
         lo, hi = torch.zeros_like(c), torch.full_like(c, math.inf)
-        best = Best.empty(x0)
-        last_z = torch.zeros_like(x0)
+        last_z = start.z0.clone()
         running = torch.ones(x0.shape[0], dtype=torch.bool, device=x0.device)
         for _ in range(b.steps):
             cap = torch.clamp(evals.left(until=limit), max=s.iterations)
@@ -43,7 +42,7 @@ class Binary(Strategy):
             if b.warm_start:  # from the best success so far, else from where the last step ended
                 z0 = batch_where(part.found, part.delta, last_z.index_select(0, idx))
             else:
-                z0 = torch.zeros_like(part.delta)
+                z0 = start.z0.index_select(0, idx)
             result, hit = engine.solve(idx, x0, tg, cc, part, z0, cap.index_select(0, idx),
                                        evals)
             best.put(idx, part)

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from attacks.search.base import Best, FixedC, Solves, Strategy, register_strategy
+from attacks.search.base import Best, FixedC, Solves, Start, Strategy, register_strategy
 from attacks.search_spec import LagrangianSearch
 from attacks.targets import Targets
 from attacks.verify import Evaluations
@@ -61,15 +61,14 @@ class Lagrangian(Strategy):
         return Multiplier(c, self.settings, stop_after)
 
     def run(self, engine: Solves, x0: Tensor, tg: Targets, evals: Evaluations,
-            limit: int) -> Best:
-        s = self.search
-        best = Best.empty(x0)
+            limit: int, start: Start) -> Best:
+        s, best = self.search, start.best
         cap = torch.clamp(evals.left(until=limit), max=s.iterations + s.rescue_iterations)
         idx = (cap > 0).nonzero().squeeze(1)
         if idx.numel():
             part = best.select(idx)
             engine.solve(idx, x0, tg, engine.c0(x0).index_select(0, idx), part,
-                         torch.zeros_like(part.delta), cap.index_select(0, idx), evals,
+                         start.z0.index_select(0, idx), cap.index_select(0, idx), evals,
                          stop_after=s.iterations)
             best.put(idx, part)
         return best
