@@ -151,7 +151,7 @@ class Attack:
         index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
         shape = tuple(images.shape[1:])
         grid = resolve_grid(self.grid, images) if grid is None else grid
-        engine = Engine(self.classifier, self.spec, shape, grid=grid)
+        engine = Engine(self.classifier, self.spec, shape, grid=grid, seed=self.seed)
         n = index.shape[0]
         step = batch_size or n
         starts = range(0, n, step)
@@ -238,7 +238,7 @@ class Refine:
         best = Best.empty(images)
         best.delta, best.found = start - images, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
-        engine = Engine(self.classifier, self.spec, shape, grid=grid)
+        engine = Engine(self.classifier, self.spec, shape, grid=grid, seed=self.seed)
         refined = engine.refine(images, tg, best, evals, from_search=False)
         final, success = engine.finish(images, tg, best, evals)
         outcome = Outcome(adversarial=final, success=success, c=best.c,

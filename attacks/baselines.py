@@ -1,5 +1,6 @@
 """FGM and IFGSM (Goodfellow et al. 2015; Kurakin et al. 2017), ℓ∞ and ℓ2, as the paper's
-reference points: each with the smallest successful ε found per sample by bisection.
+reference points: each with the smallest successful ε found per sample by bisection; and ℓ∞
+PGD at a fixed ε (Madry et al. 2017), the reference of the ε-bounded attacks.
 
 Targeted steps descend the cross-entropy of the target, untargeted ones ascend that of the
 label. IFGSM takes ``iterations`` steps of ε/iterations (the paper: 10), projecting onto the
@@ -19,6 +20,7 @@ from admmkit.solver.state import batch_where
 from attacks.classifier import Classifier, in_eval_mode
 from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial
+from attacks.pgd import PGD_LOSSES, pgd, random_start
 from attacks.result import AttackResult, build_result
 from attacks.spec import GroupSpec
 from attacks.targets import TargetChoice, Targets, expand_targets
@@ -127,3 +129,50 @@ def FGM(model: nn.Module, *, norm: str = "inf", **kw) -> GradientAttack:
 def IFGSM(model: nn.Module, *, norm: str = "inf", iterations: int = 10, **kw) -> GradientAttack:
     """Iterative FGSM: ``iterations`` steps of ε/iterations (paper: 10)."""
     return GradientAttack(model, norm=norm, iterations=iterations, **kw)
+
+
+class PGD:
+    """ℓ∞ PGD at a fixed ε (Madry et al. 2017; the iteration: :func:`attacks.pgd.pgd`): a
+    random start in the ε-ball (``random_start``, drawn from ``seed``), then ``steps``
+    signed-gradient steps of ``step_size`` (default 2.5·ε/steps, Madry et al.'s rule) on the
+    cross-entropy (``loss="ce"``) or the C&W margin (``"margin"``), each projected onto the
+    ε-ball ∩ [0, 1]. An example stops at its first adversarial iterate; the answer is verified
+    by a fresh forward pass like every other attack's. ``c`` of the result is ε."""
+
+    name = "pgd"
+
+    def __init__(self, model: nn.Module, *, eps: float, steps: int = 100,
+                 step_size: Optional[float] = None, loss: str = "ce", random_start: bool = True,
+                 normalize: Optional[tuple] = None, seed: int = 0):
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
+            raise ValueError(f"eps must be a positive finite number; got {eps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+            raise ValueError(f"steps must be a positive integer; got {steps!r}")
+        if step_size is not None and not 0 < step_size < math.inf:
+            raise ValueError(f"step_size must be a positive finite number; got {step_size!r}")
+        if loss not in PGD_LOSSES:
+            raise ValueError(f"loss must be one of {PGD_LOSSES}; got {loss!r}")
+        self.eps, self.steps, self.loss = float(eps), steps, loss
+        self.step_size = 2.5 * self.eps / steps if step_size is None else float(step_size)
+        self.random_start, self.seed = random_start, seed
+        self.classifier = Classifier(model, normalize)
+
+    @in_eval_mode
+    def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
+                 ) -> AttackResult:
+        images, labels = self.classifier.check_inputs(images, labels)
+        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
+        x0 = images.index_select(0, index)
+        start = random_start(x0, self.eps, self.seed) if self.random_start else None
+        run = pgd(self.classifier, x0, tg, self.eps, self.steps, self.step_size, loss=self.loss,
+                  start=start)
+        evals = Evaluations.zeros(x0.shape[0], x0.device)
+        evals.gradient += run.gradient_evals
+        adv, success = verify(self.classifier, x0, run.delta, torch.ones_like(run.found), tg,
+                              evals)
+        outcome = Outcome(adversarial=adv, success=success,
+                          c=torch.where(success, self.eps, math.nan).to(x0.dtype),
+                          gradient_evals=evals.gradient, forward_evals=evals.forward,
+                          refined=torch.zeros_like(success), nonfinite=evals.nonfinite)
+        groups = GroupSpec().resolve(tuple(x0.shape[1:]))
+        return build_result(self.name, x0, index, tg, outcome, groups)

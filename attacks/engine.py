@@ -13,6 +13,10 @@ Two searches (``spec.search.mode``):
   search once a step succeeds without improving its best distortion, and samples that never
   succeeded get one cold rescue solve.
 
+With ``search.start = "pgd"`` (ε-bounded specs) the search starts from a PGD example
+(:meth:`Engine.start`): the attack succeeds wherever that PGD does, and the structured solve
+sparsifies what PGD found.
+
 The refine stage re-solves on the support of each success with the same handling of ``c``
 and keeps its answer where it is adversarial with a lower distortion.
 
@@ -35,6 +39,7 @@ from admmkit.solver import LinearizedADMM
 from admmkit.solver.state import batch_where
 from attacks.grid import snap_to_grid
 from attacks.losses import is_adversarial, margin
+from attacks.pgd import pgd, random_start
 from attacks.problems import (LiveRows, attack_problem, candidate, loss_term, refine_problem,
                               refine_terms, support_mask, term_blocks)
 from attacks.spec import AttackSpec, default_c, valid_box
@@ -100,9 +105,10 @@ def decision_score(spec: AttackSpec, terms, delta: Tensor) -> Tensor:
 
 class Engine:
     def __init__(self, model: Callable[[Tensor], Tensor], spec: AttackSpec, shape,
-                 grid: bool = False):
+                 grid: bool = False, seed: int = 0):
         self.model = model
         self.spec = spec
+        self.seed = seed  # the random start of search.start = "pgd"
         self.grid = grid  # snap the final examples onto the 8-bit grid (attacks.grid)
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
         self.refined_terms = refine_terms(spec, self.terms)
@@ -222,39 +228,68 @@ class Engine:
         when the spec has none)."""
         return objective_score(self.refined_terms, cand)
 
+    # -- where the search starts -------------------------------------------------------------
+    def start(self, x0: Tensor, tg: Targets, evals: Evaluations):
+        """``(best, z0)``: the best-so-far and the δ the search starts from. ``search.start =
+        "zero"``: nothing found, δ = 0. ``"pgd"``: ``start_steps`` steps of ℓ∞ PGD on the
+        cross-entropy (step 2.5ε/start_steps) from a random start drawn from the engine's seed
+        (:func:`attacks.pgd.pgd`, within the search's share of the budget); every adversarial
+        iterate, and the last one if adversarial (one forward check), is offered to ``best``
+        with the spec's score, so the attack succeeds wherever this PGD does; the search starts
+        from PGD's δ."""
+        s, eps, best = self.spec.search, self.spec.eps, Best.empty(x0)
+        steps = 0
+        if s.start == "pgd":  # everyone has spent the same so far: one share for all
+            steps = min(s.start_steps, int(evals.left(until=self.stage_limits()[0]).max()))
+        if steps == 0:
+            return best, torch.zeros_like(x0)
+        run = pgd(self.model, x0, tg, eps, steps, 2.5 * eps / s.start_steps,
+                  start=random_start(x0, eps, self.seed))
+        evals.add_gradients(torch.arange(x0.shape[0], device=x0.device), run.gradient_evals)
+        with torch.no_grad():
+            logits = self.model(x0 + run.delta)
+        evals.add_forwards(None, 1)
+        success = run.found | is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
+        best.offer(run.delta, success, self._score(run.delta), self._c0(x0))
+        return best, run.delta
+
     # -- the search over c -----------------------------------------------------------------
-    def search(self, x0: Tensor, tg: Targets, evals: Evaluations) -> Best:
+    def search(self, x0: Tensor, tg: Targets, evals: Evaluations, best: Optional[Best] = None,
+               z0: Optional[Tensor] = None) -> Best:
+        """The search over ``c`` from ``best`` and ``z0`` (:meth:`start`; default: nothing
+        found, δ = 0)."""
         limit = self.stage_limits()[0]
+        best = Best.empty(x0) if best is None else best
+        z0 = torch.zeros_like(x0) if z0 is None else z0
         if self.spec.search.mode == "lagrangian":
-            return self._search_lagrangian(x0, tg, evals, limit)
-        return self._search_binary(x0, tg, evals, limit)
+            return self._search_lagrangian(x0, tg, evals, limit, best, z0)
+        return self._search_binary(x0, tg, evals, limit, best, z0)
 
     def _c0(self, x0: Tensor) -> Tensor:
         c0 = self.spec.loss.c or default_c(tuple(x0.shape[1:]))
         return torch.full((x0.shape[0],), c0, dtype=x0.dtype, device=x0.device)
 
     def _search_lagrangian(self, x0: Tensor, tg: Targets, evals: Evaluations,
-                           limit: int) -> Best:
+                           limit: int, best: Best, z0: Tensor) -> Best:
         s = self.spec.search
-        best = Best.empty(x0)
         cap = torch.clamp(evals.left(until=limit), max=s.iterations + s.rescue_iterations)
         idx = (cap > 0).nonzero().squeeze(1)
         if idx.numel():
             part = best.select(idx)
             self._solve(idx, x0, tg, self._c0(x0).index_select(0, idx), part,
-                        torch.zeros_like(part.delta), cap.index_select(0, idx), evals,
+                        z0.index_select(0, idx), cap.index_select(0, idx), evals,
                         stop_after=s.iterations)
             best.put(idx, part)
         return best
 
-    def _search_binary(self, x0: Tensor, tg: Targets, evals: Evaluations, limit: int) -> Best:
+    def _search_binary(self, x0: Tensor, tg: Targets, evals: Evaluations, limit: int,
+                       best: Best, z0: Tensor) -> Best:
         s = self.spec.search
         b = x0.shape[0]
         c = self._c0(x0)
         c0 = c.clone()
         lo, hi = torch.zeros_like(c), torch.full_like(c, math.inf)
-        best = Best.empty(x0)
-        last_z = torch.zeros_like(x0)
+        last_z = z0.clone()
         running = torch.ones(b, dtype=torch.bool, device=x0.device)
         for _ in range(s.steps):
             cap = torch.clamp(evals.left(until=limit), max=s.iterations)
@@ -264,10 +299,10 @@ class Engine:
             cc, part = c.index_select(0, idx), best.select(idx)
             before = part.score.clone()
             if s.warm_start:  # from the best success so far, else from where the last step ended
-                z0 = batch_where(part.found, part.delta, last_z.index_select(0, idx))
+                z_start = batch_where(part.found, part.delta, last_z.index_select(0, idx))
             else:
-                z0 = torch.zeros_like(part.delta)
-            result, hit = self._solve(idx, x0, tg, cc, part, z0, cap.index_select(0, idx),
+                z_start = torch.zeros_like(part.delta)
+            result, hit = self._solve(idx, x0, tg, cc, part, z_start, cap.index_select(0, idx),
                                       evals)
             best.put(idx, part)
             last_z.index_copy_(0, idx, result.z)
@@ -356,7 +391,7 @@ class Engine:
 
     def run(self, x0: Tensor, tg: Targets) -> Outcome:
         evals = Evaluations.zeros(x0.shape[0], x0.device, self.spec.search.budget)
-        best = self.search(x0, tg, evals)
+        best = self.search(x0, tg, evals, *self.start(x0, tg, evals))
         refined = self.refine(x0, tg, best, evals)
         adv, success = self.finish(x0, tg, best, evals)
         return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,

@@ -181,6 +181,7 @@ def _opt_budget(instance, attribute, value):
 
 
 SEARCH_MODES = ("lagrangian", "binary")
+SEARCH_STARTS = ("zero", "pgd")
 
 
 @attrs.frozen
@@ -214,10 +215,16 @@ class SearchSpec:
     patience_tol binary: a sample stops once a step succeeds without improving its best
                  distortion by more than this relative amount
     budget       the most gradient evaluations one example may cost, everything counted
-                 (search, rescue, refine, grid repair); None: no limit. When the plan
-                 (search + rescue + refine + 10 grid repair rounds) exceeds it, the search and
-                 refine shrink in proportion and each stage may also spend what an earlier one
-                 left.
+                 (start, search, rescue, refine, grid repair); None: no limit. When the plan
+                 (start + search + rescue + refine + 10 grid repair rounds) exceeds it, the
+                 search (with its start) and refine shrink in proportion and each stage may
+                 also spend what an earlier one left.
+    start        where the search starts: "zero" (δ = 0, the paper's) or "pgd" (ε-bounded specs
+                 only): ``start_steps`` steps of ℓ∞ PGD on the cross-entropy from a random
+                 start (step 2.5ε/start_steps, :func:`attacks.pgd.pgd`); every adversarial
+                 iterate is offered to the best-so-far, so the attack succeeds wherever that PGD
+                 does, and the search starts from PGD's δ (the structured solve sparsifies it)
+    start_steps  "pgd" start: PGD steps at most (an example stops at its first success)
     """
 
     mode: str = "lagrangian"
@@ -232,9 +239,13 @@ class SearchSpec:
     warm_start: bool = True
     patience_tol: float = attrs.field(default=1e-3, validator=_nonneg)
     budget: Optional[int] = attrs.field(default=None, validator=_opt_budget)
+    start: str = "zero"
+    start_steps: int = attrs.field(default=100, validator=_pos_int)
 
     def __attrs_post_init__(self):
         _check(self.mode in SEARCH_MODES, "search.mode", f"one of {SEARCH_MODES}", self.mode)
+        _check(self.start in SEARCH_STARTS, "search.start", f"one of {SEARCH_STARTS}",
+               self.start)
         # growth <= 1 never bounds c from above; huge counts are runs that never end
         _check(self.growth > 1, "search.growth", "a number > 1 (c grows by it)", self.growth)
         _check(self.mu_growth >= 1, "search.mu_growth", "a number >= 1", self.mu_growth)
@@ -242,14 +253,16 @@ class SearchSpec:
                self.mu_growth_limit)
         for key, value, most in (("steps", self.steps, MAX_STEPS),
                                  ("iterations", self.iterations, MAX_ITERATIONS),
-                                 ("rescue_iterations", self.rescue_iterations, MAX_ITERATIONS)):
+                                 ("rescue_iterations", self.rescue_iterations, MAX_ITERATIONS),
+                                 ("start_steps", self.start_steps, MAX_ITERATIONS)):
             _check(value <= most, f"search.{key}", f"at most {most:,}", value)
 
     @property
     def planned(self) -> int:
         """Gradient evaluations per example the search plans at most (before any budget)."""
         steps = 1 if self.mode == "lagrangian" else self.steps
-        return steps * self.iterations + self.rescue_iterations
+        start = self.start_steps if self.start == "pgd" else 0
+        return start + steps * self.iterations + self.rescue_iterations
 
 
 #: The paper's search (Sec. 4 and appendix F): binary search on c, 6 steps of 200 iterations
@@ -301,6 +314,8 @@ class AttackSpec:
         _check(self.decision in DECISIONS, "decision", f"one of {DECISIONS}", self.decision)
         names = [t.name for t in self.terms if t.name]
         _check(len(names) == len(set(names)), "terms", "unique names", names)
+        _check(self.search.start != "pgd" or self.eps is not None, "search.start",
+               '"zero" without eps (a "pgd" start needs the ℓ∞ bound eps)', self.search.start)
 
     @property
     def output_term(self) -> Optional[int]:
