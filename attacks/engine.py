@@ -13,7 +13,7 @@ Two searches (``spec.search.mode``):
   search once a step succeeds without improving its best distortion, and samples that never
   succeeded get one cold rescue solve.
 
-With ``search.start = "pgd"`` (ε-bounded specs) the search starts from a PGD example
+With ``search.start = "pgd"`` (the default of ε-bounded specs) the search starts from a PGD example
 (:meth:`Engine.start`): the attack succeeds wherever that PGD does, and the structured solve
 sparsifies what PGD found.
 
@@ -117,12 +117,13 @@ class Engine:
 
     # -- how a budget is split ---------------------------------------------------------------
     def stage_limits(self):
-        """Cumulative gradient evaluations per example after which the search and the refine
-        stop: their planned iterations, shrunk in proportion when ``search.budget`` is below
-        the whole plan (search + refine + grid repair). Each stage also gets what the earlier
-        ones left unspent; the grid repair may spend up to the budget."""
+        """Cumulative gradient evaluations per example after which the search (with its PGD
+        start) and the refine stop: their planned iterations, shrunk in proportion when
+        ``search.budget`` is below the whole plan (start + search + refine + grid repair).
+        Each stage also gets what the earlier ones left unspent; the grid repair may spend up
+        to the budget."""
         s = self.spec.search
-        search = s.planned
+        search = s.planned + (s.start_steps if s.starts_with_pgd(self.spec.eps) else 0)
         refine = self.spec.refine.iterations if self.spec.refine is not None else 0
         plan = search + refine + (GRID_ROUNDS if self.grid else 0)
         if s.budget is None or s.budget >= plan:
@@ -231,7 +232,8 @@ class Engine:
     # -- where the search starts -------------------------------------------------------------
     def start(self, x0: Tensor, tg: Targets, evals: Evaluations):
         """``(best, z0)``: the best-so-far and the δ the search starts from. ``search.start =
-        "zero"``: nothing found, δ = 0. ``"pgd"``: ``start_steps`` steps of ℓ∞ PGD on the
+        "zero"`` (the default without ε): nothing found, δ = 0. ``"pgd"`` (with ε):
+        ``start_steps`` steps of ℓ∞ PGD on the
         cross-entropy (step 2.5ε/start_steps) from a random start drawn from the engine's seed
         (:func:`attacks.pgd.pgd`, within the search's share of the budget); every adversarial
         iterate, and the last one if adversarial (one forward check), is offered to ``best``
@@ -239,7 +241,7 @@ class Engine:
         from PGD's δ."""
         s, eps, best = self.spec.search, self.spec.eps, Best.empty(x0)
         steps = 0
-        if s.start == "pgd":  # everyone has spent the same so far: one share for all
+        if s.starts_with_pgd(eps):  # everyone has spent the same so far: one share for all
             steps = min(s.start_steps, int(evals.left(until=self.stage_limits()[0]).max()))
         if steps == 0:
             return best, torch.zeros_like(x0)

@@ -181,7 +181,7 @@ def _opt_budget(instance, attribute, value):
 
 
 SEARCH_MODES = ("lagrangian", "binary")
-SEARCH_STARTS = ("zero", "pgd")
+SEARCH_STARTS = ("auto", "zero", "pgd")
 
 
 @attrs.frozen
@@ -219,8 +219,9 @@ class SearchSpec:
                  (start + search + rescue + refine + 10 grid repair rounds) exceeds it, the
                  search (with its start) and refine shrink in proportion and each stage may
                  also spend what an earlier one left.
-    start        where the search starts: "zero" (δ = 0, the paper's) or "pgd" (ε-bounded specs
-                 only): ``start_steps`` steps of ℓ∞ PGD on the cross-entropy from a random
+    start        where the search starts: "zero" (δ = 0, the paper's), "pgd" (ε-bounded specs
+                 only) or "auto" (default: "pgd" where the spec has an ε, else "zero"): "pgd"
+                 runs ``start_steps`` steps of ℓ∞ PGD on the cross-entropy from a random
                  start (step 2.5ε/start_steps, :func:`attacks.pgd.pgd`); every adversarial
                  iterate is offered to the best-so-far, so the attack succeeds wherever that PGD
                  does, and the search starts from PGD's δ (the structured solve sparsifies it)
@@ -239,7 +240,7 @@ class SearchSpec:
     warm_start: bool = True
     patience_tol: float = attrs.field(default=1e-3, validator=_nonneg)
     budget: Optional[int] = attrs.field(default=None, validator=_opt_budget)
-    start: str = "zero"
+    start: str = "auto"
     start_steps: int = attrs.field(default=100, validator=_pos_int)
 
     def __attrs_post_init__(self):
@@ -257,12 +258,16 @@ class SearchSpec:
                                  ("start_steps", self.start_steps, MAX_ITERATIONS)):
             _check(value <= most, f"search.{key}", f"at most {most:,}", value)
 
+    def starts_with_pgd(self, eps: Optional[float]) -> bool:
+        """Whether the search starts from PGD's example for a spec with this ``eps``."""
+        return self.start == "pgd" or (self.start == "auto" and eps is not None)
+
     @property
     def planned(self) -> int:
-        """Gradient evaluations per example the search plans at most (before any budget)."""
+        """Gradient evaluations per example the search plans at most (before any budget and
+        without a PGD start)."""
         steps = 1 if self.mode == "lagrangian" else self.steps
-        start = self.start_steps if self.start == "pgd" else 0
-        return start + steps * self.iterations + self.rescue_iterations
+        return steps * self.iterations + self.rescue_iterations
 
 
 #: The paper's search (Sec. 4 and appendix F): binary search on c, 6 steps of 200 iterations
@@ -315,7 +320,8 @@ class AttackSpec:
         names = [t.name for t in self.terms if t.name]
         _check(len(names) == len(set(names)), "terms", "unique names", names)
         _check(self.search.start != "pgd" or self.eps is not None, "search.start",
-               '"zero" without eps (a "pgd" start needs the ℓ∞ bound eps)', self.search.start)
+               '"auto" or "zero" without eps (a "pgd" start needs the ℓ∞ bound eps)',
+               self.search.start)
 
     @property
     def output_term(self) -> Optional[int]:

@@ -64,7 +64,7 @@ DOCS: Dict[str, str] = {
     "search.warm_start": "binary: start each solve from the best success so far",
     "search.patience_tol": "binary: stop when a success improves by < this",
     "search.budget": "most gradient evaluations per example, all stages",
-    "search.start": "zero | pgd (eps only): start from PGD's example",
+    "search.start": "auto (pgd if eps) | zero | pgd: start from PGD",
     "search.start_steps": "pgd start: PGD steps (cross-entropy, random start)",
     "refine.quantile": "zero |δ| below this quantile of the non-zeros (eq. 19)",
     "refine.iterations": "ADMM iterations of the fixed-support re-solve (eq. 20)",

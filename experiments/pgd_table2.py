@@ -78,9 +78,10 @@ def make_attack(name: str, model, eps: float, overrides=()):
         return IFGSM(model, eps_max=eps)
     if name == "cw-l2-eps":
         spec = attrs.evolve(builtin_spec("cw-l2"), eps=eps)
-        return Attack(model, spec.with_overrides(*overrides))
+        return Attack(model, spec.with_overrides(*overrides), grid=False)
     if name == "linf":
-        return Attack(model, builtin_spec("linf", eps=eps).with_overrides(*overrides))
+        return Attack(model, builtin_spec("linf", eps=eps).with_overrides(*overrides),
+                      grid=False)
     raise ValueError(f"unknown attack {name!r}")
 
 

@@ -8,6 +8,8 @@ from torch import nn
 
 from attacks import Attack, builtin_spec
 from attacks.baselines import PGD
+from attacks.classifier import Classifier
+from attacks.engine import Engine
 from attacks.spec import AttackSpec, SpecError
 
 EPS = 0.12
@@ -109,4 +111,18 @@ def test_pgd_start_needs_eps_and_round_trips_through_toml():
         builtin_spec("linf").with_overrides("search.start=adam")
     spec = _spec("linf")
     assert AttackSpec.from_toml(spec.to_toml()) == spec
-    assert spec.search.planned == 20 + 60  # the start is part of the search's plan
+    engine = Engine(Classifier(_model()), spec, (1, 8, 8))
+    assert engine.stage_limits()[0] == 20 + 60  # the start is part of the search's share
+
+
+def test_auto_start_is_pgd_exactly_where_there_is_an_eps():
+    assert builtin_spec("linf").search.start == "auto" == builtin_spec("cw-l2").search.start
+    assert builtin_spec("linf").search.starts_with_pgd(0.3)
+    assert not builtin_spec("cw-l2").search.starts_with_pgd(None)
+    x, y = _data(8)
+    model = _model()
+    auto, pgd = (Attack(model, _spec("cw-l2", start=s), seed=3)(x, y) for s in ("auto", "pgd"))
+    assert torch.equal(auto.adversarial, pgd.adversarial)
+    plain = attrs.evolve(_spec("cw-l2", start="auto"), eps=None)
+    assert not plain.search.starts_with_pgd(plain.eps)
+    assert int(Attack(model, plain)(x, y).gradient_evals.max()) <= 60  # no start spent
