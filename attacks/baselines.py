@@ -84,9 +84,7 @@ class GradientAttack:
     @in_eval_mode
     def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
                  ) -> AttackResult:
-        images, labels = self.classifier.check_inputs(images, labels)
-        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
-        x0 = images.index_select(0, index)
+        x0, index, tg = baseline_inputs(self.classifier, images, labels, targets, self.seed)
         b = x0.shape[0]
         top = self.eps_max or (1.0 if self.norm == "inf" else math.sqrt(x0[0].numel()))
         lo = torch.zeros(b, dtype=x0.dtype, device=x0.device)
@@ -113,12 +111,7 @@ class GradientAttack:
             adv, success = snap.adversarial, snap.success
             evals.gradient += snap.gradient_evals
             evals.forward += snap.forward_evals
-        outcome = Outcome(adversarial=adv, success=success,
-                          c=torch.where(success, hi, torch.full_like(hi, math.nan)),
-                          gradient_evals=evals.gradient, forward_evals=evals.forward,
-                          refined=torch.zeros_like(success), nonfinite=evals.nonfinite)
-        groups = GroupSpec().resolve(tuple(x0.shape[1:]))
-        return build_result(self.name, x0, index, tg, outcome, groups, grid=self.grid)
+        return baseline_result(self.name, x0, index, tg, adv, success, hi, evals, self.grid)
 
 
 def FGM(model: nn.Module, *, norm: str = "inf", **kw) -> GradientAttack:
@@ -160,9 +153,7 @@ class PGD:
     @in_eval_mode
     def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
                  ) -> AttackResult:
-        images, labels = self.classifier.check_inputs(images, labels)
-        index, tg = expand_targets(labels, self.classifier.num_classes, targets, self.seed)
-        x0 = images.index_select(0, index)
+        x0, index, tg = baseline_inputs(self.classifier, images, labels, targets, self.seed)
         start = random_start(x0, self.eps, self.seed) if self.random_start else None
         run = pgd(self.classifier, x0, tg, self.eps, self.steps, self.step_size, loss=self.loss,
                   start=start)
@@ -170,9 +161,26 @@ class PGD:
         evals.gradient += run.gradient_evals
         adv, success = verify(self.classifier, x0, run.delta, torch.ones_like(run.found), tg,
                               evals)
-        outcome = Outcome(adversarial=adv, success=success,
-                          c=torch.where(success, self.eps, math.nan).to(x0.dtype),
-                          gradient_evals=evals.gradient, forward_evals=evals.forward,
-                          refined=torch.zeros_like(success), nonfinite=evals.nonfinite)
-        groups = GroupSpec().resolve(tuple(x0.shape[1:]))
-        return build_result(self.name, x0, index, tg, outcome, groups)
+        eps = torch.full_like(success, self.eps, dtype=x0.dtype)
+        return baseline_result(self.name, x0, index, tg, adv, success, eps, evals)
+
+
+def baseline_inputs(classifier: Classifier, images: Tensor, labels: Tensor,
+                    targets: TargetChoice, seed: int):
+    """``(x0, index, tg)``: the checked images, one row per example, and their targets."""
+    images, labels = classifier.check_inputs(images, labels)
+    index, tg = expand_targets(labels, classifier.num_classes, targets, seed)
+    return images.index_select(0, index), index, tg
+
+
+def baseline_result(name: str, x0: Tensor, index: Tensor, tg: Targets, adv: Tensor,
+                    success: Tensor, c: Tensor, evals: Evaluations, grid: bool = False
+                    ) -> AttackResult:
+    """A baseline's verified examples as an :class:`AttackResult` (``c``: its ε per example,
+    NaN where it failed; no refine)."""
+    outcome = Outcome(adversarial=adv, success=success,
+                      c=torch.where(success, c, torch.full_like(c, math.nan)),
+                      gradient_evals=evals.gradient, forward_evals=evals.forward,
+                      refined=torch.zeros_like(success), nonfinite=evals.nonfinite)
+    groups = GroupSpec().resolve(tuple(x0.shape[1:]))
+    return build_result(name, x0, index, tg, outcome, groups, grid=grid)
