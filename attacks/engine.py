@@ -13,9 +13,9 @@ Two searches (``spec.search.mode``):
   search once a step succeeds without improving its best distortion, and samples that never
   succeeded get one cold rescue solve.
 
-With ``search.start = "pgd"`` (the default of ε-bounded specs) the search starts from a PGD example
-(:meth:`Engine.start`): the attack succeeds wherever that PGD does, and the structured solve
-sparsifies what PGD found.
+With ``search.start = "pgd"`` (the default of ε-bounded specs) the search starts from a PGD
+example (:meth:`Engine.start`): the attack succeeds wherever that PGD does, and the structured
+solve sparsifies what PGD found.
 
 The refine stage re-solves on the support of each success with the same handling of ``c``
 and keeps its answer where it is adversarial with a lower distortion.
@@ -232,13 +232,12 @@ class Engine:
     # -- where the search starts -------------------------------------------------------------
     def start(self, x0: Tensor, tg: Targets, evals: Evaluations):
         """``(best, z0)``: the best-so-far and the δ the search starts from. ``search.start =
-        "zero"`` (the default without ε): nothing found, δ = 0. ``"pgd"`` (with ε):
-        ``start_steps`` steps of ℓ∞ PGD on the
-        cross-entropy (step 2.5ε/start_steps) from a random start drawn from the engine's seed
-        (:func:`attacks.pgd.pgd`, within the search's share of the budget); every adversarial
-        iterate, and the last one if adversarial (one forward check), is offered to ``best``
-        with the spec's score, so the attack succeeds wherever this PGD does; the search starts
-        from PGD's δ."""
+        "zero"`` (the default without ε): nothing found, δ = 0. ``"pgd"`` (the default with
+        ε): ``start_steps`` steps of ℓ∞ PGD on the cross-entropy (step 2.5ε/start_steps) from a
+        random start drawn from the engine's seed (:func:`attacks.pgd.pgd`, within the search's
+        share of the budget); every adversarial iterate, and the last one if adversarial (one
+        forward check), is offered to ``best`` with the spec's score, so the attack succeeds
+        wherever this PGD does; the search starts from PGD's δ."""
         s, eps, best = self.spec.search, self.spec.eps, Best.empty(x0)
         steps = 0
         if s.starts_with_pgd(eps):  # everyone has spent the same so far: one share for all
