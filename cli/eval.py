@@ -118,7 +118,7 @@ def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str
     for a in chosen:
         if a.spec is not None:
             fits(a.spec, tuple(ready.images.shape[1:]), f"--attacks {a.name}")
-    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
+    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE)
     # -n is not part of the key: batches are image-major and checked one by one, so an eval
     # can be extended to more images (the whole data set's fingerprint identifies the data)
     everything = resolve_data(data, None) if n is not None else (ready.images, ready.labels)

@@ -154,7 +154,7 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
     for name, s in zip(names, specs):
         fits(s.spec, tuple(ready.images.shape[1:]), f"--spec {name}")
     chosen = resolve_maps(requested, chosen_attacks[0].classifier.model, ready.images, model)
-    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
+    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE)
 
     record = {**run_record("admm-attack explain", examples.size, int(ready.images.shape[0]),
                            **ready.context),

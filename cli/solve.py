@@ -36,7 +36,7 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     examples = checked_examples(ready, attack, parse_targets(targets, ready.labels), targets)
     fits(loaded.spec, tuple(ready.images.shape[1:]), f"--spec {spec}")
     done = run_spec(out, ready, attack, examples, loaded, "admm-attack solve",
-                    batch_size=batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks),
+                    batch_size=batch_size_for(batch_size, DEFAULT_BATCH_SIZE),
                     targets=targets, restart=restart, quiet=quiet, figures=figures)
     return None if done is None else done.summary
 

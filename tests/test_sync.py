@@ -136,11 +136,10 @@ def test_strattack_solver_loop_synchronises_once_per_check(device):
     assert bad == [], "\n".join(bad + [sync.report()])
 
 
-@pytest.mark.xfail(strict=True, reason="the engine's bookkeeping synchronises inside the loop: "
-                   "LiveRows.keep's nonzero (attacks/problems.py) at the caps and every "
-                   "RESCUE_SYNC iterations of the rescue, on top of the solver's check")
 @pytest.mark.parametrize("device", DEVICES)
 def test_strattack_synchronises_once_per_check(device):
+    """The whole loop — solver, loss term, the tracker's checks and bookkeeping, compaction —
+    synchronises at most once per check, in the search, its rescue and the refine."""
     attack, images, labels = small_strattack(device)
     with counting(device) as sync:
         attack(images, labels)
