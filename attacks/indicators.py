@@ -1,0 +1,238 @@
+"""Indicators of attack failure (Pintor et al., NeurIPS 2022): whether a failed attack says
+anything about the model.
+
+A success is verified by a fresh forward pass; a failure is only worth something when the attack
+could work. Every example therefore gets a **status**: ``success`` (verified), ``failed`` (the
+attack ran properly and found nothing within its budget) or ``not judged``, with the
+**reasons** (one bit each of a (B,) int32 ``flags`` tensor, :data:`REASONS`):
+
+- ``nonfinite``: NaN or infinite logits, loss values or gradients at any point of the search
+  (a check, an iteration, the solver's non-finite guard, the verification);
+- ``no_gradient``: the loss gradient w.r.t. the input was numerically zero,
+  ``‖∇f‖₂ ≤ GRADIENT_RTOL·|f|``, on more than :data:`NO_GRADIENT_SHARE` of the iterations where
+  the loss was active (margin + κ > 0: the hinge and the augmented Lagrangian are flat, with a
+  legitimately zero gradient, only where the constraint holds) — input quantisation,
+  thresholding, a model that detaches its input;
+- ``unstable``: two evaluations of the same final example or clean image disagree on the class
+  (a randomised model, dropout left on);
+- ``silent_success``: the search judged a candidate adversarial and the verification did not;
+- ``incomplete`` (a mark on a failure, which stays judged): the solve spent its whole budget and
+  the violation margin + κ still reached a new low in its last :data:`RECENT` of iterations.
+
+The evidence is gathered where it arises, on the device, without a host sync per iteration
+(:class:`Evidence` per example of a batch, :class:`SolveWatch` per ADMM solve,
+:func:`unstable` at the finish: two extra forward passes of the final and the clean images,
+not counted in ``forward_evals`` — they are the evaluation's audit, not the attack's cost), and
+decided once, by :meth:`Evidence.verdict`: a success keeps only ``unstable`` (a verified example
+the model does not repeat is not a success), a failure keeps all its reasons.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional
+
+import attrs
+import numpy as np
+import torch
+from torch import Tensor
+
+#: ``‖∇f‖₂ ≤ GRADIENT_RTOL·|f|`` on an active iteration: the gradient is numerically zero
+GRADIENT_RTOL = 1e-6
+#: ``no_gradient`` when more than this share of the active iterations had a zero gradient
+NO_GRADIENT_SHARE = 0.5
+#: a violation counts as a new low when it is below the lowest so far by this share
+IMPROVE_RTOL = 1e-3
+#: ``incomplete``: a new low in this last share of the solve's iterations
+RECENT = 0.1
+
+
+@attrs.frozen
+class Reason:
+    """One indicator: its name (the metrics.csv ``reason`` word), its bit in ``flags``, whether
+    the example stays judged (a mark on a failure) and what it means."""
+
+    name: str
+    bit: int
+    judged: bool
+    text: str
+
+
+REASONS = (
+    Reason("nonfinite", 1, False, "NaN or infinite logits or gradients: a broken model"),
+    Reason("no_gradient", 2, False, "the loss gradient w.r.t. the input was zero on most "
+           "iterations: quantised, thresholded or detached input"),
+    Reason("unstable", 4, False, "the model's class changed between two evaluations of the "
+           "same image: a randomised model"),
+    Reason("silent_success", 8, False, "a candidate the search found adversarial was not on "
+           "re-verification"),
+    Reason("incomplete", 16, True, "the budget ran out while the violation was still "
+           "decreasing"),
+)
+BY_NAME: Dict[str, Reason] = {r.name: r for r in REASONS}
+NONFINITE, NO_GRADIENT, UNSTABLE, SILENT_SUCCESS, INCOMPLETE = (r.bit for r in REASONS)
+#: the reasons that make an example "not judged"
+NOT_JUDGED = sum(r.bit for r in REASONS if not r.judged)
+
+STATUSES = ("success", "failed", "not judged")
+
+
+def not_judged(flags: Tensor) -> Tensor:
+    """(B,) bool: examples whose ``flags`` (as :meth:`Evidence.verdict` leaves them) hold a
+    reason not to judge them."""
+    return (flags & NOT_JUDGED) != 0
+
+
+def status_names(flags, success) -> np.ndarray:
+    """The status of every example (B,) as text (:data:`STATUSES`); arrays or tensors."""
+    flags, success = np.asarray(flags), np.asarray(success, dtype=bool)
+    return np.where((flags & NOT_JUDGED) != 0, STATUSES[2],
+                    np.where(success, STATUSES[0], STATUSES[1]))
+
+
+def reason_names(flags) -> np.ndarray:
+    """The reasons of every example (B,) as text: names joined by ``+``, "" for none."""
+    flags = np.asarray(flags)
+    out = [""] * flags.shape[0]
+    for r in REASONS:
+        for i in np.flatnonzero(flags & r.bit):
+            out[i] = f"{out[i]}+{r.name}" if out[i] else r.name
+    return np.asarray(out, dtype=str)
+
+
+def csv_columns(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """metrics.csv's ``status`` and ``reason`` columns, from the ``flags`` and ``success``
+    arrays of a result."""
+    return {"status": status_names(arrays["flags"], arrays["success"]),
+            "reason": reason_names(arrays["flags"])}
+
+
+def counts(flags: Tensor, success: Tensor) -> Dict[str, object]:
+    """The summary's counts: per status (``successes``, ``failures``, ``not_judged``, and
+    ``judged``) and per reason (``reasons``: name -> examples)."""
+    skip = not_judged(flags)
+    return {"successes": int((success & ~skip).sum()), "failures": int((~success & ~skip).sum()),
+            "not_judged": int(skip.sum()), "judged": int((~skip).sum()),
+            "reasons": {r.name: int(((flags & r.bit) != 0).sum()) for r in REASONS}}
+
+
+def unjudged_line(summary: Dict[str, object]) -> Optional[str]:
+    """One line on the examples of ``summary`` (:meth:`AttackResult.summary`) that are not
+    judged, with the count and the meaning of each reason; None when every one is judged."""
+    n = int(summary.get("not_judged", 0))
+    if not n:
+        return None
+    reasons = summary.get("reasons", {})
+    why = "; ".join(f"{r.name} {reasons[r.name]} ({r.text})" for r in REASONS
+                    if not r.judged and reasons.get(r.name))
+    return (f"{n} of {summary['examples']} examples not judged — {why}; they are counted "
+            "neither as successes nor as failures (robust)")
+
+
+# -- evidence ------------------------------------------------------------------------------------
+def _put(t: Tensor, rows: Optional[Tensor], value: Tensor) -> Tensor:
+    """``t`` with rows ``rows`` (None: all) replaced by ``value``."""
+    return value if rows is None else t.index_copy(0, rows, value)
+
+
+def _rows(t: Tensor, rows: Optional[Tensor]) -> Tensor:
+    return t if rows is None else t.index_select(0, rows)
+
+
+class Evidence:
+    """The indicators of every example of a batch, (B,) each: ``flags`` (the reasons seen), and
+    the counts of ``active`` iterations and of those with a zero gradient (``flat``). Updated in
+    place on the device; :meth:`verdict` decides."""
+
+    def __init__(self, b: int, device):
+        self.flags = torch.zeros(b, dtype=torch.int32, device=device)
+        self.active = torch.zeros(b, dtype=torch.long, device=device)
+        self.flat = torch.zeros(b, dtype=torch.long, device=device)
+
+    def flag(self, bit: int, mask: Tensor, rows: Optional[Tensor] = None) -> None:
+        """Add the reason ``bit`` to the examples ``mask`` (of the rows ``rows``; None: all)."""
+        self.flags = _put(self.flags, rows, _rows(self.flags, rows) | (mask.int() * bit))
+
+    def mark(self, bit: int, mask: Tensor, rows: Optional[Tensor] = None) -> None:
+        """Set the reason ``bit`` to ``mask`` on the rows ``rows`` (the latest word counts)."""
+        self.flags = _put(self.flags, rows, (_rows(self.flags, rows) & ~bit) | (mask.int() * bit))
+
+    def observe_gradient(self, grad: Tensor, value: Tensor, active: Tensor,
+                         rows: Optional[Tensor] = None) -> None:
+        """One gradient evaluation of the loss ``value`` (b,) of the rows ``rows``: ``grad``
+        (b, ...) non-finite (or ``value``) flags ``nonfinite``; where ``active`` (the loss is
+        not flat there by design) it counts, and counts as flat when numerically zero."""
+        norm = grad.flatten(1).norm(dim=1)
+        self.flag(NONFINITE, ~(torch.isfinite(norm) & torch.isfinite(value)), rows)
+        flat = active & (norm <= GRADIENT_RTOL * value.abs())
+        if rows is None:
+            self.active += active
+            self.flat += flat
+        else:
+            self.active.index_add_(0, rows, active.long())
+            self.flat.index_add_(0, rows, flat.long())
+
+    def verdict(self, success: Tensor) -> Tensor:
+        """The final flags, (B,) int32: ``no_gradient`` decided from the counts; a success
+        keeps ``unstable`` only, a failure every reason."""
+        none = (self.active > 0) & (self.flat > NO_GRADIENT_SHARE * self.active)
+        flags = self.flags | (none.int() * NO_GRADIENT)
+        return torch.where(success, flags & UNSTABLE, flags)
+
+
+class SolveWatch:
+    """The evidence of one ADMM solve over the examples ``idx`` of the batch (n rows), read
+    from the solver's :class:`admmkit.solver.IterationInfo` — the gradient ``info.grad``, the
+    loss ``info.smooth_value`` and, as ``info.aux``, the violation margin + κ (n,) of the loss
+    term (:func:`attacks.problems.loss_term`) — and handed to ``evidence``: gradients at every
+    iteration, and per row the lowest violation and the iteration it was reached at."""
+
+    def __init__(self, evidence: Evidence, idx: Tensor):
+        self.evidence, self.idx = evidence, idx
+        n = idx.shape[0]
+        self.lowest = torch.full((n,), float("inf"), dtype=torch.float64, device=idx.device)
+        self.lowest_at = torch.zeros(n, dtype=torch.long, device=idx.device)
+
+    def around(self, callback: Callable) -> Callable:
+        """The solver's callback: observe, then run ``callback`` (the solve's tracker)."""
+        def observed(info):
+            self.observe(info)
+            return callback(info)
+        return observed
+
+    def observe(self, info) -> None:
+        excess = info.aux
+        if info.grad is None or excess is None:
+            return
+        rows = info.rows  # the rows of the solve the state holds (None: all)
+        ran = info.state.active
+        active = ran & (excess > 0)
+        at = self.idx if rows is None else self.idx.index_select(0, rows)
+        self.evidence.observe_gradient(info.grad, info.smooth_value, active, at)
+        lowest, excess = _rows(self.lowest, rows), excess.double()
+        lower = ran & (lowest - excess > IMPROVE_RTOL * excess.abs())
+        self.lowest = _put(self.lowest, rows, torch.where(lower, excess, lowest))
+        self.lowest_at = _put(self.lowest_at, rows, torch.where(
+            lower, info.state.iterations, _rows(self.lowest_at, rows)))
+
+    def report(self, result, cap: Tensor) -> None:
+        """At the end of the solve: the solver's non-finite guard (``result.diverged``) and
+        ``incomplete`` (the cap reached, a new low in the last :data:`RECENT` iterations)."""
+        it = result.iterations
+        recent = self.lowest_at.double() > (1 - RECENT) * it.double()
+        self.evidence.flag(NONFINITE, result.diverged, self.idx)
+        self.evidence.mark(INCOMPLETE, (it >= cap) & (it > 0) & recent, self.idx)
+
+
+def unstable(model: Callable[[Tensor], Tensor], final: Tensor, x0: Tensor) -> Tensor:
+    """(B,) bool: two evaluations of the final examples and the clean images (one batch of
+    both, twice) disagree on the class of either."""
+    both = torch.cat([final, x0])
+    with torch.no_grad():
+        first, second = model(both).argmax(1), model(both).argmax(1)
+    return (first != second).view(2, -1).any(0)
+
+
+__all__ = ["BY_NAME", "Evidence", "INCOMPLETE", "NONFINITE", "NOT_JUDGED", "NO_GRADIENT",
+           "REASONS", "Reason", "SILENT_SUCCESS", "STATUSES", "SolveWatch", "UNSTABLE",
+           "counts", "csv_columns", "not_judged", "reason_names", "status_names",
+           "unjudged_line", "unstable"]
