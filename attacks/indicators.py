@@ -29,7 +29,7 @@ the model does not repeat is not a success), a failure keeps all its reasons.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 import attrs
 import numpy as np
@@ -115,17 +115,44 @@ def counts(flags: Tensor, success: Tensor) -> Dict[str, object]:
             "reasons": {r.name: int(((flags & r.bit) != 0).sum()) for r in REASONS}}
 
 
+def reasons_text(reasons: Dict[str, int]) -> str:
+    """``nonfinite 3 (what it means); …``: the reasons not to judge of a ``reasons`` count."""
+    return "; ".join(f"{r.name} {reasons[r.name]} ({r.text})" for r in REASONS
+                     if not r.judged and reasons.get(r.name))
+
+
 def unjudged_line(summary: Dict[str, object]) -> Optional[str]:
     """One line on the examples of ``summary`` (:meth:`AttackResult.summary`) that are not
     judged, with the count and the meaning of each reason; None when every one is judged."""
     n = int(summary.get("not_judged", 0))
     if not n:
         return None
-    reasons = summary.get("reasons", {})
-    why = "; ".join(f"{r.name} {reasons[r.name]} ({r.text})" for r in REASONS
-                    if not r.judged and reasons.get(r.name))
-    return (f"{n} of {summary['examples']} examples not judged — {why}; they are counted "
-            "neither as successes nor as failures (robust)")
+    return (f"{n} of {summary['examples']} examples not judged: "
+            f"{reasons_text(summary.get('reasons', {}))}; they count neither as successes "
+            "nor as failures (robust)")
+
+
+def combine(summaries: Iterable[Dict[str, object]]) -> Dict[str, object]:
+    """The ``examples``, ``not_judged`` and ``reasons`` counts of several summaries (an eval's
+    attacks) added up."""
+    out: Dict[str, object] = {"examples": 0, "not_judged": 0, "reasons": {}}
+    for s in summaries:
+        out["examples"] += int(s["examples"])
+        out["not_judged"] += int(s.get("not_judged", 0))
+        for k, v in dict(s.get("reasons", {})).items():
+            out["reasons"][k] = out["reasons"].get(k, 0) + int(v)
+    return out
+
+
+def nothing_judged(summary: Dict[str, object]) -> Optional[str]:
+    """Where no example of ``summary`` (one run's, or :func:`combine`'s) is judged, what to
+    say: one line naming the reasons (nothing was measured). Else None."""
+    n = int(summary["examples"])
+    if not n or int(summary.get("not_judged", 0)) < n:
+        return None
+    return (f"none of the {n} examples could be judged: "
+            f"{reasons_text(dict(summary.get('reasons', {})))}; the attack's failures say "
+            "nothing about robustness (status and reason per example in metrics.csv)")
 
 
 # -- evidence ------------------------------------------------------------------------------------
@@ -234,5 +261,5 @@ def unstable(model: Callable[[Tensor], Tensor], final: Tensor, x0: Tensor) -> Te
 
 __all__ = ["BY_NAME", "Evidence", "INCOMPLETE", "NONFINITE", "NOT_JUDGED", "NO_GRADIENT",
            "REASONS", "Reason", "SILENT_SUCCESS", "STATUSES", "SolveWatch", "UNSTABLE",
-           "counts", "csv_columns", "not_judged", "reason_names", "status_names",
-           "unjudged_line", "unstable"]
+           "combine", "counts", "csv_columns", "not_judged", "nothing_judged", "reason_names",
+           "reasons_text", "status_names", "unjudged_line", "unstable"]

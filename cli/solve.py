@@ -9,6 +9,8 @@ from attacks.api import Attack
 from attacks.base import Examples
 from attacks.runs.runner import Finished, run_attack
 from attacks.catalogue import LoadedSpec, load_spec
+from attacks.indicators import nothing_judged
+from cli.errors import UserError
 from cli.setup import (Prepared, batch_size_for, check_counts, checked_examples, fits,
                        parse_targets, prepare)
 
@@ -38,7 +40,12 @@ def solve(*, spec: str, sets: List[str], model: str, weights: Optional[str], dat
     done = run_spec(out, ready, attack, examples, loaded, "admm-attack solve",
                     batch_size=batch_size_for(batch_size, DEFAULT_BATCH_SIZE, ready.ranks),
                     targets=targets, restart=restart, quiet=quiet, figures=figures)
-    return None if done is None else done.summary
+    if done is None:
+        return None
+    nothing = nothing_judged(done.summary)
+    if nothing:  # the run's files are written; its verdict is that there is none
+        raise UserError(f"--model {model}: {nothing}")
+    return done.summary
 
 
 def spec_attack(ready: Prepared, loaded: LoadedSpec, seed: int) -> Attack:
