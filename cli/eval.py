@@ -168,9 +168,6 @@ def _run_eval(root: RunDir, ready, jobs, chosen: List[EvalAttack], chosen_cases,
                              reasons=summ.get("reasons", {}))
     if not ready.ranks.main:
         return None
-    nothing = nothing_judged(combine(costs.values()))
-    if nothing:
-        raise UserError(f"--model {model}: {nothing}")
 
     rows = summary_rows(per_attack)
     title = (f"{model} on {data} ({int(images.shape[0])} images × {num_classes - 1} targets"
@@ -186,6 +183,9 @@ def _run_eval(root: RunDir, ready, jobs, chosen: List[EvalAttack], chosen_cases,
     root.write_json("summary.json", summ)
     root.write_json(PROVENANCE, {**top, "status": "complete",
                                  "history": history + [{**entry, "finished": now()}]})
+    nothing = nothing_judged(combine(costs.values()))
+    if nothing:  # the tables are written; their verdict is that there is none
+        raise UserError(f"--model {model}: {nothing}")
     return summ
 
 
