@@ -210,14 +210,19 @@ class SolveWatch:
     """The evidence of one ADMM solve over the examples ``idx`` of the batch (n rows), read
     from the solver's :class:`admmkit.solver.IterationInfo` — the gradient ``info.grad``, the
     loss ``info.smooth_value`` and, as ``info.aux``, the violation margin + κ (n,) of the loss
-    term (:func:`attacks.problems.loss_term`) — and handed to ``evidence``: gradients at every
-    iteration, and per row the lowest violation and the iteration it was reached at."""
+    term (:func:`attacks.problems.loss_term`) — at every iteration, in place on per-row
+    tensors (a few small operations, no sync), and handed to ``evidence`` by :meth:`report`:
+    the non-finite rows, the active and flat iterations, and per row the lowest violation and
+    the iteration it was reached at (``incomplete``)."""
 
     def __init__(self, evidence: Evidence, idx: Tensor):
         self.evidence, self.idx = evidence, idx
-        n = idx.shape[0]
-        self.lowest = torch.full((n,), float("inf"), dtype=torch.float64, device=idx.device)
-        self.lowest_at = torch.zeros(n, dtype=torch.long, device=idx.device)
+        n, device = idx.shape[0], idx.device
+        self.bad = torch.zeros(n, dtype=torch.bool, device=device)
+        self.active = torch.zeros(n, dtype=torch.long, device=device)
+        self.flat = torch.zeros(n, dtype=torch.long, device=device)
+        self.lowest: Optional[Tensor] = None  # in the violation's dtype, from the first
+        self.lowest_at = torch.zeros(n, dtype=torch.long, device=device)
 
     def around(self, callback: Callable) -> Callable:
         """The solver's callback: observe, then run ``callback`` (the solve's tracker)."""
@@ -227,27 +232,46 @@ class SolveWatch:
         return observed
 
     def observe(self, info) -> None:
-        excess = info.aux
+        excess, value = info.aux, info.smooth_value
         if info.grad is None or excess is None:
             return
-        rows = info.rows  # the rows of the solve the state holds (None: all)
+        if info.rows is not None:  # a compacted batch: the rows of the solve it holds
+            return self._observe_rows(info, info.rows)
+        norm = info.grad.flatten(1).norm(dim=1)
         ran = info.state.active
         active = ran & (excess > 0)
-        at = self.idx if rows is None else self.idx.index_select(0, rows)
-        self.evidence.observe_gradient(info.grad, info.smooth_value, active, at)
-        lowest, excess = _rows(self.lowest, rows), excess.double()
-        lower = ran & (lowest - excess > IMPROVE_RTOL * excess.abs())
-        self.lowest = _put(self.lowest, rows, torch.where(lower, excess, lowest))
-        self.lowest_at = _put(self.lowest_at, rows, torch.where(
-            lower, info.state.iterations, _rows(self.lowest_at, rows)))
+        self.bad.logical_or_(~torch.isfinite(norm * value))
+        self.active.add_(active)
+        self.flat.add_(active & (norm <= GRADIENT_RTOL * value.abs()))
+        if self.lowest is None:
+            self.lowest = torch.full_like(excess, float("inf"))
+        lower = ran & (self.lowest - excess > IMPROVE_RTOL * excess.abs())
+        self.lowest = torch.where(lower, excess, self.lowest)
+        self.lowest_at = torch.where(lower, info.state.iterations, self.lowest_at)
+
+    def _observe_rows(self, info, rows: Tensor) -> None:
+        """:meth:`observe` of a compacted batch, through whole-solve views of its rows."""
+        whole = SolveWatch(self.evidence, rows)
+        if self.lowest is None:
+            self.lowest = torch.full(self.idx.shape, float("inf"), dtype=info.aux.dtype,
+                                     device=self.idx.device)
+        names = ("bad", "active", "flat", "lowest", "lowest_at")
+        for name in names:
+            setattr(whole, name, getattr(self, name).index_select(0, rows))
+        whole.observe(attrs.evolve(info, rows=None))
+        for name in names:
+            getattr(self, name).index_copy_(0, rows, getattr(whole, name))
 
     def report(self, result, cap: Tensor) -> None:
-        """At the end of the solve: the solver's non-finite guard (``result.diverged``) and
-        ``incomplete`` (the cap reached, a new low in the last :data:`RECENT` iterations)."""
-        it = result.iterations
-        recent = self.lowest_at.double() > (1 - RECENT) * it.double()
-        self.evidence.flag(NONFINITE, result.diverged, self.idx)
-        self.evidence.mark(INCOMPLETE, (it >= cap) & (it > 0) & recent, self.idx)
+        """At the end of the solve, to ``evidence``: non-finite rows (with the solver's guard,
+        ``result.diverged``), the gradient counts, and ``incomplete`` (the cap reached and a new
+        low in the last :data:`RECENT` of the iterations)."""
+        it, e = result.iterations, self.evidence
+        recent = self.lowest_at > (1 - RECENT) * it
+        e.flag(NONFINITE, self.bad | result.diverged, self.idx)
+        e.mark(INCOMPLETE, (it >= cap) & (it > 0) & recent, self.idx)
+        e.active.index_add_(0, self.idx, self.active)
+        e.flat.index_add_(0, self.idx, self.flat)
 
 
 def unstable(model: Callable[[Tensor], Tensor], final: Tensor, x0: Tensor) -> Tensor:
