@@ -1,8 +1,9 @@
 """The cost of the indicators of attack failure (attacks.indicators) on a healthy model: seconds
 per example of StrAttack on mnist-cw with the indicators as shipped, and with their hooks
 replaced by no-ops (the violation the loss term hands over, the per-iteration gradient and
-violation bookkeeping, the solve's report, the two stability passes at the finish), on the same examples, in the same run; rounds
-alternate between the two and each figure is the fastest round. The answers must be the same
+violation bookkeeping, the solve's report, the two stability passes at the finish), on the
+same examples, in the same run; rounds alternate between the two and each figure is the
+fastest round. The answers must be the same
 (the indicators only read). On a CPU shared with other processes the two timings move by a
 few percent from round to round; the share of the attack's time spent inside the indicators'
 hooks (timed in one more run, :func:`timing_hooks`) is the steadier figure.

@@ -91,7 +91,8 @@ class IterationInfo:
 
     ``smooth_value``/``aux``/``grad`` are those of the linearization point ``z^k`` that this
     iteration used (``grad`` = ∇f(z^k), the tensor the z-step used, not a copy: read it, do not
-    change it; None without a smooth term); ``state`` holds the updated iterates ``z^{k+1}``, ``x_b^{k+1}``, ``u_b^{k+1}``.
+    change it; None without a smooth term); ``state`` holds the updated iterates ``z^{k+1}``,
+    ``x_b^{k+1}``, ``u_b^{k+1}``.
     Once the solver has compacted the batch (``ADMMSettings.compact_below``), ``state`` holds
     the rows ``rows`` of the solve's batch only (None: all rows), and so must a callback's
     returned stop mask.
