@@ -148,7 +148,7 @@ def print_summary(summary: Dict[str, object], out: Path) -> None:
             f"[bold red]warning:[/] {summary['nonfinite']} of {summary['examples']} examples: "
             "the model returned NaN or infinite logits (a broken model, not a robust one); "
             "they are counted as nonfinite, not as failures")
-    c.print(escape(written(out)))
+    c.print(escape(written(out)), soft_wrap=True)
 
 
 def written(out: Path, folders: Iterable[str] = ()) -> str:
@@ -177,5 +177,5 @@ def print_eval(summary: Dict[str, object], out: Path) -> None:
     from cli.eval import from_files
     files = from_files(summary.get("origins", {}))
     if files:
-        c.print(escape("specs read from files: " + "; ".join(files)))
-    c.print(escape(written(out, summary["cost"])))
+        c.print(escape("specs read from files: " + "; ".join(files)), soft_wrap=True)
+    c.print(escape(written(out, summary["cost"])), soft_wrap=True)

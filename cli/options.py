@@ -85,9 +85,6 @@ class RunOptions:
         in_range("--threads", run.threads, 0, MAX_THREADS,
                  " (0: torch's default, one per core)")
         in_range("--seed", run.seed, 0, MAX_SEED)
-        in_range("--batch-size", run.batch_size, 1, 2 ** 31 - 1)
-        if run.n is not None and run.n <= 0:
-            raise UserError(f"-n {run.n}: expected a positive number of images")
         return run
 
     def recorded(self) -> Dict[str, Any]:
