@@ -87,7 +87,8 @@ def print_datasets(long: bool = False) -> None:
         t.add_row(d.name, _shape(d.shape), str(d.num_classes), f"{d.size:,}", avail(d),
                   _brief(d.source))
     _console().print(t)
-    _console().print("--long for descriptions; files for the others: docs/data.md.")
+    _console().print("--long for descriptions and sources; a dataset that is not ready loads "
+                     "from a directory of its files: --data DIR.")
 
 
 def print_specs() -> None:

@@ -85,7 +85,7 @@ def resolve_data(name: str, n: Optional[int]) -> Tuple[Tensor, Tensor]:
         raise UserError(f"--data {name}: the standard files are not in {e.where}; give the "
                         "directory that holds them as --data DIR, or download them once "
                         f"(python -c \"from attacks.data import load_dataset; "
-                        f"load_dataset('{name}', download=True)\"; docs/data.md)") from None
+                        f"load_dataset('{name}', download=True)\")") from None
     except (ValueError, FileNotFoundError, OSError) as e:
         raise UserError(f"--data {name}: {e}") from None
 
