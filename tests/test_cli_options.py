@@ -11,22 +11,15 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from attacks.filenames import PROVENANCE
 from attacks.runs.store import LOCK
 from cli.eval import TOP_FILES
-from test_cli_helpers import FAST, ROOT, TINY, assert_user_error, invoke, read_json
+from test_cli_helpers import (FAST, ROOT, TINY, assert_user_error, invoke, read_json,
+                              restore_threads)  # noqa: F401 (autouse)
 
 EVAL = ["--model", "mnist-cw", "--data", "mnist-test20", "--threads", "1", "-q",
         "--cases", "average", *TINY]
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def solve(out, *args):
