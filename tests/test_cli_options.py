@@ -210,3 +210,17 @@ def test_sigterm_is_an_interruption(tmp_path, monkeypatch):
     monkeypatch.setattr(attacks.runs.runner, "run_batch", real)
     assert solve(out, "--batch-size", 1).exit_code == 0
     assert json.loads((out / PROVENANCE).read_text())["history"][-1]["batches_resumed"] == 1
+
+
+def test_a_model_failing_mid_eval_marks_the_eval_failed_and_unlocks(tmp_path, monkeypatch):
+    (tmp_path / "raising_eval_net.py").write_text(
+        FAILING.format(fail="raise ArithmeticError('the model broke')"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "eval"
+    r = invoke("eval", "--attacks", "cw-l2", "--model", "raising_eval_net:make", "--data",
+               "mnist-test20", "-n", 1, "--cases", "average", "--threads", 1, "-q", *TINY,
+               "--out", out)
+    assert r.exit_code == 1 and "ArithmeticError: the model broke" in r.stderr, r.output
+    for run in (out, out / "cw-l2"):
+        assert read_json(run / PROVENANCE)["status"] == "failed"
+        assert not (run / LOCK).exists()
