@@ -3,8 +3,8 @@
 Every command is declared here, with one error wrapper (:func:`cli.errors.command`); the options
 of every run-making command (model, data, out, threads...) are declared once in
 :mod:`cli.options` and reach the commands as one :class:`~cli.options.RunOptions` record, the
-options several commands share otherwise as the ``Annotated`` aliases below. The commands import their
-modules (and so torch) only when they run: ``--help`` stays quick.
+options several commands share otherwise as the ``Annotated`` aliases below. The commands
+import their modules (and so torch) only when they run: ``--help`` stays quick.
 """
 
 from __future__ import annotations
