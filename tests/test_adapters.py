@@ -353,13 +353,14 @@ def test_save_load_round_trip_and_cli_readers(mnist, tmp_path):
 
 
 def test_cli_run_directory_loads_equal_to_the_python_result(mnist, tmp_path):
+    from cli.options import RunOptions
     from cli.solve import solve
     from attacks.catalogue import load_spec
     model, x, y = mnist
     sets = ["search.binary.steps=2", "search.iterations=15", "search.rescue_iterations=0"]
-    solve(spec="cw-l2", sets=sets, model="mnist-cw", weights=None, data="mnist-test20", n=3,
-          targets="random", device="cpu", batch_size=16, seed=0, out=tmp_path / "run",
-          figures=0, restart=False, quiet=True)
+    run = RunOptions(model="mnist-cw", data="mnist-test20", out=tmp_path / "run", n=3,
+                     device="cpu", batch_size=16, seed=0, quiet=True)
+    solve(run, spec="cw-l2", sets=sets, targets="random", figures=0)
     cli = AttackResult.load(tmp_path / "run")
     python = Attack(model, load_spec("cw-l2", sets).spec, seed=0)(x[:3], y[:3], "random")
     assert cli.equals(python)
