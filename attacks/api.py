@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from attacks import builtin
-from attacks.base import DEFAULT_BATCH_SIZE, AttackBase, on_threads, resolve_grid
+from attacks.base import (DEFAULT_BATCH_SIZE, AttackBase, failed_nan, on_threads,
+                          resolve_grid)
 from attacks.classifier import in_eval_mode
 from attacks.engine import Best, Engine
 from attacks.progress import ProgressCallback, shows_progress
@@ -206,7 +207,7 @@ class Refine(AttackBase):
         engine = Engine(self.classifier, self.spec, shape, grid=grid)
         refined = engine.refine(images, tg, best, evals, from_search=False)
         final, success = engine.finish(images, tg, best, evals)
-        outcome = Outcome(adversarial=final, success=success, c=best.c,
+        outcome = Outcome(adversarial=final, success=success, c=failed_nan(best.c, success),
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
                           refined=refined & success, nonfinite=evals.nonfinite)
         return self.result(images, index, tg, outcome, grid)

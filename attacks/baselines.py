@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from admmkit import batch_where
 from attacks.base import AttackBase, failed_nan, settle
+from attacks.errors import lookup
 from attacks.losses import is_adversarial
 from attacks.result import AttackResult
 from attacks.targets import Targets
@@ -115,9 +116,7 @@ class GradientAttack(AttackBase):
 
 def baseline(name: str, model: nn.Module, **kw) -> GradientAttack:
     """The baseline ``name`` of :data:`BASELINES` on ``model`` (``kw``: seed, grid...)."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
-    iterations, norm = BASELINES[name]
+    iterations, norm = lookup(BASELINES, name, "baseline")
     return GradientAttack(model, norm=norm, iterations=iterations, **kw)
 
 
