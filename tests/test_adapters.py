@@ -5,6 +5,7 @@ defaults and progress."""
 import io
 import json
 import sys
+import types
 
 import benchutil
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from attacks import CWL2, FGM, Attack, AttackResult, Refine, StrAttack
+from attacks import CWL2, FGM, Attack, AttackResult, Refine, StrAttack, progress
 from attacks.base import DEFAULT_BATCH_SIZE
 from attacks.adapters import ArtAttack, FoolboxAttack, TorchattacksAdapter
 from attacks.data import load_dataset
@@ -431,6 +432,20 @@ def test_progress_by_default_only_where_a_person_is_watching(mnist, monkeypatch)
         assert ("ASR" in quiet.getvalue()) != shown
     with pytest.raises(ValueError, match="verbose must be"):
         StrAttack(model, verbose="yes")
+
+
+def test_a_notebook_counts_as_watched(monkeypatch):
+    class ZMQInteractiveShell:  # what a Jupyter kernel's get_ipython() returns
+        pass
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not progress.watched()
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = ZMQInteractiveShell
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert progress.watched()
+    fake.get_ipython = lambda: None  # plain python with IPython imported
+    assert not progress.watched()
 
 
 # -- the thread policy -------------------------------------------------------------------------

