@@ -29,7 +29,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from admmkit.solver.state import batch_where
+from admmkit import batch_where
 from attacks.losses import is_adversarial, margin
 
 LEVELS = 255

@@ -14,7 +14,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from admmkit.solver.state import batch_where
+from admmkit import batch_where
 from attacks.losses import is_adversarial
 
 UNLIMITED = torch.iinfo(torch.long).max // 2

@@ -12,6 +12,8 @@ rule). ``save(loader, path)`` writes torchattacks' file (``torchattacks.Attack.l
 the model runs in during the attack (default: eval). ``get_logits(inputs)``: the model's logits
 for inputs as ``atk(...)`` takes them; ``set_device(device)``: where inputs are put.
 ``last_result`` is the full :class:`AttackResult` of the last call (success, distortions).
+Each call runs on the wrapped attack's ``threads`` (default: one CPU thread, or
+``OMP_NUM_THREADS``) and gives torch's setting back afterwards.
 """
 
 from __future__ import annotations
@@ -188,13 +190,14 @@ class TorchattacksAdapter:
         if not isinstance(inputs, Tensor):
             raise TypeError(f"inputs must be a tensor (B, C, H, W); got {type(inputs).__name__}")
         normalized = self.normalization_used is not None
-        x = inputs.detach().to(self.device)
-        x = self.inverse_normalize(x).clamp(0, 1) if normalized else x
-        given = None if labels is None else torch.as_tensor(labels).to(self.device)
-        by_label = self.attack_mode == "targeted(label)"
-        true = predict(self.wrapped, x) if given is None or by_label else given
-        targets = self._targets(x, true if given is None else given)
-        adv, _, self.last_result = run_attack(self.wrapped, x, true, targets)
+        with self.wrapped.using_threads():
+            x = inputs.detach().to(self.device)
+            x = self.inverse_normalize(x).clamp(0, 1) if normalized else x
+            given = None if labels is None else torch.as_tensor(labels).to(self.device)
+            by_label = self.attack_mode == "targeted(label)"
+            true = predict(self.wrapped, x) if given is None or by_label else given
+            targets = self._targets(x, true if given is None else given)
+            adv, _, self.last_result = run_attack(self.wrapped, x, true, targets)
         return self.normalize(adv) if normalized else adv
 
     # -- torchattacks' save file -------------------------------------------------------------
@@ -214,7 +217,7 @@ class TorchattacksAdapter:
         start = time.perf_counter()
         total_batches = len(data_loader) if hasattr(data_loader, "__len__") else None
         with BatchProgress(f"{self.attack} → {save_path or 'memory'}", total_batches,
-                           verbose) as bar:
+                           verbose) as bar, self.wrapped.using_threads():
             for inputs, labels in data_loader:
                 adv = self(inputs, labels)
                 x01 = adv if self.normalization_used is None else self.inverse_normalize(adv)
