@@ -22,6 +22,8 @@ from typing import Iterator, Optional
 
 import torch
 
+from attacks.limits import MAX_THREADS
+
 THREADS_ENV = "OMP_NUM_THREADS"
 # torch's own choice, read before anything here changes it (one per physical core, or
 # OMP_NUM_THREADS when that is set)
@@ -42,9 +44,10 @@ def resolve_threads(threads: Optional[int] = None) -> int:
     0 -> torch's own default (one per core), N > 0 -> N."""
     if threads is None:
         return default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+    if (isinstance(threads, bool) or not isinstance(threads, int)
+            or not 0 <= threads <= MAX_THREADS):
         raise ValueError(f"threads must be None, 0 (torch's default: one per core) or a positive "
-                         f"integer; got {threads!r}")
+                         f"integer up to {MAX_THREADS}; got {threads!r}")
     return TORCH_DEFAULT_THREADS if threads == 0 else threads
 
 

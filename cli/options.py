@@ -15,11 +15,7 @@ import attrs
 import typer
 
 from attacks.errors import UserError
-
-#: the accepted ranges of the integer options (torch crashes on more threads than it can start,
-#: and takes seeds of 64 bits)
-MAX_THREADS = 1024
-MAX_SEED = 2 ** 64 - 1
+from attacks.limits import MAX_SEED, MAX_THREADS
 
 
 def parse_normalization(mean: Optional[str], std: Optional[str]

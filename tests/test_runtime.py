@@ -53,3 +53,12 @@ def test_using_threads_restores_torchs_setting_also_after_an_error(monkeypatch):
         with runtime.using_threads(-1):
             pass
     assert torch.get_num_threads() == 3
+
+
+def test_the_library_refuses_a_thread_count_torch_cannot_start():
+    from attacks.limits import MAX_THREADS
+    from attacks.runtime import resolve_threads
+    assert resolve_threads(MAX_THREADS) == MAX_THREADS  # accepted, not set
+    for bad in (MAX_THREADS + 1, 100_000, 99999999999999999999):
+        with pytest.raises(ValueError, match="threads must be .* up to 1024"):
+            resolve_threads(bad)
