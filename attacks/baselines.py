@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from admmkit.solver.state import batch_where
+from admmkit import batch_where
 from admmkit.smooth import gradient
 from attacks.base import AttackBase, failed_nan, settle
+from attacks.errors import lookup
 from attacks.indicators import Evidence
 from attacks.losses import is_adversarial
 from attacks.pgd import PGD_LOSSES, pgd, random_start
@@ -36,11 +37,14 @@ def _view(t: Tensor, like: Tensor) -> Tensor:
 
 
 class GradientAttack(AttackBase):
-    """``iterations`` signed (ℓ∞) or normalised (ℓ2) gradient steps of size ε/iterations."""
+    """``iterations`` signed (ℓ∞) or normalised (ℓ2) gradient steps of size ε/iterations.
+    ``options``: ``batch_size``, ``threads``, ``verbose``, ``progress``, as every attack's
+    (:class:`attacks.base.AttackBase`)."""
 
     def __init__(self, model: nn.Module, *, norm: str = "inf", iterations: int = 10,
                  search_steps: int = 12, eps_max: Optional[float] = None,
-                 normalize: Optional[tuple] = None, seed: int = 0, grid: bool = False):
+                 normalize: Optional[tuple] = None, seed: int = 0, grid: bool = False,
+                 **options):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
         for key, v in (("iterations", iterations), ("search_steps", search_steps)):
@@ -50,7 +54,7 @@ class GradientAttack(AttackBase):
             raise ValueError(f"eps_max must be positive; got {eps_max!r}")
         self.norm, self.iterations, self.search_steps = norm, iterations, search_steps
         self.eps_max = eps_max
-        super().__init__(model, normalize=normalize, seed=seed, grid=grid)
+        super().__init__(model, normalize=normalize, seed=seed, grid=grid, **options)
         kind = "fgm" if iterations == 1 else "ifgsm"
         self.name = f"{kind}-l{norm}"
         self.short_name = kind + ("-l2" if norm == "2" else "")  # as in BASELINES
@@ -172,9 +176,7 @@ class PGD(AttackBase):
 
 def baseline(name: str, model: nn.Module, **kw) -> GradientAttack:
     """The baseline ``name`` of :data:`BASELINES` on ``model`` (``kw``: seed, grid...)."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
-    iterations, norm = BASELINES[name]
+    iterations, norm = lookup(BASELINES, name, "baseline")
     return GradientAttack(model, norm=norm, iterations=iterations, **kw)
 
 

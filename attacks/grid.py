@@ -29,8 +29,8 @@ import attrs
 import torch
 from torch import Tensor
 
+from admmkit import batch_where
 from admmkit.smooth import gradient
-from admmkit.solver.state import batch_where
 from attacks.losses import is_adversarial, margin
 
 LEVELS = 255

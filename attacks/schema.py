@@ -35,9 +35,10 @@ from typing import Any, Dict, Iterable, List, Tuple
 
 import attrs
 
+from attacks.errors import suggest
 from attacks.search_spec import SECTIONS, SearchSpec
 from attacks.spec_values import (DeprecatedSpecKey, GroupSpec, LossSpec, RefineSpec,
-                                 SolverSpec, SpecError, TermSpec, describe, suggest)
+                                 SolverSpec, SpecError, TermSpec, describe)
 from attacks.terms import TERM_KINDS
 
 TABLES = {"loss": LossSpec, "solver": SolverSpec, "search": SearchSpec, "refine": RefineSpec}

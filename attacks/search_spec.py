@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Dict, Iterable, Mapping, Optional, Union
 
 import attrs
 
+from attacks.errors import lookup
 from attacks.spec_values import (MAX_ITERATIONS, MAX_STEPS, SpecError, expect,
                                  non_negative_int, non_negative_number, number, positive_int,
                                  positive_number)
@@ -56,12 +57,9 @@ def _sections(value: Union[Mapping[str, Any], Iterable[Any]]) -> Dict[str, Any]:
     items = value.items() if isinstance(value, Mapping) else ((s.name, s) for s in value)
     out = {}
     for name, section in items:
-        if name not in SECTIONS:
-            raise SpecError(f"search: unknown search {name!r}; expected one of "
-                            f"{', '.join(SECTIONS)}")
-        expect(isinstance(section, SECTIONS[name]), f"search.{name}",
-               f"a {SECTIONS[name].__name__}", section)
-        if section != SECTIONS[name]():
+        cls = lookup(SECTIONS, name, "search", where="search", error=SpecError)
+        expect(isinstance(section, cls), f"search.{name}", f"a {cls.__name__}", section)
+        if section != cls():
             out[name] = section
     return {name: out[name] for name in SECTIONS if name in out}
 
@@ -123,10 +121,8 @@ class SearchSpec:
     def section(self, name: Optional[str] = None) -> Any:
         """The settings of search ``name`` (default: the one that runs, ``mode``)."""
         name = self.mode if name is None else name
-        if name not in SECTIONS:
-            raise SpecError(f"search: unknown search {name!r}; expected one of "
-                            f"{', '.join(SECTIONS)}")
-        return self.sections.get(name) or SECTIONS[name]()
+        cls = lookup(SECTIONS, name, "search", where="search", error=SpecError)
+        return self.sections.get(name) or cls()
 
     @property
     def planned(self) -> int:

@@ -12,7 +12,6 @@ This module imports nothing above it: the dict codec (:mod:`attacks.schema`), th
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -23,7 +22,7 @@ from torch import Tensor
 from admmkit.groups import SlidingGroups
 from admmkit.prox import Box, BoxLinf, ProxFunction
 from admmkit.solver import ADMMSettings, ConstantSchedule, SqrtSchedule
-from attacks.errors import UserError
+from attacks.errors import UserError, lookup, suggest
 from attacks.terms import TERM_KINDS
 
 ROLES = ("distortion", "regularizer")
@@ -74,12 +73,6 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
-
-
-def suggest(key: str, allowed) -> str:
-    """`` (did you mean 'rho'?)`` for a near miss, else ``""``."""
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def positive_number(instance, attribute, value):
@@ -167,10 +160,7 @@ def check_term(label: str, kind: Any, role: Any, params: Mapping, groups: Any) -
     a registered kind, a known role, the kind's own parameters (finite, >= 0), and a groups
     table exactly for the kinds that act on groups."""
     kinds = sorted(TERM_KINDS)
-    if not isinstance(kind, str) or kind not in TERM_KINDS:
-        hint = suggest(kind, kinds) if isinstance(kind, str) else ""
-        raise SpecError(f"{label}.kind: unknown kind {kind!r}{hint}; expected one of "
-                        f"{', '.join(kinds)}")
+    lookup(TERM_KINDS, kind, "kind", where=f"{label}.kind", error=SpecError)
     if role not in ROLES:
         raise SpecError(f"{label}.role: expected one of {', '.join(ROLES)}, found {role!r}")
     declared = TERM_KINDS[kind].params

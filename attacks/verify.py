@@ -14,7 +14,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from admmkit.solver.state import batch_where
+from admmkit import batch_where
 from attacks.indicators import NONFINITE, Evidence
 from attacks.losses import is_adversarial
 

@@ -88,7 +88,8 @@ def print_datasets(long: bool = False) -> None:
         t.add_row(d.name, _shape(d.shape), str(d.num_classes), f"{d.size:,}", avail(d),
                   _brief(d.source))
     _console().print(t)
-    _console().print("--long for descriptions; files for the others: docs/data.md.")
+    _console().print("--long for descriptions and sources; a dataset that is not ready loads "
+                     "from a directory of its files: --data DIR.")
 
 
 def print_specs() -> None:
@@ -148,10 +149,17 @@ def print_summary(summary: Dict[str, object], out: Path) -> None:
     c = _console()
     c.print(t)
     warn_unjudged(unjudged_line(summary))
-    c.print(f"wrote {escape(str(out))}/: metrics.csv summary.json adversarial.npz figures/ "
-            "spec.toml provenance.json")
+    c.print(escape(written(out)), soft_wrap=True)
 
 
+def written(out: Path, folders: Iterable[str] = ()) -> str:
+    """``wrote OUT/: ...``: every file and folder at the top of the run directory ``out`` that
+    its runs wrote (its manifest: batches/, png/, figures/ included), and ``folders``."""
+    from attacks.runs.store import RunDir
+    names = dict.fromkeys(n.split("/")[0] + ("/" if "/" in n else "")
+                          for n in RunDir(out).owned())
+    names.update(dict.fromkeys(f"{f}/" for f in folders))
+    return f"wrote {out}/: {' '.join(sorted(names, key=lambda n: (n.endswith('/'), n)))}"
 
 
 def warn_unjudged(line) -> None:
@@ -176,5 +184,8 @@ def print_eval(summary: Dict[str, object], out: Path) -> None:
     c = _console()
     c.print(t)
     warn_unjudged(unjudged_line(combine(summary.get("cost", {}).values())))
-    c.print(f"wrote {escape(str(out))}/: table.md table.csv summary.json provenance.json and "
-            "one run directory per attack")
+    from cli.eval import from_files
+    files = from_files(summary.get("origins", {}))
+    if files:
+        c.print(escape("specs read from files: " + "; ".join(files)), soft_wrap=True)
+    c.print(escape(written(out, summary["cost"])), soft_wrap=True)

@@ -286,8 +286,9 @@ class RunDir:
         new = json_ready(key)
         differ = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if differ:
-            raise UserError(f"--out {self.root} holds a different run ({', '.join(differ)} "
-                            "differ); use another --out, or --restart to discard it")
+            raise UserError(f"--out {self.root} holds a different run (it differs in "
+                            f"{', '.join(differ)}); use another --out, or --restart to discard "
+                            "it")
         return True
 
     def start(self, record: Dict[str, Any], *, restart: bool = False,
