@@ -118,7 +118,7 @@ def _run_eval(root: RunDir, ready, jobs, chosen: List[ChosenAttack], chosen_case
             raise UserError(f"--attacks {a.label}: {e}") from None
         costs[a.label] = {k: summ[k] for k in ("examples", "successes", "asr", "gradient_evals",
                                               "seconds_this_run", "batches_resumed")}
-        costs[a.name].update(not_judged=summ.get("not_judged", 0),
+        costs[a.label].update(not_judged=summ.get("not_judged", 0),
                              reasons=summ.get("reasons", {}))
     if not ready.ranks.main:
         return None

@@ -26,7 +26,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import Tensor, nn
 
-from attacks.adapters.common import check_attack, predict, run_attack
+from attacks.adapters.common import check_attack, predict, run_attack, verdicts
 from attacks.classifier import Classifier
 from attacks.progress import BatchProgress
 
