@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from admmkit.solver.state import IterationInfo
 from attacks import StrAttack
 from attacks.adapters import FoolboxAttack, TorchattacksAdapter
 from attacks.baselines import baseline
@@ -265,3 +266,20 @@ def test_incomplete_marks_a_solve_cut_off_while_improving():
     watch.report(result, torch.tensor([20, 20]))
     assert reason_names(e.verdict(torch.tensor([False, False]))).tolist() == [
         "incomplete", "nonfinite"]
+
+
+def test_a_compacted_batch_is_observed_on_its_own_rows():
+    """After the solver compacts the batch (info.rows), the rows it holds are counted."""
+    def info(rows, excess):
+        n = excess.shape[0]
+        state = type("S", (), {"active": torch.ones(n, dtype=torch.bool),
+                               "iterations": torch.full((n,), 5)})
+        return IterationInfo(k=5, eta=1.0, state=state, smooth_value=torch.ones(n),
+                             aux=excess, stats=None, rows=rows, grad=torch.zeros(n, 3))
+
+    e = Evidence(3, "cpu")
+    watch = SolveWatch(e, torch.tensor([0, 1, 2]))
+    watch.observe(info(torch.tensor([2]), torch.tensor([1.0])))
+    watch.observe(info(torch.tensor([0, 2]), torch.tensor([1.0, 0.5])))
+    assert watch.active.tolist() == [1, 0, 2] and watch.flat.tolist() == [1, 0, 2]
+    assert watch.lowest_at.tolist() == [5, 0, 5] and watch.lowest[2] == 0.5
