@@ -210,5 +210,5 @@ class Refine(AttackBase):
         final, success = engine.finish(images, tg, best, evals)
         outcome = Outcome(adversarial=final, success=success, c=failed_nan(best.c, success),
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
-                          refined=refined & success, nonfinite=evals.nonfinite)
+                          refined=refined & success, flags=evals.evidence.verdict(success))
         return self.result(images, index, tg, outcome, grid)

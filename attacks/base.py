@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from attacks.classifier import Classifier, in_eval_mode
 from attacks.grid import on_grid, snap_to_grid
+from attacks.indicators import SILENT_SUCCESS, UNSTABLE, unstable
 from attacks.progress import BatchProgress, ProgressCallback, check_verbose
 from attacks.result import AttackResult, build_result
 from attacks.runtime import resolve_threads, using_threads
@@ -90,12 +91,21 @@ class Examples:
 
 
 def settle(model, x0: Tensor, tg: Targets, delta: Tensor, found: Tensor, evals: Evaluations,
-           *, grid: bool, eps: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+           *, grid: bool, eps: Optional[float] = None,
+           claimed: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """How every attack ends: verify ``x0 + δ`` by a fresh forward pass and, with ``grid``,
     round, re-verify and repair the examples on the 8-bit grid (at most :data:`GRID_ROUNDS`
     rounds, within what is left of ``evals.budget``); returns ``(adversarial, success)`` with
-    every evaluation counted in ``evals``."""
+    every evaluation counted in ``evals``.
+
+    The indicators of failure it adds to ``evals.evidence`` (:mod:`attacks.indicators`):
+    ``silent_success`` where the search ``claimed`` an adversarial example (default: ``found``)
+    that the verification rejects, ``unstable`` where two more evaluations of the final or the
+    clean image disagree (not counted in ``evals``: the evaluation's audit)."""
     adv, success = verify(model, x0, delta, found, tg, evals)
+    evidence = evals.evidence
+    if evidence is not None:
+        evidence.flag(SILENT_SUCCESS, (found if claimed is None else claimed) & ~success)
     if grid:
         left = evals.left() if evals.budget is not None else None
         snap = snap_to_grid(model, x0, adv - x0, success, tg, eps, rounds=GRID_ROUNDS,
@@ -103,6 +113,8 @@ def settle(model, x0: Tensor, tg: Targets, delta: Tensor, found: Tensor, evals: 
         adv, success = snap.adversarial, snap.success
         evals.gradient += snap.gradient_evals
         evals.forward += snap.forward_evals
+    if evidence is not None:
+        evidence.flag(UNSTABLE, unstable(model, adv, x0))
     return adv, success
 
 

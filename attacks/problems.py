@@ -11,7 +11,7 @@ from torch import Tensor
 from admmkit.problem import Block, Identity, Problem
 from admmkit.prox import Constrained, FixedSupport, ProxFunction, Zero
 from admmkit.smooth import Smooth
-from attacks.losses import lagrangian_margin_loss, margin_loss
+from attacks.losses import lagrangian_margin_loss, margin, margin_loss
 from attacks.spec import AttackSpec
 from attacks.targets import Targets
 
@@ -45,11 +45,16 @@ def loss_term(model: Callable[[Tensor], Tensor], live: LiveRows, c: Tensor, kapp
     ``project`` (the projection onto the valid set): the model is evaluated at
     ``x0 + project(z)`` — f ∘ P equals f wherever the constraint holds, so the problem is the
     same, but the model never sees an invalid image and no gradient pushes a coordinate
-    further outside its box."""
+    further outside its box.
+
+    Its ``aux`` is the violation ``margin + κ`` per sample (0 on the other rows): where it is
+    positive the loss is not flat (the indicators, :class:`attacks.indicators.SolveWatch`)."""
     def loss(logits, t, cc, mm):
+        excess = margin(logits, t.labels, t.targets, t.targeted).detach() + kappa
         if mu is None:
-            return margin_loss(logits, t.labels, t.targets, t.targeted, cc, kappa)
-        return lagrangian_margin_loss(logits, t.labels, t.targets, t.targeted, cc, mm, kappa)
+            return margin_loss(logits, t.labels, t.targets, t.targeted, cc, kappa), excess
+        return (lagrangian_margin_loss(logits, t.labels, t.targets, t.targeted, cc, mm, kappa),
+                excess)
 
     def f(z: Tensor) -> Tensor:
         t = live.tg_rows
@@ -59,9 +64,10 @@ def loss_term(model: Callable[[Tensor], Tensor], live: LiveRows, c: Tensor, kapp
             return z.flatten(1).sum(1) * 0
         zr = (z if project is None else project(z)).index_select(0, live.rows)
         rows = live.rows
-        value = loss(model(live.x_rows + zr), t, c.index_select(0, rows),
-                     None if mu is None else mu.index_select(0, rows))
-        return z.new_zeros(z.shape[0]).index_copy(0, live.rows, value)
+        value, excess = loss(model(live.x_rows + zr), t, c.index_select(0, rows),
+                             None if mu is None else mu.index_select(0, rows))
+        return (z.new_zeros(z.shape[0]).index_copy(0, live.rows, value),
+                excess.new_zeros(z.shape[0]).index_copy(0, live.rows, excess))
     return Smooth(f, name="margin" if mu is None else "margin-lagrangian")
 
 

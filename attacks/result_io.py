@@ -27,7 +27,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import attrs
 import numpy as np
@@ -48,21 +48,26 @@ class PerExample:
     ``csv``: (position, column) in metrics.csv, for a dict field (position, its columns: keys
     it may lack are ``nan``); ``npz``: position in adversarial.npz; ``compare``: ``equals``
     compares it; ``missing``: an optional field, ``None`` and a file that lacks it read as
-    zeros of this dtype; ``prefix``: a dict field, stored as the arrays ``<prefix><key>``."""
+    zeros of this dtype; ``prefix``: a dict field, stored as the arrays ``<prefix><key>``;
+    ``derive``: the field's metrics.csv columns are computed, ``derive(arrays)`` -> column ->
+    (B,) array, from the result's arrays (the field itself is not a column)."""
 
     csv: Optional[Tuple[int, Union[str, Tuple[str, ...]]]] = None
     npz: Optional[int] = None
     compare: bool = True
     missing: Optional[torch.dtype] = None
     prefix: Optional[str] = None
+    derive: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]] = None
 
 
 def per_example(*, csv: Optional[Tuple[int, Union[str, Tuple[str, ...]]]] = None,
                 npz: Optional[int] = None, compare: bool = True,
-                missing: Optional[torch.dtype] = None, prefix: Optional[str] = None) -> Any:
+                missing: Optional[torch.dtype] = None, prefix: Optional[str] = None,
+                derive: Optional[Callable] = None) -> Any:
     """Declare a per-example field of a result class (an ``attrs`` field; see
     :class:`PerExample`). An optional field (``missing``) defaults to ``None``."""
-    meta = PerExample(csv=csv, npz=npz, compare=compare, missing=missing, prefix=prefix)
+    meta = PerExample(csv=csv, npz=npz, compare=compare, missing=missing, prefix=prefix,
+                      derive=derive)
     return attrs.field(metadata={_KEY: meta}, **({} if missing is None else {"default": None}))
 
 
@@ -107,8 +112,10 @@ def _csv_layout(cls) -> List[Tuple[str, str]]:
     for name, meta in declared(cls):
         if meta.csv is not None:
             at, columns = meta.csv
-            cols += [(at, c, f"{meta.prefix}{c}") for c in columns] if meta.prefix \
-                else [(at, columns, name)]
+            if meta.prefix or meta.derive:  # several columns: arrays by prefix or derived
+                cols += [(at, c, f"{meta.prefix or ''}{c}") for c in columns]
+            else:
+                cols.append((at, columns, name))
     return [(c, a) for _, c, a in sorted(cols, key=lambda col: col[0])]
 
 
@@ -128,6 +135,9 @@ def csv_bytes(cls, a: Dict[str, np.ndarray]) -> bytes:
     """metrics.csv of the arrays ``a``: one row per example; a column whose array ``a`` lacks
     (a metric the attack does not compute) is ``nan``."""
     layout = _csv_layout(cls)
+    for _, meta in declared(cls):
+        if meta.derive is not None:
+            a = {**a, **meta.derive(a)}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(csv_columns(cls))
@@ -151,10 +161,7 @@ def summary(result, *, images: int, batches: int, resumed: int,
             seconds: float) -> Dict[str, object]:
     """``result.summary()`` plus the counts of the run (summary.json)."""
     s = dict(result.summary())
-    # a broken model's examples (NaN/inf logits) are counted apart, never as failures
-    s.update(attack=result.attack,
-             failures=int(len(result)) - int(s["successes"]) - int(s["nonfinite"]),
-             images=images, targeted=int(result.targeted.sum()),
+    s.update(attack=result.attack, images=images, targeted=int(result.targeted.sum()),
              refined=int(result.refined.sum()),
              batches=batches, batches_resumed=resumed, batches_computed=batches - resumed,
              seconds_this_run=round(seconds, 3))

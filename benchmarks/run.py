@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import benchutil as common  # noqa: E402
 import budget  # noqa: E402
+import indicators  # noqa: E402
 import memory  # noqa: E402
 import solver_overhead  # noqa: E402
 import threads  # noqa: E402
@@ -26,7 +27,8 @@ import throughput  # noqa: E402
 import vs_torchattacks  # noqa: E402
 
 BENCHMARKS = {"solver_overhead": solver_overhead, "throughput": throughput, "memory": memory,
-              "vs_torchattacks": vs_torchattacks, "threads": threads, "budget": budget}
+              "vs_torchattacks": vs_torchattacks, "threads": threads, "budget": budget,
+              "indicators": indicators}
 
 
 def main(argv=None) -> list:

@@ -19,6 +19,7 @@ import math
 from typing import Any, Dict, List, Optional
 
 from attacks.evaluation import CASES, DISTORTIONS, evaluate_cases, summary_rows
+from attacks.indicators import combine, nothing_judged
 from attacks.runs import RunDir
 from attacks.runs.runner import run_attack
 from attacks.filenames import PROVENANCE, SUMMARY
@@ -117,6 +118,8 @@ def _run_eval(root: RunDir, ready, jobs, chosen: List[ChosenAttack], chosen_case
             raise UserError(f"--attacks {a.label}: {e}") from None
         costs[a.label] = {k: summ[k] for k in ("examples", "successes", "asr", "gradient_evals",
                                               "seconds_this_run", "batches_resumed")}
+        costs[a.label].update(not_judged=summ.get("not_judged", 0),
+                             reasons=summ.get("reasons", {}))
     if not ready.ranks.main:
         return None
 
@@ -136,6 +139,9 @@ def _run_eval(root: RunDir, ready, jobs, chosen: List[ChosenAttack], chosen_case
     root.write_json(SUMMARY, summ)
     root.write_json(PROVENANCE, {**top, "status": "complete",
                                  "history": history + [{**entry, "finished": now()}]})
+    nothing = nothing_judged(combine(costs.values()))
+    if nothing:  # the tables are written; their verdict is that there is none
+        raise UserError(f"--model {model}: {nothing}")
     return summ
 
 
@@ -170,14 +176,15 @@ def markdown_table(rows: List[Dict[str, Any]], cases, title: str,
     for attack in dict.fromkeys(r["attack"] for r in rows):
         cells = [attack] + [cell(k, by[(attack, c)].get(k)) for c in cases for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Images counted per case (successes / images):", ""]
+    lines += ["", "Images counted per case (successes / judged images; ASR is their share):",
+              ""]
     for attack in dict.fromkeys(r["attack"] for r in rows):
-        counts = ", ".join(f"{c} {by[(attack, c)]['successes']}/{by[(attack, c)]['images']}"
-                           for c in cases)
+        counts = ", ".join(f"{c} {by[(attack, c)]['successes']}/{judged_of(by[(attack, c)])}"
+                           + unjudged_note(by[(attack, c)]) for c in cases)
         cost = costs.get(attack, {})
         evals = cost.get("gradient_evals")
         lines.append(f"- {attack}: {counts}; all examples {cost.get('successes')}/"
-                     f"{cost.get('examples')} successful, "
+                     f"{cost.get('examples')} successful{unjudged_note(cost)}, "
                      f"{cell('l1', evals) if evals is not None else '–'} gradient "
                      "evaluations per example")
     files = from_files(origins)
@@ -186,8 +193,18 @@ def markdown_table(rows: List[Dict[str, Any]], cases, title: str,
     return "\n".join(lines) + "\n"
 
 
+def judged_of(row: Dict[str, Any]) -> int:
+    return row.get("judged", row["images"])
+
+
+def unjudged_note(row: Dict[str, Any]) -> str:
+    """`` (N not judged)`` for a table row or an attack's cost with unjudged examples."""
+    n = row.get("not_judged", 0)
+    return f" ({n} not judged)" if n else ""
+
+
 def csv_table(rows: List[Dict[str, Any]]) -> str:
-    cols = ("attack", "case", "images", "successes", "asr", *DISTORTIONS)
+    cols = ("attack", "case", "images", "successes", "not_judged", "asr", *DISTORTIONS)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)

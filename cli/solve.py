@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Optional
 from attacks.base import AttackBase, Examples
 from attacks.runs.runner import Finished, run_attack
 from attacks.catalogue import LoadedSpec, load_spec
+from attacks.indicators import nothing_judged
+from cli.errors import UserError
 from cli.options import RunOptions
 from cli.setup import (ChosenAttack, Prepared, batch_size_for, check_counts, checked_examples,
                        fits, parse_targets, prepare)
@@ -31,7 +33,12 @@ def solve(run: RunOptions, *, spec: str, sets: List[str], targets: str = "untarg
     done = run_spec(run.out, ready, attack, examples, loaded, "admm-attack solve",
                     batch_size=batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE, ready.ranks),
                     targets=targets, restart=run.restart, quiet=run.quiet, figures=figures)
-    return None if done is None else done.summary
+    if done is None:
+        return None
+    nothing = nothing_judged(done.summary)
+    if nothing:  # the run's files are written; its verdict is that there is none
+        raise UserError(f"--model {run.model}: {nothing}")
+    return done.summary
 
 
 def run_spec(out: Path, ready: Prepared, attack: AttackBase, examples: Examples,

@@ -11,6 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import benchutil  # noqa: E402
+import indicators  # noqa: E402
 import memory  # noqa: E402
 import run  # noqa: E402
 import solver_overhead  # noqa: E402
@@ -91,6 +92,15 @@ def test_solver_overhead_report():
     assert row["spec"] == "cw-l2" and row["batch"] == 4
     assert finite_positive(row["model_fwd_bwd_ms"])
     assert r["ratios"]["cw-l2: solver only / model fwd+bwd"] == row["solver_over_model"]
+
+
+def test_indicators_cost_compares_the_same_attack_with_and_without_them():
+    r = indicators.bench(n=2, iterations=3, rounds=1)
+    off, on = r["rows"]
+    assert (off["indicators"], on["indicators"]) == ("off", "on") and r["same_examples"]
+    assert off["gradient_evals_per_example"] == on["gradient_evals_per_example"]
+    ratio = r["ratios"]["seconds per example, indicators on / off"]
+    assert ratio == pytest.approx(on["seconds"] / off["seconds"]) and ratio > 0
 
 
 def test_vs_torchattacks_skips_cleanly_without_torchattacks(tmp_path, capsys):

@@ -11,18 +11,21 @@
 treats minimization attacks: ``raw`` is the attack's answer (the clean input where it failed),
 ``clipped`` that answer with its perturbation clipped to each ε by ``attack.distance``
 (``None``: unclipped), ``success`` re-checked through ``fmodel`` on ``clipped``; a list of
-epsilons gives lists and a (K, N) success, one ε an (N,) success.
+epsilons gives lists and a (K, N) success, one ε an (N,) success. After a call,
+``last_status`` and ``last_reasons`` say per input whether its outcome can be trusted
+("success", "failed" or "not judged", and why: :mod:`attacks.indicators`): a False
+``success`` that is "not judged" says nothing about robustness.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 from torch import Tensor, nn
 
-from attacks.adapters.common import check_attack, run_attack
+from attacks.adapters.common import check_attack, run_attack, verdicts
 
 #: The foolbox distance an attack class is measured (and clipped) in; all others: ℓ2.
 DISTANCES = {"EAD": "l1", "LinfAttack": "linf"}
@@ -54,6 +57,10 @@ class FoolboxAttack:
                             f"{type(attack).__name__}")
         self.attack, self.params, self._distance = attack, params, distance
         self.last_result = None
+        #: per input of the last call: "success", "failed" or "not judged", and the reasons
+        #: (attacks.indicators): a False ``success`` that is "not judged" is no robustness
+        self.last_status: List[str] = []
+        self.last_reasons: List[str] = []
 
     def __repr__(self) -> str:
         name = getattr(self.attack, "__name__", type(self.attack).__name__)
@@ -97,6 +104,7 @@ class FoolboxAttack:
             labels = ours.classifier.predict(x01) if labels is None else labels.to(x.device)
             targets = None if targets is None else targets.to(x.device)
             adv01, _, self.last_result = run_attack(ours, x01, labels, targets)
+            self.last_status, self.last_reasons = verdicts(self.last_result, x.shape[0])
             raw = torch.where(adv01 == x01, x, lo + adv01 * (hi - lo))  # untouched entries exact
 
             was_iterable = isinstance(epsilons, Iterable)
