@@ -87,9 +87,10 @@ def read_regular(path: Path, limit: Optional[int] = None) -> Optional[bytes]:
         if os.path.islink(path):
             raise NotRegularFile(f"{path} is a symbolic link") from None
         raise e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(f"{path} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise NotRegularFile(f"{path} is not a regular file")
         return f.read() if limit is None else f.read(limit + 1)
 
 
