@@ -22,9 +22,9 @@ from typing import Any, ClassVar, Dict, Iterable, Mapping, Optional, Union
 
 import attrs
 
-from attacks.spec_values import (MAX_ITERATIONS, MAX_STEPS, SpecError, expect,
-                                 non_negative_int, non_negative_number, number, positive_int,
-                                 positive_number)
+from attacks.spec_values import (MAX_ITERATIONS, MAX_MARGIN, MAX_STEPS, SpecError, expect,
+                                 in_float32, non_negative_int, non_negative_number, number,
+                                 positive_int, positive_number)
 
 #: section name -> its attrs class (the settings of one search strategy), in registration order
 SECTIONS: Dict[str, type] = {}
@@ -45,9 +45,16 @@ def setting(default: Any, doc: str, validator=None) -> Any:
     return attrs.field(default=default, validator=validator, metadata={"doc": doc})
 
 
+#: the largest budget: above what any search may plan (MAX_STEPS solves of MAX_ITERATIONS,
+#: the rescue and the refine), so a larger one is no limit at all
+MAX_BUDGET = 10 ** 10
+
+
 def _budget(instance, attribute, value):
     if value is not None:
         number("search.budget", value, positive=True, integer=True)
+        expect(value <= MAX_BUDGET, "search.budget", f"at most {MAX_BUDGET:,} (or no budget)",
+               value)
 
 
 def _sections(value: Union[Mapping[str, Any], Iterable[Any]]) -> Dict[str, Any]:
@@ -97,7 +104,7 @@ class SearchSpec:
     def __attrs_post_init__(self):
         expect(self.mode in SECTIONS, "search.mode", f"one of {tuple(SECTIONS)}", self.mode)
         # huge counts are runs that never end
-        for key, value in (("iterations", self.iterations),
+        for key, value in (("iterations", self.iterations), ("track_every", self.track_every),
                            ("rescue_iterations", self.rescue_iterations)):
             expect(value <= MAX_ITERATIONS, f"search.{key}", f"at most {MAX_ITERATIONS:,}", value)
 
@@ -147,6 +154,8 @@ class LagrangianSearch:
                self.mu_growth)
         expect(self.mu_growth_limit >= 1, "search.lagrangian.mu_growth_limit", "a number >= 1",
                self.mu_growth_limit)
+        in_float32("search.lagrangian.mu", self.mu, self.mu_growth_limit * MAX_MARGIN,
+                   f"μ·mu_growth_limit·margin (margins up to {MAX_MARGIN:g})")
 
     def planned(self, search: SearchSpec) -> int:
         """One solve, then the rescue."""
