@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_logits
+from attacks.checks import check_batch_logits, check_logits
 from attacks.models import ImageClassifier
 
 #: how many clean images the model's outputs are checked on before an attack
@@ -67,15 +67,10 @@ class Classifier:
                 m.training = training
 
     def __call__(self, x: Tensor) -> Tensor:
-        return self.logits(self.model(x), x.shape[0])
-
-    @staticmethod
-    def logits(out: Tensor, b: int) -> Tensor:
-        """``out`` if it is a batch of ``b`` rows of logits (B, num_classes), else an error."""
-        if out.dim() != 2 or out.shape[0] != b:
-            raise InputError(f"the model must return logits of shape (B, num_classes); got "
-                             f"{tuple(out.shape)} for a batch of {b}")
-        return out
+        """The model's logits on ``x``, checked on every call: ``x.shape[0]`` rows of
+        ``num_classes`` (once the clean check learnt it) floating-point scores
+        (:func:`check_batch_logits`)."""
+        return check_batch_logits(self.model(x), x.shape[0], self.num_classes)
 
     def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
         with torch.no_grad(), self.evaluating():
@@ -115,10 +110,7 @@ class Classifier:
         except Exception as e:  # a model that cannot take these images
             raise InputError(f"the model fails on images of shape {tuple(images.shape[1:])}: "
                              f"{e}") from e
-        if not isinstance(logits, Tensor):
-            raise InputError(f"the model returned {type(logits).__name__}, expected a tensor "
-                             "of logits")
-        logits = self.logits(logits, min(CHECKED_IMAGES, images.shape[0]))
+        logits = check_batch_logits(logits, min(CHECKED_IMAGES, images.shape[0]))
         warning = check_logits(logits.detach().float(), "the model")  # non-finite: an error
         if warning:
             if on_warning is None:
