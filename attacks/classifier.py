@@ -44,6 +44,10 @@ class Classifier:
         p = next(iter(model.parameters()), None)
         p = next(iter(model.buffers()), None) if p is None else p
         self.device = p.device if p is not None else torch.device("cpu")
+        if self.device.type == "meta":
+            raise ValueError("model: its parameters are on the meta device (shapes without "
+                             "data); load its weights first (e.g. to_empty, then "
+                             "load_state_dict)")
         self.dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
         if normalize is not None:  # (x - mean) / std inside the model, on its device
             model = ImageClassifier(model, *normalize,
@@ -87,6 +91,10 @@ class Classifier:
         if not isinstance(images, Tensor) or images.dim() != 4:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise InputError(f"images must be a (B, C, H, W) tensor; got {shape}")
+        for name, t in (("images", images), ("labels", labels)):
+            if isinstance(t, Tensor) and t.is_meta:
+                raise InputError(f"{name} are on the meta device (a shape without data); "
+                                 "give them on a real device")
         if not images.is_floating_point():
             raise InputError(f"images must be floating point in [0, 1]; got {images.dtype}")
         if images.shape[0] == 0:
