@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from attacks.checks import check_batch_logits, check_logits
 from attacks.models import ImageClassifier
+from attacks.targets import INTEGER_DTYPES
 
 #: how many clean images the model's outputs are checked on before an attack
 CHECKED_IMAGES = 16
@@ -76,6 +77,17 @@ class Classifier:
         (:func:`check_batch_logits`)."""
         return check_batch_logits(self.model(x), x.shape[0], self.num_classes)
 
+    def check_differentiable(self, x: Tensor) -> None:
+        """Refuse a model whose outputs on ``x`` carry no gradient (``torch.no_grad`` or
+        ``detach`` inside its forward): the attacks follow ∇δ loss (one forward pass, no
+        backward)."""
+        with torch.enable_grad(), self.evaluating():
+            out = self.model(x.detach().clone().requires_grad_(True))
+        if isinstance(out, Tensor) and not out.requires_grad:
+            raise InputError("the model's outputs carry no gradient with respect to its input "
+                             "(torch.no_grad or detach inside its forward?); a gradient attack "
+                             "cannot run on it")
+
     def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
         with torch.no_grad(), self.evaluating():
             return torch.cat([self(x[i:i + batch_size]).argmax(1)
@@ -103,7 +115,7 @@ class Classifier:
             raise InputError(f"images must lie in [0, 1]; got values in "
                              f"[{images.min().item():.4g}, {images.max().item():.4g}]")
         labels = torch.as_tensor(labels)
-        if labels.shape != (images.shape[0],) or labels.is_floating_point():
+        if labels.shape != (images.shape[0],) or labels.dtype not in INTEGER_DTYPES:
             raise InputError(f"labels must be an integer tensor of shape ({images.shape[0]},); "
                              f"got {labels.dtype} {tuple(labels.shape)}")
         shape = getattr(self.model, "input_shape", None)
@@ -126,6 +138,10 @@ class Classifier:
             else:
                 on_warning(warning)
         k = logits.shape[1]
+        if k < 2:
+            raise InputError(f"the model returns {k} class score per image; an attack needs "
+                             "at least 2 classes")
+        self.check_differentiable(images[:1])
         self.num_classes = k
         if labels.min() < 0 or labels.max() >= k:
             raise InputError(f"labels must be in [0, {k}); got values in "
