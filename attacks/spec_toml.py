@@ -193,7 +193,7 @@ def read_toml(path: Path) -> Dict[str, Any]:
     if len(raw) > MAX_SPEC_BYTES:
         raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES >> 20} MiB; not a spec file")
     try:
-        return loads_toml(raw.decode("utf-8"))
+        return loads_toml(raw.decode("utf-8-sig"))   # a byte-order mark is skipped
     except UnicodeDecodeError as e:
         raise SpecError(f"cannot read spec file {path}: not UTF-8 text ({e.reason})") from None
     except tomllib.TOMLDecodeError as e:

@@ -33,6 +33,8 @@ MAX_ITERATIONS = 1_000_000
 #: a spec's name names its output folders: a safe slug
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 DECISIONS = ("objective", "l0", "l1", "l2", "linf")
+#: the widest group side (and stride): the widest image any loader reads (8192² pixels)
+MAX_GROUP_SIDE = 8192
 #: float32's largest value: an attack computes in the model's floating type (float32 for every
 #: model shipped), so every number a run derives from a spec value must stay below it
 FLOAT32_MAX = 3.4028234663852886e38
@@ -145,6 +147,12 @@ class GroupSpec:
     stride: Optional[int] = attrs.field(default=None, validator=optional_positive_int)
     copies: str = attrs.field(default="local")
     overlapping: bool = False
+
+    def __attrs_post_init__(self):
+        for key in ("size", "stride"):
+            value = getattr(self, key)
+            expect(value is None or value <= MAX_GROUP_SIDE, key,
+                   f"at most {MAX_GROUP_SIDE:,} (pixels: no image is wider)", value)
 
     @copies.validator
     def _c(self, attribute, value):
