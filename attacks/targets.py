@@ -24,7 +24,8 @@ def check_seed(seed) -> int:
     except TypeError:
         value = None
     if value is None or not SEED_RANGE[0] <= value < SEED_RANGE[1]:
-        shown = f"an integer of {value.bit_length()} bits" if value is not None else repr(seed)
+        shown = repr(seed) if value is None else str(value) if abs(value) < 10**30 else \
+            f"an integer of {value.bit_length()} bits"
         raise ValueError(f"seed must be an integer in [-2**63, 2**64); got {shown}")
     return value
 
