@@ -271,3 +271,52 @@ def test_examples_of_a_run_refuse_a_pickle(finished):
     batch.write_bytes(buf.getvalue())
     with pytest.raises(UserError, match="not a readable batch file"):
         RunDir(finished).examples()
+
+
+# -- other files of the run in a state the run did not leave -----------------------------------
+def test_a_fifo_in_place_of_the_provenance_is_refused_without_blocking(finished, deadline):
+    (finished / "provenance.json").unlink()
+    os.mkfifo(finished / "provenance.json")
+    one_line_error(solve(finished), "cannot read provenance.json", "not a regular file")
+    r = solve(finished, "--restart")
+    assert r.exit_code == 0, r.output
+    assert (finished / "provenance.json").is_file()
+
+
+@pytest.mark.parametrize("extra, fragment", [([], "a directory is where this file goes"),
+                                             (["--restart"], "is a directory, not the file")])
+def test_a_directory_in_place_of_an_output_is_one_line(finished, extra, fragment):
+    (finished / "metrics.csv").unlink()
+    (finished / "metrics.csv").mkdir()
+    (finished / "metrics.csv" / "mine.txt").write_text("the user's")
+    one_line_error(solve(finished, *extra), "metrics.csv", fragment)
+    assert (finished / "metrics.csv" / "mine.txt").read_text() == "the user's"
+    assert not (finished / LOCK).exists()
+
+
+@pytest.mark.parametrize("provenance, fragment", [
+    ('{"resume_key": "x"}', "provenance.json holds no resume key"),
+    ('{"resume_key": [1]}', "provenance.json holds no resume key"),
+    ("[1, 2]", "provenance.json is not a JSON object"),
+    ("[" * 100000 + "]" * 100000, "cannot read provenance.json"),
+    ("{", "cannot read provenance.json")])
+def test_a_provenance_that_is_not_ours_is_one_line(finished, provenance, fragment):
+    (finished / "provenance.json").write_text(provenance)
+    one_line_error(solve(finished), fragment, "use another --out or --restart")
+
+
+def test_a_history_that_is_not_a_list_is_started_anew(finished):
+    record = read_json(finished / "provenance.json")
+    (finished / "provenance.json").write_text(json.dumps({**record, "history": 5}))
+    r = solve(finished)
+    assert r.exit_code == 0, r.output
+    assert len(read_json(finished / "provenance.json")["history"]) == 1
+
+
+def test_a_garbage_batch_is_recomputed(finished):
+    metrics = (finished / "metrics.csv").read_bytes()
+    (finished / "batches" / "batch-00000.npz").write_bytes(os.urandom(1000))
+    r = solve(finished)
+    assert r.exit_code == 0, r.output
+    assert read_json(finished / "summary.json")["batches_computed"] == 1
+    assert (finished / "metrics.csv").read_bytes() == metrics

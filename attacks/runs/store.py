@@ -124,6 +124,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path`` (:data:`TEMPORARY`), then
     ``os.replace`` it; the file gets the permissions the umask gives a new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        raise UserError(f"{path}: a directory is where this file goes; remove it, or use "
+                        "another --out")
     fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -314,7 +317,11 @@ class RunDir:
         (:meth:`temporaries`), then the emptied folders; nothing else."""
         names = self.owned()
         for name in names:
-            self.path(name).unlink(missing_ok=True)
+            p = self.path(name)
+            if p.is_dir() and not p.is_symlink():
+                raise UserError(f"--restart: {p} is a directory, not the file the run wrote "
+                                "there; remove it, or use another --out")
+            p.unlink(missing_ok=True)
         self.tidy()
         for folder in sorted({self.path(n).parent for n in names}, key=lambda d: -len(d.parts)):
             if folder != self.root:
@@ -398,7 +405,10 @@ class RunDir:
                 raise UserError(f"--out {self.root}: holds batch files but no {PROVENANCE}; "
                                 "use another --out or --restart")
             return False
-        old = stored.get("resume_key", {})
+        old = stored.get("resume_key")
+        if not isinstance(old, dict):
+            raise UserError(f"--out {self.root}: {PROVENANCE} holds no resume key; use another "
+                            "--out or --restart")
         new = json_ready(key)
         differ = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if differ:
@@ -419,6 +429,7 @@ class RunDir:
             resuming = self.check_resume(key) if key is not None else True
             history = (self.stored_provenance() or {}).get("history", []) \
                 if resuming and entry is not None else []
+            history = history if isinstance(history, list) else []   # not ours: started anew
             self.own(self.batch_name(i) for i in range(batches))
             for name, text in (files or {}).items():
                 self.write(name, text.encode("utf-8"))
