@@ -66,7 +66,7 @@ MAX_PID = 2**31 - 1
 
 
 def _temporary_of(name: str) -> Optional[str]:
-    """The file whose :data:`TEMPORARY` ``name`` is, else ``None``."""
+    """The name of the file ``name`` is a temporary of (:data:`TEMPORARY`), else ``None``."""
     m = TEMPORARY.fullmatch(name)
     return m.group(1) if m else None
 
