@@ -77,17 +77,6 @@ class Classifier:
         (:func:`check_batch_logits`)."""
         return check_batch_logits(self.model(x), x.shape[0], self.num_classes)
 
-    def check_differentiable(self, x: Tensor) -> None:
-        """Refuse a model whose outputs on ``x`` carry no gradient (``torch.no_grad`` or
-        ``detach`` inside its forward): the attacks follow ∇δ loss (one forward pass, no
-        backward)."""
-        with torch.enable_grad(), self.evaluating():
-            out = self.model(x.detach().clone().requires_grad_(True))
-        if isinstance(out, Tensor) and not out.requires_grad:
-            raise InputError("the model's outputs carry no gradient with respect to its input "
-                             "(torch.no_grad or detach inside its forward?); a gradient attack "
-                             "cannot run on it")
-
     def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
         with torch.no_grad(), self.evaluating():
             return torch.cat([self(x[i:i + batch_size]).argmax(1)
@@ -141,7 +130,6 @@ class Classifier:
         if k < 2:
             raise InputError(f"the model returns {k} class score per image; an attack needs "
                              "at least 2 classes")
-        self.check_differentiable(images[:1])
         self.num_classes = k
         if labels.min() < 0 or labels.max() >= k:
             raise InputError(f"labels must be in [0, {k}); got values in "
