@@ -155,7 +155,8 @@ class LagrangianSearch:
         expect(self.mu_growth_limit >= 1, "search.lagrangian.mu_growth_limit", "a number >= 1",
                self.mu_growth_limit)
         in_float32("search.lagrangian.mu", self.mu, self.mu_growth_limit * MAX_MARGIN,
-                   f"μ·mu_growth_limit·margin (margins up to {MAX_MARGIN:g})")
+                   f"c's step μ·mu_growth_limit·margin (margins up to {MAX_MARGIN:g})",
+                   squared=True)
 
     def planned(self, search: SearchSpec) -> int:
         """One solve, then the rescue."""
