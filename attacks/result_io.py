@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -33,8 +32,9 @@ import attrs
 import numpy as np
 import torch
 
+from attacks.errors import UserError
 from attacks.filenames import ADVERSARIAL, METRICS_CSV, PROVENANCE, SUMMARY
-from attacks.runs.store import RunDir, npz_bytes, run_fingerprint
+from attacks.runs.store import RunDir, npz_bytes, read_json_file, run_fingerprint
 
 _KEY = "per_example"
 #: adversarial.npz's own array (not a field of the result): the clean image, at this position
@@ -200,18 +200,29 @@ def save(result, path) -> Path:
 
 def load(cls, path):
     """The ``cls`` result in a results directory: one written by :func:`save`, or a CLI run
-    directory (finished, or interrupted: then the batches stored so far)."""
+    directory (finished, or interrupted: then the batches stored so far). Every batch must be
+    a regular file of this run (its fingerprint: of the provenance's resume key, or of a
+    save's attack) and match its checksum; anything else is one :class:`UserError`."""
     run = RunDir(Path(path))
     if not any(run.batches.glob("batch-*.npz")):
         raise FileNotFoundError(f"path {run.root}: no batches/batch-*.npz (not a results "
                                 "directory, or a run with no finished batch)")
-    if run.path(SUMMARY).is_file():
-        info = json.loads(run.path(SUMMARY).read_text(encoding="utf-8"))
+    provenance = run.stored_provenance()
+    info = read_json_file(run.path(SUMMARY), f"path {run.root}")
+    if info is not None and not isinstance(info, dict):
+        raise UserError(f"path {run.root}: {SUMMARY} is not a JSON object (not a summary of "
+                        "a run)")
+    if provenance is not None:
+        key = provenance.get("resume_key")
+        key = key if isinstance(key, dict) else {}
+        spec = key.get("spec")
+        attack = (info or {}).get("attack") or (spec.get("name") if isinstance(spec, dict)
+                                                else None)
+        grid, run.fingerprint = (info or key).get("grid", False), run_fingerprint(key)
+    elif info is not None:
         attack, grid = info.get("attack"), info.get("grid", False)
-    elif run.path(PROVENANCE).is_file():
-        key = (run.stored_provenance() or {}).get("resume_key", {})
-        attack, grid = key.get("spec", {}).get("name"), key.get("grid", False)
+        run.fingerprint = run_fingerprint({"saved": attack})
     else:
         raise FileNotFoundError(f"path {run.root}: neither {SUMMARY} nor {PROVENANCE} (which "
                                 "name the attack)")
-    return from_arrays(cls, run.examples(), attack or "unknown", grid=bool(grid))
+    return from_arrays(cls, run.examples(), str(attack or "unknown"), grid=bool(grid))

@@ -23,9 +23,9 @@ from typing import Any, ClassVar, Dict, Iterable, Mapping, Optional, Union
 import attrs
 
 from attacks.errors import lookup
-from attacks.spec_values import (MAX_ITERATIONS, MAX_STEPS, SpecError, expect,
-                                 non_negative_int, non_negative_number, number, positive_int,
-                                 positive_number)
+from attacks.spec_values import (MAX_ITERATIONS, MAX_MARGIN, MAX_STEPS, SpecError, expect,
+                                 in_float32, non_negative_int, non_negative_number, number,
+                                 positive_int, positive_number)
 
 #: section name -> its attrs class (the settings of one search strategy), in registration order
 SECTIONS: Dict[str, type] = {}
@@ -46,9 +46,16 @@ def setting(default: Any, doc: str, validator=None) -> Any:
     return attrs.field(default=default, validator=validator, metadata={"doc": doc})
 
 
+#: the largest budget: above what any search may plan (MAX_STEPS solves of MAX_ITERATIONS,
+#: the rescue and the refine), so a larger one is no limit at all
+MAX_BUDGET = 10 ** 10
+
+
 def _budget(instance, attribute, value):
     if value is not None:
         number("search.budget", value, positive=True, integer=True)
+        expect(value <= MAX_BUDGET, "search.budget", f"at most {MAX_BUDGET:,} (or no budget)",
+               value)
 
 
 def _sections(value: Union[Mapping[str, Any], Iterable[Any]]) -> Dict[str, Any]:
@@ -109,7 +116,7 @@ class SearchSpec:
         expect(self.mode in SECTIONS, "search.mode", f"one of {tuple(SECTIONS)}", self.mode)
         expect(self.start in STARTS, "search.start", f"one of {STARTS}", self.start)
         # huge counts are runs that never end
-        for key, value in (("iterations", self.iterations),
+        for key, value in (("iterations", self.iterations), ("track_every", self.track_every),
                            ("rescue_iterations", self.rescue_iterations),
                            ("start_steps", self.start_steps)):
             expect(value <= MAX_ITERATIONS, f"search.{key}", f"at most {MAX_ITERATIONS:,}", value)
@@ -162,6 +169,9 @@ class LagrangianSearch:
                self.mu_growth)
         expect(self.mu_growth_limit >= 1, "search.lagrangian.mu_growth_limit", "a number >= 1",
                self.mu_growth_limit)
+        in_float32("search.lagrangian.mu", self.mu, self.mu_growth_limit * MAX_MARGIN,
+                   f"c's step μ·mu_growth_limit·margin (margins up to {MAX_MARGIN:g})",
+                   squared=True)
 
     def planned(self, search: SearchSpec) -> int:
         """One solve, then the rescue."""

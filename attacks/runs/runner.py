@@ -139,4 +139,5 @@ def _attack_and_write(run: RunDir, job: Job, record: Dict[str, Any], history: Li
     entry.update(finished=now(), batches_computed=len(parts) - resumed,
                  batches_resumed=resumed)
     run.write_json(PROVENANCE, {**record, "status": "complete", "history": history + [entry]})
+    run.tidy()   # what killed writes of earlier invocations left
     return Finished(summ, result)
