@@ -9,11 +9,11 @@ import attrs
 import torch
 from torch import Tensor
 
+from attacks.limits import SEED_RANGE
+
 TargetChoice = Union[None, str, Tensor]
 #: the dtypes of class indices (not bool: True is no class; not complex or floating point)
 INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-#: the seeds a torch generator takes
-SEED_RANGE = (-2**63, 2**64)
 
 
 def check_seed(seed) -> int:
