@@ -121,6 +121,9 @@ def parse_targets(text: str, labels: Tensor) -> TargetChoice:
     if len(values) != labels.shape[0]:
         raise UserError(f"--targets {text!r}: {len(values)} targets for "
                         f"{labels.shape[0]} images; give one per image or a single class")
+    if any(abs(v) >= 2 ** 63 for v in values):  # beyond a class index tensor (int64)
+        raise UserError(f"--targets: a class index of {max(len(str(v)) for v in values)} "
+                        "digits; expected class indices of the model")
     return torch.tensor(values, dtype=torch.long)
 
 

@@ -224,3 +224,11 @@ def test_a_model_failing_mid_eval_marks_the_eval_failed_and_unlocks(tmp_path, mo
     for run in (out, out / "cw-l2"):
         assert read_json(run / PROVENANCE)["status"] == "failed"
         assert not (run / LOCK).exists()
+
+
+def test_a_target_beyond_any_class_index_is_one_line():
+    from cli.errors import UserError
+    from cli.setup import parse_targets
+    import torch
+    with pytest.raises(UserError, match="--targets: a class index of 23 digits"):
+        parse_targets("99999999999999999999999", torch.zeros(3, dtype=torch.long))
