@@ -81,15 +81,16 @@ COMPAT_VERSIONS = {"torchattacks": "3.5.1", "foolbox": "3.3.4"}
 
 
 @contextlib.contextmanager
-def compat_libraries(folder: Optional[Path] = None
+def compat_libraries(folder: Optional[Path] = None, versions: Optional[Dict[str, str]] = None
                      ) -> Iterator[Tuple[Optional[SimpleNamespace], str]]:
-    """torchattacks and foolbox imported from ``folder`` (default :data:`COMPAT`, filled by
+    """The libraries of ``versions`` (name: pinned version; default :data:`COMPAT_VERSIONS`,
+    torchattacks and foolbox) imported from ``folder`` (default :data:`COMPAT`, filled by
     ``python tools/fetch_compat.py``), never from the venv, as tests/conftest.py's ``compat``
     fixture does. Yields ``(namespace, "")``, or ``(None, why)`` when the folder is missing,
     an import fails or a version is not the pinned one. Use them inside the ``with`` block
     only: they import lazily (eagerpy's ``norms``), so the folder stays on ``sys.path`` until
     the block ends; then it and every module imported from it are removed again."""
-    folder = folder or COMPAT
+    folder, versions = folder or COMPAT, versions or COMPAT_VERSIONS
     if not folder.is_dir():
         yield None, f"{folder} is absent (`python tools/fetch_compat.py`)"
         return
@@ -97,13 +98,13 @@ def compat_libraries(folder: Optional[Path] = None
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox.zoo imports GitPython
     try:
         try:
-            libs = {name: importlib.import_module(name) for name in COMPAT_VERSIONS}
+            libs = {name: importlib.import_module(name) for name in versions}
         except ImportError as e:
             libs, why = None, f"cannot import from {folder}: {e}"
         else:
             wrong = {n: getattr(m, "__version__", None) for n, m in libs.items()
-                     if getattr(m, "__version__", None) != COMPAT_VERSIONS[n]}
-            why = f"{folder} holds {wrong}, expected {COMPAT_VERSIONS}" if wrong else ""
+                     if getattr(m, "__version__", None) != versions[n]}
+            why = f"{folder} holds {wrong}, expected {versions}" if wrong else ""
         yield (SimpleNamespace(**libs), "") if libs and not why else (None, why)
     finally:
         sys.path.remove(str(folder))

@@ -26,6 +26,8 @@ PINS = (
     "eagerpy==0.30.0", "GitPython==3.2.1", "gitdb==4.0.12", "smmap==5.0.3",
     "requests==2.34.2", "urllib3==2.8.0", "idna==3.20", "certifi==2026.10.19.post1",
     "charset-normalizer==3.5.3",
+    # benchmarks/peers_adv_lib.py (it stands in for adv_lib's torchvision, visdom and tqdm)
+    "adv_lib==0.2.8",
 )
 STAMP = "PINS.txt"
 
