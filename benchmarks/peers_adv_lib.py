@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import math
 import sys
 import types
-import importlib.util
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -114,8 +115,10 @@ def stand_ins(names: Sequence[str] = STAND_INS) -> Iterator[List[str]]:
 def adv_lib(folder: Optional[Path] = None) -> Iterator[Tuple[Optional[types.ModuleType], str]]:
     """``adv_lib.attacks`` imported from ``folder`` (default .cache/compat) with the stand-ins:
     yields ``(module, "")``, or ``(None, why)`` when it is absent or not version 0.2.8."""
-    with stand_ins(), common.compat_libraries(folder, ADV_LIB) as (libs, why):
-        yield (importlib.import_module("adv_lib.attacks") if libs else None), why
+    with stand_ins(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # its distutils, its docstrings
+        with common.compat_libraries(folder, ADV_LIB) as (libs, why):
+            yield (importlib.import_module("adv_lib.attacks") if libs else None), why
 
 
 def _row(name: str, settings: str, x: Tensor, adv: Tensor, ok: Tensor, evals: float,
