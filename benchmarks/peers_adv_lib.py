@@ -44,6 +44,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import attrs
 import torch
 from torch import Tensor
 
@@ -54,31 +55,49 @@ from attacks.metrics import distortions
 from attacks.models import load_model
 from attacks.spec import GroupSpec
 from attacks.targets import expand_targets
+import budget
 from budget import verified, write_csv
 
 ADV_LIB = {"adv_lib": "0.2.8"}
 #: imported by adv_lib for parts never called here (LPIPS, visdom plots, a progress bar)
 STAND_INS = ("torchvision", "visdom", "tqdm")
 TAUS = (0.5, 1.0, 2.0, 4.0, 8.0)
+CURVE_BUDGETS = (100, 250, 500, 1000)
 COLUMNS = ("attack", "settings", "examples", "asr", "l0", "l1", "l2", "groups",
            "evals_per_example", "grid_ok", "seconds_per_example", "dominated_by")
 
-# A peer: (settings, run(attacks_module, model, x, targets) -> adversarial images)
-Peer = Tuple[str, Callable]
 
 
-def _peer(fn: str, **kw) -> Peer:
-    settings = ", ".join(f"{k}={v}" for k, v in kw.items())
-    return settings, lambda lib, model, x, t: getattr(lib, fn)(model, x, t, targeted=True, **kw)
+@attrs.frozen
+class AdvLibPeer:
+    """``adv_lib.attacks.<function>(model, x, targets, targeted=True, **fixed)`` with its step
+    count (argument ``steps_key``) ``steps`` in the frontier, the budget in the curves."""
+
+    function: str
+    steps_key: str
+    steps: int
+    fixed: Dict[str, object] = attrs.field(factory=dict)
+
+    def settings(self, steps: int) -> str:
+        return ", ".join(f"{k}={v}" for k, v in {**self.fixed, self.steps_key: steps}.items())
+
+    def run(self, lib, model, x: Tensor, targets: Tensor, steps: Optional[int] = None) -> Tensor:
+        kw = {**self.fixed, self.steps_key: steps or self.steps}
+        return getattr(lib, self.function)(model, x, targets, targeted=True, **kw)
+
+    def budget_peer(self, lib):
+        """This peer as budget.py's peers are (``factory(libs, budget)``), for
+        budget.run_peers: ``budget`` steps."""
+        return lambda _, b: (self.settings(b), lambda m, x, y, t: self.run(lib, m, x, t, b))
 
 
-PEERS: Dict[str, Peer] = {
-    "fmn-l2": _peer("fmn", norm=2, steps=1000),
-    "alma-l2": _peer("alma", distance="l2", num_steps=1000),
-    "fmn-l1": _peer("fmn", norm=1, steps=1000),
-    "pdpgd-l1": _peer("pdpgd", norm=1, num_steps=500),
-    "fmn-l0": _peer("fmn", norm=0, steps=1000),
-    "pdpgd-l0": _peer("pdpgd", norm=0, proximal_operator=23, num_steps=500),
+PEERS: Dict[str, AdvLibPeer] = {
+    "fmn-l2": AdvLibPeer("fmn", "steps", 1000, {"norm": 2}),
+    "alma-l2": AdvLibPeer("alma", "num_steps", 1000, {"distance": "l2"}),
+    "fmn-l1": AdvLibPeer("fmn", "steps", 1000, {"norm": 1}),
+    "pdpgd-l1": AdvLibPeer("pdpgd", "num_steps", 500, {"norm": 1}),
+    "fmn-l0": AdvLibPeer("fmn", "steps", 1000, {"norm": 0}),
+    "pdpgd-l0": AdvLibPeer("pdpgd", "num_steps", 500, {"norm": 0, "proximal_operator": 23}),
 }
 
 
@@ -157,19 +176,37 @@ def ours(model, x: Tensor, y: Tensor, device, taus: Sequence[float] = TAUS) -> L
 
 
 def peers(lib, model, xs: Tensor, targets: Tensor, device,
-          chosen: Dict[str, Peer] = PEERS) -> List[dict]:
+          chosen: Dict[str, AdvLibPeer] = PEERS) -> List[dict]:
     """Each adv_lib peer (``lib``: ``adv_lib.attacks``) on the images ``xs`` towards
     ``targets``, in one batch, counted on the model; success from our own forward pass, before
     and after 8-bit rounding."""
     rows = []
-    for name, (settings, run) in chosen.items():
+    for name, peer in chosen.items():
         counted = common.CountingModel(model)
-        adv, sec, _ = common.timed(lambda: run(lib, counted, xs, targets), device)
+        adv, sec, _ = common.timed(lambda: peer.run(lib, counted, xs, targets), device)
         adv = adv.detach()
         ok = verified(model, xs, adv, targets)
         on_grid = verified(model, xs, (adv * 255).round() / 255, targets) & ok
-        rows.append(_row(name, settings, xs, adv, ok, counted.grad_rows / len(ok), sec,
+        rows.append(_row(name, peer.settings(peer.steps), xs, adv, ok,
+                         counted.grad_rows / len(ok), sec,
                          int(on_grid.sum())))
+    return rows
+
+
+def curves(lib, model, x: Tensor, y: Tensor, budgets: Sequence[int], device,
+           chosen: Dict[str, AdvLibPeer] = PEERS,
+           attacks: Dict[str, Callable] = budget.ATTACKS) -> List[dict]:
+    """Budget curves: budget.py's rows (medians, ratios to cw-l2) for our ``attacks`` at each
+    budget and each adv_lib peer at as many steps, on every image × every other target."""
+    with torch.no_grad():
+        classes = model(x[:1]).shape[1]
+    index, tg = expand_targets(y, classes, "all")
+    rows, l2 = budget.run_grid(model, x, y, budgets, attacks, device, index, tg.targets)
+    more, more_l2 = budget.run_peers(None, model, x, y, budgets,
+                                     {n: p.budget_peer(lib) for n, p in chosen.items()},
+                                     device, index, tg.targets)
+    rows += more
+    budget.add_l2_ratios(rows, {**l2, **more_l2})
     return rows
 
 
@@ -241,54 +278,75 @@ def plot(rows: List[dict], path: Path, title: str) -> bool:
 
 
 def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnist-cw",
-          taus: Sequence[float] = TAUS, device: str = "cpu", threads: int = 1,
+          taus: Sequence[float] = TAUS, curve_images: int = 4,
+          curve_budgets: Sequence[int] = CURVE_BUDGETS, device: str = "cpu", threads: int = 1,
           out_dir: Optional[str] = "runs/bench-frontier", png: Optional[str] = None,
-          chosen: Dict[str, Peer] = PEERS) -> dict:
+          chosen: Dict[str, AdvLibPeer] = PEERS) -> dict:
+    """The frontier on ``images`` images (0: none) and the budget curves on ``curve_images``
+    at ``curve_budgets`` (none: no curves)."""
     dev = common.setup(device, threads)
     model = load_model(model_name, device=dev)
-    x, y = load_dataset(data, n=images)
+    x, y = load_dataset(data, n=max(images, curve_images if curve_budgets else 0))
     x, y = x.to(dev), y.to(dev)
     common.warm_up(model, x)
-    rows = ours(model, x, y, dev, taus)
-    notes = [f"{model_name} on the first {images} images of {data} x every other target; "
-             "means over the successes; groups: 2x2 groups touched (of 196 on MNIST); "
-             "evals_per_example: gradient evaluations; grid_ok: successes that survive "
-             "8-bit rounding"]
+    rows, curve_rows = [], []
+    notes = [f"{model_name}, images of {data} x every other target; frontier: the first "
+             f"{images} images, means over the successes; groups: 2x2 groups touched (of 196 "
+             "on MNIST); evals_per_example: gradient evaluations; grid_ok: successes that "
+             "survive 8-bit rounding"]
     with adv_lib() as (lib, why):
+        if images:
+            rows = ours(model, x[:images], y[:images], dev, taus)
         if lib is None:
             notes.append(f"adv_lib peers not run: {why}")
         else:
-            with torch.no_grad():
-                classes = model(x[:1]).shape[1]
-            index, tg = expand_targets(y, classes, "all")
-            rows += peers(lib, model, x[index], tg.targets, dev, chosen)
             notes.append(f"peers: adv_lib {ADV_LIB['adv_lib']} from {common.COMPAT}, one batch "
                          "each, targeted; success and distortions from our own forward pass")
+            if images:
+                with torch.no_grad():
+                    classes = model(x[:1]).shape[1]
+                index, tg = expand_targets(y[:images], classes, "all")
+                rows += peers(lib, model, x[index], tg.targets, dev, chosen)
+            if curve_budgets:
+                curve_rows = curves(lib, model, x[:curve_images], y[:curve_images],
+                                    curve_budgets, dev, chosen)
+                notes.append(f"curves: the first {curve_images} images, medians (budget.py's "
+                             "rows), each peer at as many steps as the budget")
     mark_dominated(rows)
     files = {}
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, out / "frontier.csv")
-        files["csv"] = str(out / "frontier.csv")
-        png_path = Path(png) if png else out / "frontier.png"
-        title = (f"{model_name}, {images} {data} images × 9 targets: groups touched vs ℓ2 "
-                 "(lower left is better)")
-        if plot(rows, png_path, title):
-            files["png"] = str(png_path)
-    return {"benchmark": "peers_adv_lib", "rows": rows, "ratios": {}, "notes": notes,
-            "files": files, "provenance": common.provenance(dev, threads)}
+        if rows:
+            write_csv(rows, out / "frontier.csv")
+            files["csv"] = str(out / "frontier.csv")
+            png_path = Path(png) if png else out / "frontier.png"
+            title = (f"{model_name}, {images} {data} images × 9 targets: groups touched vs ℓ2 "
+                     "(lower left is better)")
+            if plot(rows, png_path, title):
+                files["png"] = str(png_path)
+        if curve_rows:
+            write_csv(curve_rows, out / "curves.csv")
+            files["curves_csv"] = str(out / "curves.csv")
+            if budget.plot(curve_rows, out / "curves.png", dashed=tuple(chosen)):
+                files["curves_png"] = str(out / "curves.png")
+    return {"benchmark": "peers_adv_lib", "rows": rows + curve_rows, "ratios": {},
+            "notes": notes, "files": files, "provenance": common.provenance(dev, threads)}
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--images", type=int, default=10)
+    p.add_argument("--images", type=int, default=10, help="the frontier's (0: no frontier)")
     p.add_argument("--data", default="mnist-heldout")
     p.add_argument("--taus", type=float, nargs="+", default=list(TAUS))
+    p.add_argument("--curve-images", type=int, default=4)
+    p.add_argument("--curve-budgets", type=int, nargs="*", default=list(CURVE_BUDGETS),
+                   help="the curves' budgets (none: no curves)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out-dir", default="runs/bench-frontier")
     p.add_argument("--png", default=None, help="where the plot goes (default: in --out-dir)")
     a = p.parse_args()
-    common.emit(bench(a.images, a.data, taus=a.taus, device=a.device, threads=a.threads,
-                      out_dir=a.out_dir, png=a.png), COLUMNS)
+    common.emit(bench(a.images, a.data, taus=a.taus, curve_images=a.curve_images,
+                      curve_budgets=a.curve_budgets, device=a.device, threads=a.threads,
+                      out_dir=a.out_dir, png=a.png), COLUMNS + ("budget",))

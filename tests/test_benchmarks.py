@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
@@ -283,14 +284,15 @@ def test_adv_lib_peers_count_the_models_evals_and_recheck_success():
     model = load_model("mnist-cw")
     x, y = load_dataset("mnist-heldout", n=1)
     xs, targets = x.repeat(2, 1, 1, 1), (y.repeat(2) + torch.tensor([1, 2])) % 10
-    chosen = {"fmn-l2": peers._peer("fmn", norm=2, steps=7),
-              "pdpgd-l0": peers._peer("pdpgd", norm=0, proximal_operator=23, num_steps=5)}
+    chosen = {"fmn-l2": peers.AdvLibPeer("fmn", "steps", 7, {"norm": 2}),
+              "pdpgd-l0": attrs.evolve(peers.PEERS["pdpgd-l0"], steps=5)}
     with peers.adv_lib() as (lib, why):
         if lib is None:
             pytest.skip(why)
         rows = {r["attack"]: r for r in peers.peers(lib, model, xs, targets, torch.device("cpu"),
                                                     chosen)}
     assert rows["fmn-l2"]["settings"] == "norm=2, steps=7"
+    assert rows["pdpgd-l0"]["settings"] == "norm=0, proximal_operator=23, num_steps=5"
     assert rows["fmn-l2"]["evals_per_example"] == 7
     assert rows["pdpgd-l0"]["evals_per_example"] == 5
     for row in rows.values():
@@ -330,3 +332,21 @@ def test_frontier_marks_peers_dominated_only_at_fewer_evals_and_full_asr():
     assert got["fmn-l2"] == "strattack tau=1" and got["cheap"] == ""  # fewer evals than ours
     assert got["fmn-l0"] == "" and got["sparse"] == ""  # fewer groups; 90% ASR does not count
     assert peers.pareto([(20, 2.0), (10, 3.0), (15, 3.5), (5, 2.5)]) == [3, 0]
+
+
+def test_adv_lib_budget_curves_give_each_peer_the_budget_in_steps():
+    import peers_adv_lib as peers
+    model = load_model("mnist-cw")
+    x, y = load_dataset("mnist-heldout", n=1)
+    with peers.adv_lib() as (lib, why):
+        if lib is None:
+            pytest.skip(why)
+        rows = peers.curves(lib, model, x, y, (6,), torch.device("cpu"),
+                            chosen={"alma-l2": peers.PEERS["alma-l2"]},
+                            attacks={"cw-l2": lambda m, b: CWL2(m, budget=b)})
+    got = {r["attack"]: r for r in rows}
+    assert list(got) == ["cw-l2", "alma-l2"]
+    assert got["alma-l2"]["settings"] == "distance=l2, num_steps=6"
+    assert got["alma-l2"]["evals_per_example"] == 6 and got["alma-l2"]["examples"] == 9
+    assert 0 < got["cw-l2"]["evals_per_example"] <= 6
+    assert got["alma-l2"]["cw_budget"] == 6
