@@ -249,7 +249,7 @@ def plot(rows: List[dict], path: Path, title: str) -> bool:
             continue
         evals = sum(r["evals_per_example"] for r in sweep) / len(sweep)
         ax.plot([r["groups"] for r in sweep], [r["l2"] for r in sweep], "-o", color=colour,
-                label=f"{prefix.split()[0]} over τ ({evals:.0f} evals/ex)")
+                label=f"ours: {prefix.split()[0]} over τ ({evals:.0f} evals/ex)")
         for r in sweep:
             ax.annotate(f"τ={r['attack'][len(prefix):]}", (r["groups"], r["l2"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
@@ -262,10 +262,15 @@ def plot(rows: List[dict], path: Path, title: str) -> bool:
     for r in rows:
         if r["attack"].startswith("strattack") and " tau=" in r["attack"]:
             continue
+        peer = "ours: " if r["attack"] in ("cw-l2", "ead") else "adv_lib "
         ax.plot(r["groups"], r["l2"], linestyle="none", marker=next(markers), markersize=9,
-                label=f"{r['attack']} ({r['evals_per_example']:.0f} evals/ex, "
+                label=f"{peer}{r['attack']} ({r['evals_per_example']:.0f} evals/ex, "
                       f"ASR {r['asr']:.0f}%)")
+        ax.annotate(r["attack"], (r["groups"], r["l2"]), textcoords="offset points",
+                    xytext=(6, -10), fontsize=8)
     ax.set_xscale("log")
+    ticks = [t for t in (2, 5, 10, 20, 50, 100, 200) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set_xlabel("2×2 groups touched (mean over successes, of 196; log scale)")
     ax.set_ylabel("ℓ2 of the perturbation (mean over successes)")
     ax.set_title(title, fontsize=10)
