@@ -4,9 +4,10 @@
 Peers: adv_lib 0.2.8 (Rony et al.), fetched into .cache/compat by ``python
 tools/fetch_compat.py`` and imported from there, never from the venv; adv_lib imports
 torchvision, visdom and tqdm for parts never called here (LPIPS, the live plots,
-``run_attack``'s progress bar), so while it is imported each of them the venv lacks is a stand-in
-module in ``sys.modules`` (:func:`stand_ins`), removed again afterwards. Each peer is targeted
-(``targeted=True``, the labels are the targets) at adv_lib's defaults but for the step count:
+``run_attack``'s progress bar), so while it is imported each of them the venv lacks is a
+stand-in module in ``sys.modules`` (:func:`stand_ins`), removed again afterwards. Each peer
+is targeted (``targeted=True``, the labels are the targets) at adv_lib's defaults but for the
+step count:
 
 - ``fmn-l2``, ``fmn-l1``, ``fmn-l0``: FMN (Pintor et al. 2021), 1,000 steps;
 - ``alma-l2``: ALMA (Rony et al. 2021), ``distance="l2"``, 1,000 steps;
@@ -27,9 +28,14 @@ The front: x = mean 2×2 groups touched, y = mean ℓ2. A peer is dominated when
 StrAttack point of the sweep has 100% ASR, groups ≤ and ℓ2 ≤ the peer's, at ≤ its
 evaluations per example (``dominated_by``). Written: ``frontier.csv`` and ``frontier.png``.
 
+The budget curves (:func:`curves`): budget.py's rows (ASR, medians, ratios to cw-l2) for our
+attacks at each budget and each peer at as many steps, in ``curves.csv`` and ``curves.png``.
+
     python benchmarks/peers_adv_lib.py [--images N] [--data mnist-heldout] [--taus T ...]
+                                       [--curve-images N] [--curve-budgets [B ...]]
                                        [--out-dir DIR] [--png PATH] [--threads 1]
-    default: 10 images x 9 targets, τ in 0.5 1 2 4 8 (both variants)
+    default: the frontier on 10 images x 9 targets, τ in 0.5 1 2 4 8 (both variants); the
+             curves on 4 images x 9 targets at budgets 100 250 500 1000
 """
 
 from __future__ import annotations
