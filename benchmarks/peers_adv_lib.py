@@ -275,8 +275,11 @@ def plot(rows: List[dict], path: Path, title: str) -> bool:
         ax.annotate(r["attack"], (r["groups"], r["l2"]), textcoords="offset points",
                     xytext=(6, -10), fontsize=8)
     ax.set_xscale("log")
-    ticks = [t for t in (2, 5, 10, 20, 50, 100, 200) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.margins(x=0.08)
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in (2, 5, 10, 15, 20, 30, 50, 100, 150, 200) if lo <= t <= hi]
     ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("2×2 groups touched (mean over successes, of 196; log scale)")
     ax.set_ylabel("ℓ2 of the perturbation (mean over successes)")
     ax.set_title(title, fontsize=10)
