@@ -304,10 +304,11 @@ def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnis
     x, y = x.to(dev), y.to(dev)
     common.warm_up(model, x)
     rows, curve_rows = [], []
-    notes = [f"{model_name}, images of {data} x every other target; frontier: the first "
-             f"{images} images, means over the successes; groups: 2x2 groups touched (of 196 "
-             "on MNIST); evals_per_example: gradient evaluations; grid_ok: successes that "
-             "survive 8-bit rounding"]
+    notes = [f"{model_name}, images of {data} x every other target; groups: 2x2 groups "
+             "touched (of 196 on MNIST); evals_per_example: gradient evaluations"]
+    if images:
+        notes.append(f"frontier: the first {images} images, means over the successes; "
+                     "grid_ok: successes that survive 8-bit rounding")
     with adv_lib() as (lib, why):
         if images:
             rows = ours(model, x[:images], y[:images], dev, taus)
