@@ -14,8 +14,10 @@ solve sparsifies what PGD found.
 The refine stage re-solves on the support of each success with the same handling of ``c``
 and keeps its answer where it is adversarial with a lower distortion.
 
-Only the samples still solving are evaluated (index_select between solves,
-:class:`attacks.problems.LiveRows` inside one), so finished samples cost nothing. The best
+Only the samples still solving are evaluated: index_select between solves, and inside one the
+solver's batch compaction (``ADMMSettings.compact_below``, ``solver.compact_below`` of the
+spec): at a check where few rows are still running, the model and the solver go on with those
+alone, so finished samples cost nothing. The best
 successful candidate is tracked every ``track_every`` iterations by the spec's decision rule.
 Every gradient evaluation is counted in :class:`Evaluations` and no stage spends beyond
 ``search.budget`` (module :mod:`attacks.verify`).
@@ -35,7 +37,7 @@ from attacks.base import GRID_ROUNDS, settle
 from attacks.indicators import SolveWatch
 from attacks.losses import is_adversarial
 from attacks.pgd import pgd, random_start
-from attacks.problems import (LiveRows, attack_problem, candidate, loss_term, refine_problem,
+from attacks.problems import (attack_problem, candidate, loss_term, projection, refine_problem,
                               refine_terms, support_mask, term_blocks)
 from attacks.search import binary, lagrangian  # noqa: F401  (the built-in strategies register)
 from attacks.search.base import Best, Start, strategy_for
@@ -109,9 +111,8 @@ class Engine:
         x, t = x0.index_select(0, idx), tg.select(idx)
         rule = self.strategy.rule(c, stop_after)
         box = valid_box(x, spec.eps)  # validated once; the tracker projects with it
-        project = lambda v: box.prox(v, 1.0)
-        live = LiveRows(x, t)  # narrowed by the tracker, read by the loss
-        smooth = loss_term(self.model, live, rule.c, spec.loss.kappa, rule.mu,
+        project = projection(box, x.shape[0])
+        smooth = loss_term(self.model, x, t, rule.c, spec.loss.kappa, rule.mu,
                            project if spec.loss.project else None)
         if support is None:
             problem, out = attack_problem(spec, self.terms, box, smooth), spec.output_term
@@ -119,12 +120,13 @@ class Engine:
         else:  # the block that carries the fixed support is the last one
             problem = refine_problem(spec, self.terms, box, smooth, support)
             out, score = len(problem.blocks) - 1, self._distortion
-        tracker = Tracker(self.model, live, spec.loss.kappa,
-                          lambda state: candidate(problem, state, out, project), score, best,
-                          rule, cap, spec.search.track_every, stop_after)
+        tracker = Tracker(self.model, x, t, spec.loss.kappa,
+                          lambda state, rows: candidate(problem, state, out, project, rows),
+                          score, best, rule, cap, spec.search.track_every, stop_after)
         settings = spec.solver.settings(int(cap.max()))
         watch = SolveWatch(evals.evidence, idx)  # the indicators of failure (attacks.indicators)
-        result = LinearizedADMM(settings).solve(problem, z0, callback=watch.around(tracker))
+        result = LinearizedADMM(settings).solve(problem, z0, callback=watch.around(tracker),
+                                                caps=cap)
         tracker.count(evals, idx, result.iterations)
         watch.report(result, cap)
         return result, tracker.hit

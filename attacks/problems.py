@@ -16,59 +16,48 @@ from attacks.spec import AttackSpec
 from attacks.targets import Targets
 
 
-class LiveRows:
-    """The rows of one solve's batch that are still being solved: the model runs on these
-    only, so a sample that has stopped (budget spent, search done) costs no evaluation while
-    the others go on. ``rows`` is None for all rows; :meth:`keep` sets it from a (B,) mask
-    (one host sync, done only where the set of running samples can change). One writer: the
-    solve's tracker (:class:`attacks.search.tracker.Tracker`) calls :meth:`keep`; the loss term
-    (:func:`loss_term`) and the tracker's check read it."""
-
-    def __init__(self, x0: Tensor, tg: Targets):
-        self.x0, self.tg = x0, tg
-        self.rows: Optional[Tensor] = None
-        self.x_rows, self.tg_rows = x0, tg
-
-    def keep(self, running: Tensor) -> None:
-        self.rows = running.nonzero().squeeze(1)
-        self.x_rows, self.tg_rows = self.x0.index_select(0, self.rows), self.tg.select(self.rows)
+#: which rows of a solve's batch a tensor holds (a long tensor), or None for all of them
+Rows = Optional[Tensor]
+#: the projection onto the valid set of the given rows of a solve's batch
+Projection = Callable[[Tensor, Rows], Tensor]
 
 
-def loss_term(model: Callable[[Tensor], Tensor], live: LiveRows, c: Tensor, kappa: float,
-              mu: Optional[Tensor] = None,
-              project: Optional[Callable[[Tensor], Tensor]] = None) -> Smooth:
+def projection(box: ProxFunction, batch: int) -> Projection:
+    """``(v, rows) ↦ prox_box(v)`` with the per-sample bounds of ``rows`` of the ``batch``
+    (the solver continues on a compacted sub-batch: ``ADMMSettings.compact_below``)."""
+    return lambda v, rows: (box if rows is None else box.select(rows, batch)).prox(v, 1.0)
+
+
+def loss_term(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets, c: Tensor,
+              kappa: float, mu: Optional[Tensor] = None,
+              project: Optional[Projection] = None) -> Smooth:
     """``f(z) = c · max(margin(Z(x0 + z)), −κ)`` per sample (eq. 3), or with ``mu`` (B,) its
-    augmented Lagrangian with multiplier ``c`` (:func:`attacks.losses.lagrangian_margin_loss`),
-    evaluated on the live rows; the other rows get f = 0 and ∇f = 0 (the solver keeps them
-    frozen). ``c`` (B,) is read at every call, so an attack may change it between iterations.
+    augmented Lagrangian with multiplier ``c`` (:func:`attacks.losses.lagrangian_margin_loss`).
+    ``c`` (B,) is read at every call, so an attack may change it between iterations.
 
-    ``project`` (the projection onto the valid set): the model is evaluated at
-    ``x0 + project(z)`` — f ∘ P equals f wherever the constraint holds, so the problem is the
-    same, but the model never sees an invalid image and no gradient pushes a coordinate
-    further outside its box.
+    Indexed (``Smooth(fn, indexed=True)``): on the rows ``rows`` of the batch that the solver
+    still holds, with their ``x0``, targets, ``c`` and ``mu``, so the model runs on those rows
+    only once the solver has compacted the batch.
 
-    Its ``aux`` is the violation ``margin + κ`` per sample (0 on the other rows): where it is
-    positive the loss is not flat (the indicators, :class:`attacks.indicators.SolveWatch`)."""
-    def loss(logits, t, cc, mm):
+    ``project`` (the projection onto the valid set, :func:`projection`): the model is
+    evaluated at ``x0 + project(z)`` — f ∘ P equals f wherever the constraint holds, so the
+    problem is the same, but the model never sees an invalid image and no gradient pushes a
+    coordinate further outside its box.
+
+    Its ``aux`` is the violation ``margin + κ`` of the rows: where it is positive the loss is
+    not flat (the indicators, :class:`attacks.indicators.SolveWatch`)."""
+    def f(z: Tensor, rows: Rows):
+        x, t, cc, mm = x0, tg, c, mu
+        if rows is not None:
+            x, t, cc = x0.index_select(0, rows), tg.select(rows), c.index_select(0, rows)
+            mm = None if mu is None else mu.index_select(0, rows)
+        logits = model(x + (z if project is None else project(z, rows)))
         excess = margin(logits, t.labels, t.targets, t.targeted).detach() + kappa
-        if mu is None:
+        if mm is None:
             return margin_loss(logits, t.labels, t.targets, t.targeted, cc, kappa), excess
         return (lagrangian_margin_loss(logits, t.labels, t.targets, t.targeted, cc, mm, kappa),
                 excess)
-
-    def f(z: Tensor) -> Tensor:
-        t = live.tg_rows
-        if live.rows is None:
-            return loss(model(live.x0 + (z if project is None else project(z))), t, c, mu)
-        if live.rows.numel() == 0:  # nothing left to solve: no model call, a zero graph
-            return z.flatten(1).sum(1) * 0
-        zr = (z if project is None else project(z)).index_select(0, live.rows)
-        rows = live.rows
-        value, excess = loss(model(live.x_rows + zr), t, c.index_select(0, rows),
-                             None if mu is None else mu.index_select(0, rows))
-        return (z.new_zeros(z.shape[0]).index_copy(0, live.rows, value),
-                excess.new_zeros(z.shape[0]).index_copy(0, live.rows, excess))
-    return Smooth(f, name="margin" if mu is None else "margin-lagrangian")
+    return Smooth(f, name="margin" if mu is None else "margin-lagrangian", indexed=True)
 
 
 def term_blocks(spec: AttackSpec, shape) -> List[Block]:
@@ -112,11 +101,13 @@ def refine_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction, smoo
     return Problem(blocks, smooth=smooth, support=support)
 
 
-def candidate(problem: Problem, state, out: Optional[int], project) -> Tensor:
-    """The attack's current answer: the mean copy of the output block (the sparse one, so its
-    zeros are kept), projected onto the valid set (projection keeps zeros)."""
+def candidate(problem: Problem, state, out: Optional[int], project: Projection,
+              rows: Rows = None) -> Tensor:
+    """The attack's current answer for the rows ``rows`` the solver's ``state`` holds: the mean
+    copy of the output block (the sparse one, so its zeros are kept), projected onto the valid
+    set (projection keeps zeros)."""
     v = state.z if out is None else problem.blocks[out].mean_copy(state.xs[out])
-    return project(v)
+    return project(v, rows)
 
 
 def support_mask(delta: Tensor, quantile: float) -> Tensor:

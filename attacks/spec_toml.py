@@ -50,6 +50,7 @@ DOCS: Dict[str, str] = {
     "solver.eta": "linearisation η; η_k = eta·√k with the sqrt schedule",
     "solver.eta_schedule": "sqrt | constant",
     "solver.adaptive_rho": "residual balancing of ρ",
+    "solver.compact_below": "go on with the running rows alone below this fraction",
     "search.mode": "the search that runs: its table [search.<mode>] below",
     "search.iterations": "ADMM iterations of the solve (binary: of each step)",
     "search.track_every": "test the candidate for success every N iterations",

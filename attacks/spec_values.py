@@ -244,12 +244,16 @@ class LossSpec:
 
 @attrs.frozen
 class SolverSpec:
-    """Linearized ADMM settings (paper appendix F: ρ = 1, η_k = 5·√k)."""
+    """Linearized ADMM settings (paper appendix F: ρ = 1, η_k = 5·√k). ``compact_below``: at
+    a check of the solver where fewer than this fraction of a solve's rows are still running,
+    the model and the solver go on with those rows alone (0: never;
+    ``ADMMSettings.compact_below``); the results are the same."""
 
     rho: float = attrs.field(default=1.0, validator=positive_number)
     eta: float = attrs.field(default=5.0, validator=positive_number)
     eta_schedule: str = "sqrt"
     adaptive_rho: bool = False
+    compact_below: float = attrs.field(default=1.0, validator=non_negative_number)
 
     def __attrs_post_init__(self):
         expect(self.eta_schedule in ("sqrt", "constant"), "solver.eta_schedule",
@@ -258,12 +262,14 @@ class SolverSpec:
                    "(adaptive ρ)")
         in_float32("solver.eta", self.eta, math.sqrt(LONGEST_SOLVE), "η·√k over the longest "
                    "solve")
+        expect(self.compact_below <= 1, "solver.compact_below", "a fraction in [0, 1]",
+               self.compact_below)
 
     def settings(self, iterations: int) -> ADMMSettings:
         eta = SqrtSchedule(self.eta) if self.eta_schedule == "sqrt" else ConstantSchedule(self.eta)
         # attacks run a fixed budget and stop samples themselves: no residual stopping
         return ADMMSettings(rho=self.rho, eta=eta, max_iter=iterations, tol_abs=0.0, tol_rel=0.0,
-                            adaptive_rho=self.adaptive_rho)
+                            adaptive_rho=self.adaptive_rho, compact_below=self.compact_below)
 
 
 @attrs.frozen

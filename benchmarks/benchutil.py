@@ -28,9 +28,13 @@ def setup(device: str, threads: int = 1) -> torch.device:
     if not isinstance(threads, int) or threads <= 0:
         raise ValueError(f"threads must be a positive integer; got {threads!r}")
     torch.set_num_threads(threads)
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available")
+        raise ValueError(f"CUDA is not available (torch {torch.__version__}, "
+                         f"{'built without CUDA' if torch.version.cuda is None else 'no GPU found'})")
     return dev
 
 
@@ -58,7 +62,12 @@ class CountingModel(nn.Module):
     (a forward+backward in every attack here), ``rows`` in all. Counting happens on the host
     from shapes only, so it adds no device synchronisation. The wrapper takes the model's
     train/eval mode: libraries that restore "the mode they were given" (torchattacks) would
-    otherwise switch the model's dropout on."""
+    otherwise switch the model's dropout on.
+
+    ``model_seconds``: the time spent in the model, its forward passes and the backward passes
+    through it (from the gradient reaching its output to the gradient of its input), measured
+    with CUDA events on a GPU (read at the end: no synchronisation while running) and this
+    process's CPU time on a CPU."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -69,12 +78,49 @@ class CountingModel(nn.Module):
     def reset(self) -> None:
         self.rows = 0
         self.grad_rows = 0
+        self._spans: List[list] = []  # [start, end] marks of forward and backward passes
+
+    def _mark(self, device: torch.device):
+        if device.type != "cuda":
+            return time.process_time()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def _timed_backward(self, out: Tensor, x: Tensor) -> None:
+        """Mark the backward pass through the model: it starts when the output's gradient is
+        ready and ends with the input's."""
+        span: list = []
+
+        def start(_):
+            span[:] = [self._mark(x.device)]
+
+        def end(_):
+            if span:
+                span.append(self._mark(x.device))
+                self._spans.append(span)
+        out.register_hook(start)
+        x.register_hook(end)
 
     def forward(self, x: Tensor) -> Tensor:
         self.rows += x.shape[0]
         if torch.is_grad_enabled():
             self.grad_rows += x.shape[0]
-        return self.model(x)
+        begin = self._mark(x.device)
+        out = self.model(x)
+        self._spans.append([begin, self._mark(x.device)])
+        if out.requires_grad and x.requires_grad:
+            self._timed_backward(out, x)
+        return out
+
+    @property
+    def model_seconds(self) -> float:
+        """Seconds in the model's forward and backward passes since :meth:`reset`."""
+        spans = [s for s in self._spans if len(s) == 2]
+        if spans and isinstance(spans[0][0], torch.cuda.Event):
+            torch.cuda.synchronize()
+            return sum(a.elapsed_time(b) for a, b in spans) / 1e3
+        return sum(b - a for a, b in spans)
 
 
 COMPAT = Path(__file__).resolve().parent.parent / ".cache" / "compat"

@@ -31,7 +31,7 @@ from torch import nn
 import benchutil as common
 from admmkit.solver import LinearizedADMM
 from attacks.builtin import strattack
-from attacks.problems import LiveRows, attack_problem, loss_term, term_blocks
+from attacks.problems import attack_problem, loss_term, term_blocks
 from attacks.spec import valid_box
 from attacks.targets import Targets
 
@@ -95,7 +95,7 @@ def measure(shape, size: int, stride: int, batch: int, device, iterations: int =
     c = torch.full((batch,), 1.0, device=dev)
     spec = strattack(group_size=size, stride=stride, overlapping=stride < size)
     groups = spec.groups(shape)
-    smooth = loss_term(model, LiveRows(x0, Targets(labels, targets, targeted)), c, 0.0)
+    smooth = loss_term(model, x0, Targets(labels, targets, targeted), c, 0.0)
     problem = attack_problem(spec, term_blocks(spec, shape), valid_box(x0, spec.eps), smooth)
     solver = LinearizedADMM(spec.solver.settings(iterations))
     z0 = torch.zeros_like(x0)

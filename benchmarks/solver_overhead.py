@@ -21,7 +21,7 @@ from admmkit.smooth import Smooth
 from admmkit.solver import LinearizedADMM
 from attacks.builtin import builtin_spec
 from attacks.models import load_model
-from attacks.problems import LiveRows, attack_problem, loss_term, term_blocks
+from attacks.problems import attack_problem, loss_term, term_blocks
 from attacks.spec import valid_box
 from attacks.targets import Targets
 
@@ -46,12 +46,13 @@ def measure(batch: int, device: str, iters: int, spec_name: str = "strattack",
     targeted = torch.ones(batch, dtype=torch.bool, device=dev)
     c = torch.full((batch,), 0.5, device=dev)
     spec = builtin_spec(spec_name)
-    smooth = loss_term(model, LiveRows(x0, Targets(labels, targets, targeted)), c, 0.0)
+    smooth = loss_term(model, x0, Targets(labels, targets, targeted), c, 0.0)
     blocks, box = term_blocks(spec, tuple(x0.shape[1:])), valid_box(x0, spec.eps)
     problem = lambda f: attack_problem(spec, blocks, box, f)
     z = 0.01 * torch.randn_like(x0)
     weights = torch.randn_like(x0)
-    free = Smooth(lambda z: (weights * z).flatten(1).sum(1))  # gradient is a constant
+    free = Smooth(lambda z, rows: ((weights if rows is None else weights.index_select(0, rows))
+                                   * z).flatten(1).sum(1), indexed=True)  # a constant gradient
     solver = LinearizedADMM(spec.solver.settings(iters))
     t_model = per_call(lambda: smooth.value_and_grad(z), iters, rounds, dev)
     t_free = per_call(lambda: solver.solve(problem(free), z), 1, rounds,

@@ -4,7 +4,9 @@ whether the comparison is at equal quality (100%).
 
 Seconds are CPU seconds of this process on a CPU device (one intra-op thread: an idle
 machine's wall time, hardly changed by other processes on shared cores) and wall seconds on a
-GPU; wall seconds are reported beside them.
+GPU; wall seconds are reported beside them. ``model_share``: the part of them spent in the
+model's forward and backward passes (the rest is the solver and the search's bookkeeping);
+``peak_gpu_mib``: ``torch.cuda.max_memory_allocated`` of the run, on a GPU.
 
 Batch b > 1: all ``n`` examples attacked in chunks of b (each chunk one call, as a user would).
 Batch 1: ``single`` evenly spaced examples attacked one at a time; their seconds per gradient
@@ -12,8 +14,12 @@ evaluation times the mean gradient evaluations per example of all ``n`` examples
 searches do not depend on the batch) gives the extrapolated seconds per example.
 
     python benchmarks/throughput.py [--full] [--device cpu] [--threads 1]
+                                    [--attacks A,B] [--batches 180,1000] [--n 1000]
     quick (default): n = 8, batches 1 and 8, 1 single example
     --full:          n = 180, batches 1, 32 and 180, 8 single examples
+
+``strattack-uncompacted`` is StrAttack with ``solver.compact_below = 0``: every solve runs its
+whole batch to the end (the model and the solver on the rows that have stopped too).
 """
 
 from __future__ import annotations
@@ -23,12 +29,22 @@ from typing import Callable, Dict, Sequence
 import torch
 
 import benchutil as common
+import attrs
+
 from attacks import CWL2, EAD, FGM, IFGSM, Attack, AttackResult, StrAttack
 from attacks.builtin import builtin_spec
 from attacks.models import load_model
 
+
+def uncompacted(name: str):
+    """The built-in spec ``name`` without batch compaction (``solver.compact_below = 0``)."""
+    spec = builtin_spec(name)
+    return attrs.evolve(spec, solver=attrs.evolve(spec.solver, compact_below=0.0))
+
+
 ATTACKS: Dict[str, Callable] = {
     "strattack": lambda m: StrAttack(m),
+    "strattack-uncompacted": lambda m: Attack(m, uncompacted("strattack")),
     # the previous defaults' algorithm (binary search, 3% refine for 400): the baseline
     "strattack-paper": lambda m: Attack(m, builtin_spec("strattack-paper")),
     "strattack-overlap": lambda m: StrAttack(m, overlapping=True),
@@ -40,7 +56,8 @@ ATTACKS: Dict[str, Callable] = {
 QUICK = dict(n=8, batches=(1, 8), single=1)
 FULL = dict(n=180, batches=(1, 32, 180), single=8)
 COLUMNS = ("attack", "batch", "examples", "asr", "examples_per_s", "seconds_per_example",
-           "gradient_evals_per_example", "model_grad_rows_per_example", "l2", "l0")
+           "gradient_evals_per_example", "model_grad_rows_per_example", "model_share",
+           "peak_gpu_mib", "l2", "l0")
 
 
 def attack_in_chunks(attack, x, y, t, batch: int) -> AttackResult:
@@ -49,14 +66,24 @@ def attack_in_chunks(attack, x, y, t, batch: int) -> AttackResult:
                                for i in range(0, x.shape[0], batch))
 
 
-def _row(name, batch, result: AttackResult, seconds, wall, model) -> dict:
+def _row(name, batch, result: AttackResult, seconds, wall, model, device) -> dict:
     s = result.summary()
     n = len(result)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"attack": name, "batch": batch, "examples": n, "asr": s["asr"],
             "seconds": seconds, "wall_seconds": wall, "seconds_per_example": seconds / n,
             "examples_per_s": n / seconds, "gradient_evals_per_example": s["gradient_evals"],
-            "model_grad_rows_per_example": model.grad_rows / n, "l2": s["l2"], "l0": s["l0"],
-            "extrapolated": False}
+            "model_grad_rows_per_example": model.grad_rows / n,
+            "model_share": model.model_seconds / seconds, "peak_gpu_mib": peak,
+            "l2": s["l2"], "l0": s["l0"], "extrapolated": False}
+
+
+def _measured(fn, counted, device):
+    """``common.timed(fn)`` from a fresh count (and peak of GPU memory)."""
+    counted.reset()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return common.timed(fn, device)
 
 
 def measure(name: str, factory: Callable, model, x, y, t, batches: Sequence[int], single: int,
@@ -66,15 +93,15 @@ def measure(name: str, factory: Callable, model, x, y, t, batches: Sequence[int]
     attack = factory(counted)
     rows = {}
     for b in sorted(batches, reverse=True):  # the large batches first: they give the mean evals
-        counted.reset()
         if b > 1:
-            result, sec, wall = common.timed(lambda: attack_in_chunks(attack, x, y, t, b), device)
-            rows[b] = _row(name, b, result, sec, wall, counted)
+            result, sec, wall = _measured(lambda: attack_in_chunks(attack, x, y, t, b), counted,
+                                          device)
+            rows[b] = _row(name, b, result, sec, wall, counted, device)
             continue
         pick = torch.linspace(0, x.shape[0] - 1, single).round().long().unique().to(x.device)
-        result, sec, wall = common.timed(
-            lambda: attack_in_chunks(attack, x[pick], y[pick], t[pick], 1), device)
-        row = _row(name, 1, result, sec, wall, counted)
+        result, sec, wall = _measured(
+            lambda: attack_in_chunks(attack, x[pick], y[pick], t[pick], 1), counted, device)
+        row = _row(name, 1, result, sec, wall, counted, device)
         evals = float(result.gradient_evals.double().sum())
         mean_evals = rows[max(rows)]["gradient_evals_per_example"] if rows else evals / len(result)
         per_example = sec / evals * mean_evals
@@ -96,6 +123,11 @@ def ratios(rows: list, batches: Sequence[int]) -> dict:
         if lo != hi:
             out[f"{a}: examples/s batch {hi} / batch {lo}"] = (
                 by[a, hi]["examples_per_s"] / by[a, lo]["examples_per_s"])
+    if "strattack" in names and "strattack-uncompacted" in names:
+        for b in batches:  # batch compaction on (the default) against off, same examples
+            out[f"strattack / strattack-uncompacted: examples/s batch {b}"] = (
+                by["strattack", b]["examples_per_s"]
+                / by["strattack-uncompacted", b]["examples_per_s"])
     if "strattack" in names and "strattack-paper" in names:
         for b in batches:  # the new defaults against the previous ones, same examples
             out[f"strattack / strattack-paper: examples/s batch {b}"] = (
@@ -144,5 +176,11 @@ def bench(full: bool = False, device: str = "cpu", threads: int = 1, *, n=None, 
 
 if __name__ == "__main__":
     p = common.parser(__doc__)
+    p.add_argument("--attacks", help=f"comma list of {', '.join(ATTACKS)} (default: all)")
+    p.add_argument("--batches", help="comma list of batch sizes (default: the preset's)")
+    p.add_argument("--n", type=int, help="examples (default: the preset's)")
     a = p.parse_args()
-    common.emit(bench(a.full, a.device, a.threads), COLUMNS)
+    chosen = ATTACKS if a.attacks is None else {k: ATTACKS[k] for k in a.attacks.split(",")}
+    sizes = None if a.batches is None else tuple(int(b) for b in a.batches.split(","))
+    common.emit(bench(a.full, a.device, a.threads, n=a.n, batches=sizes, attacks=chosen),
+                COLUMNS)

@@ -65,7 +65,7 @@ def evaluate(run: RunOptions, *, attacks: str = DEFAULT_ATTACKS, sets: List[str]
     for a in chosen:
         if a.spec is not None:
             fits(a.spec, tuple(ready.images.shape[1:]), f"--attacks {a.given}")
-    batch = batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
+    batch = batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE)
     # -n is not part of the key: batches are image-major and checked one by one, so an eval
     # can be extended to more images (the whole data set's fingerprint identifies the data)
     everything = resolve_data(run.data, None) if run.n is not None \

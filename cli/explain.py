@@ -124,7 +124,7 @@ def explain(run: RunOptions, *, attacks: str = "strattack,cw-l2", sets: List[str
         fits(c.spec, tuple(ready.images.shape[1:]), f"--spec {c.given}")
     maps_used = resolve_maps(requested, chosen_attacks[0].classifier.model, ready.images,
                              run.model)
-    batch = batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE, ready.ranks)
+    batch = batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE)
 
     record = {**run_record("admm-attack explain", examples.size, int(ready.images.shape[0]),
                            **ready.context),

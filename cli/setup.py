@@ -143,14 +143,11 @@ def fits(spec: AttackSpec, shape, label: str) -> None:
         raise UserError(f"{label}: {e}") from None
 
 
-def batch_size_for(given: Optional[int], default: int, ranks: Ranks) -> int:
-    """``--batch-size``, or by default ``default`` divided by the number of torchrun ranks, so
-    that every rank gets batches of a run that one process would attack in one (one process:
-    ``default`` itself; independent of the number of examples, so an eval extended to more
-    images keeps its batches)."""
-    if given is not None:
-        return given
-    return max(1, default // ranks.world)
+def batch_size_for(given: Optional[int], default: int) -> int:
+    """``--batch-size``, else ``default``: the same on any number of torchrun ranks (an
+    example's result depends on the batch it shares, so the batches must not) and independent
+    of the number of examples (an eval extended to more images keeps its batches)."""
+    return default if given is None else given
 
 
 @attrs.frozen

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from attacks.base import AttackBase, Examples
+from attacks.base import DEFAULT_BATCH_SIZE, AttackBase, Examples
 from attacks.runs.runner import Finished, run_attack
 from attacks.catalogue import LoadedSpec, load_spec
 from attacks.indicators import nothing_judged
@@ -13,8 +13,6 @@ from cli.errors import UserError
 from cli.options import RunOptions
 from cli.setup import (ChosenAttack, Prepared, batch_size_for, check_counts, checked_examples,
                        fits, parse_targets, prepare)
-
-DEFAULT_BATCH_SIZE = 16
 
 
 def solve(run: RunOptions, *, spec: str, sets: List[str], targets: str = "untargeted",
@@ -31,7 +29,7 @@ def solve(run: RunOptions, *, spec: str, sets: List[str], targets: str = "untarg
     examples = checked_examples(ready, attack, parse_targets(targets, ready.labels), targets)
     fits(loaded.spec, tuple(ready.images.shape[1:]), f"--spec {spec}")
     done = run_spec(run.out, ready, attack, examples, loaded, "admm-attack solve",
-                    batch_size=batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE, ready.ranks),
+                    batch_size=batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE),
                     targets=targets, restart=run.restart, quiet=run.quiet, figures=figures)
     if done is None:
         return None

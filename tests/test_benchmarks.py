@@ -4,6 +4,7 @@ assertions: only counts, shapes and exact byte arithmetic)."""
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import attrs
@@ -44,6 +45,7 @@ def test_throughput_rows_counts_and_ratios():
         assert row["extrapolated"] == (batch == 1)
         assert finite_positive(row["examples_per_s"])
         assert 0 <= row["asr"] <= 100
+        assert 0 < row["model_share"] <= 1 and row["peak_gpu_mib"] is None  # on the CPU
     for b in (1, 3):  # one solve of 10 iterations each; FGM: 13 ε values × 1 step
         assert rows["cw-l2", b]["gradient_evals_per_example"] == 10
         assert rows["strattack", b]["model_grad_rows_per_example"] == 10
@@ -185,6 +187,31 @@ def test_counting_model_counts_rows_and_keeps_the_models_mode():
         counted(x)
     counted(x[:2].requires_grad_(True)).sum().backward()
     assert (counted.rows, counted.grad_rows) == (5, 2)
+
+
+def test_counting_model_times_forward_and_backward_passes():
+    """The model's time: forward passes and the backward pass through it, not the work
+    around it (here a costly loss after the model)."""
+    counted = benchutil.CountingModel(torch.nn.Linear(256, 256))
+    x = torch.rand(512, 256, requires_grad=True)
+    big = torch.rand(2048, 2048)
+    start = time.process_time()
+    out = counted(x)
+    for _ in range(8):  # outside the model: not counted
+        big = (big @ big).tanh()
+    (out.sum() + big.sum()).backward()
+    total = time.process_time() - start
+    assert len(counted._spans) == 2  # one forward, one backward span
+    assert 0 < counted.model_seconds < 0.5 * total
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
+def test_run_stops_with_one_line_without_cuda(capsys):
+    with pytest.raises(SystemExit) as e:
+        run.main(["--device", "cuda", "--only", "memory"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("error: --device cuda: CUDA is not available")
 
 
 def test_threads_report_has_both_loads_and_ratios():

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_cli_helpers import ROOT, TINY, invoke, read_csv, read_json
+from cli.eval import DEFAULT_BATCH_SIZE
+from test_cli_helpers import ROOT, TINY, TINY_REFINE, invoke, read_csv, read_json
 
 EVAL = ["--model", "mnist-cw", "--data", "mnist-test20", "--threads", "1", "-q",
         "--batch-size", "9", *TINY]
@@ -169,3 +170,19 @@ def test_torchrun_two_gloo_processes_match_one_process(tmp_path):
             for attack in ("strattack", "ifgsm"):
                 assert ((one / attack / "metrics.csv").read_bytes()
                         == (two / attack / "metrics.csv").read_bytes())
+
+
+def test_torchrun_at_the_default_batch_size_writes_one_processs_files(tmp_path):
+    """The default batches do not depend on the number of ranks (an example's result depends on
+    the batch it shares): two ranks taking batches as they free up write byte-identical
+    files. Two batches, the second one short."""
+    n = DEFAULT_BATCH_SIZE // 9 + 1
+    args = ["eval", "--model", "mnist-cw", "--data", "mnist-test20", "-n", n, "--attacks",
+            "strattack", "--threads", 1, "-q", "--figures", 0, *TINY_REFINE,
+            "--set", "search.rescue_iterations=20"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_cli(args + ["--out", one], tmp_path)
+    run_cli(args + ["--out", two], tmp_path, torchrun=True)
+    assert len(list((one / "strattack" / "batches").glob("batch-*.npz"))) == 2
+    for name in ("table.csv", "strattack/metrics.csv", "strattack/adversarial.npz"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name

@@ -12,7 +12,9 @@ quantity is a (B,) tensor; finished samples are frozen with ``torch.where``. The
 host-device synchronisation is the count of active samples every ``check_every`` iterations
 (``admmkit.testing.sync`` checks it). With ``compact_below`` the loop then continues on the
 active rows alone (:meth:`LinearizedADMM.compact`): every row is independent and keeps its
-iteration ``k``, so the results are those of the whole batch.
+iteration ``k``, so the results are those of the whole batch. Per-sample iteration ``caps``
+(read once, when the solve starts) also compact at the iteration where rows reach their cap,
+without a synchronisation: the host knows how many rows are left below it.
 """
 
 from __future__ import annotations
@@ -138,9 +140,10 @@ class LinearizedADMM:
     # -- compaction -------------------------------------------------------------------------
     def compact(self, problem: Problem, s: ADMMState, rows: Rows, live: int, whole: ADMMState
                 ) -> Tuple[Problem, ADMMState, Rows, ADMMState]:
-        """Continue on the ``live`` active rows of ``s`` only: the problem's per-sample data and
-        the state re-indexed (:meth:`Problem.select`, :meth:`ADMMState.select`); ``whole``
-        keeps the rows left behind. ``rows``: the rows of the solve's batch ``s`` holds."""
+        """Continue on ``live`` rows of ``s``, its active rows first (``live`` at least their
+        number): the problem's per-sample data and the state re-indexed
+        (:meth:`Problem.select`, :meth:`ADMMState.select`); ``whole`` keeps the rows left
+        behind. ``rows``: the rows of the solve's batch ``s`` holds."""
         whole = s if rows is None else whole.replace_rows(rows, s)
         # the active rows first, in order: their positions without reading the mask on the host
         pick = torch.argsort((~s.active).to(torch.uint8), stable=True)[:live]
@@ -150,13 +153,15 @@ class LinearizedADMM:
     # -- the loop --------------------------------------------------------------------------
     def solve(self, problem: Problem, z0: Optional[Tensor] = None, *,
               state: Optional[ADMMState] = None, callback: Optional[Callback] = None,
-              max_iter: Optional[int] = None) -> ADMMResult:
+              max_iter: Optional[int] = None, caps: Optional[Tensor] = None) -> ADMMResult:
         """Run up to ``max_iter`` iterations from ``z0`` or from a previous ``state``
         (warm start; its duals and ρ are kept, finished samples are re-activated).
 
         ``callback(info)`` runs after every iteration; it may return a (B,) bool tensor of
         samples to stop now (e.g. an attack's per-sample early abort). After a compaction
         ``info.rows`` says which rows of the batch ``info.state`` (and the mask) holds.
+        ``caps`` (B,) long: sample ``b`` runs at most ``caps[b]`` iterations of this solve (the
+        callback of its last one still sees it active).
         """
         if (z0 is None) == (state is None):
             raise ValueError("give exactly one of z0 (a cold start) or state (a warm start)")
@@ -181,6 +186,17 @@ class LinearizedADMM:
                   for b, d in zip(problem.blocks, damping)]
         history: List[IterationStats] = []
         whole, rows = s, None  # s holds the rows ``rows`` of ``whole`` (None: all of them)
+        live = s.batch_size  # at most this many rows are active (exact after a check)
+        above = {}  # cap value -> how many rows have a larger cap
+        if caps is not None:
+            if caps.shape != (s.batch_size,) or caps.dtype != torch.long:
+                raise ValueError(f"caps must be a ({s.batch_size},) long tensor; got "
+                                 f"{caps.dtype} of shape {tuple(caps.shape)}")
+            values, counts = caps.unique(return_counts=True)
+            values, counts = values.tolist(), counts.tolist()  # once, when the solve starts
+            above = {v: sum(counts[i + 1:]) for i, v in enumerate(values)}
+            n_iter = min(n_iter, max(values[-1], 0))
+            s.active = s.active & (caps > 0)
         for k in range(1, n_iter + 1):
             eta = float(st.eta(k))
             started = s.active
@@ -213,11 +229,17 @@ class LinearizedADMM:
                                               grad=None if value is None else grad))
                 if stop is not None:
                     s.active = s.active & ~stop
+            if caps is not None:  # a row still active has run k iterations of this solve
+                s.active = s.active & ((caps if rows is None else caps.index_select(0, rows)) > k)
             if checking:
                 live = int(s.active.sum())  # the loop's one host-device synchronisation
-                if live == 0:
-                    break
-                if live < st.compact_below * s.batch_size:
-                    problem, s, rows, whole = self.compact(problem, s, rows, live, whole)
+            elif k in above:  # rows reached their cap: fewer left, known without reading
+                live = min(live, above[k])
+            else:
+                continue
+            if live == 0:
+                break
+            if live < st.compact_below * s.batch_size:
+                problem, s, rows, whole = self.compact(problem, s, rows, live, whole)
         return ADMMResult(state=s if rows is None else whole.replace_rows(rows, s),
                           history=history)

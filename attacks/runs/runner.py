@@ -37,23 +37,27 @@ def run_all(run: RunDir, job: Job, *, quiet: bool = False
             ) -> Tuple[Optional[List[Dict[str, np.ndarray]]], int]:
     """All batches' arrays in order, and how many were loaded from ``run`` (not recomputed).
 
-    Under torchrun each rank computes the missing batches it owns (:class:`Ranks`); after a
-    barrier rank 0 reads every batch back and returns them, the other ranks return ``None``.
+    Under torchrun the ranks take the batches as they free up (:meth:`Ranks.share`) and each
+    computes the missing ones it takes; after a barrier rank 0 reads every batch back and
+    returns them, the other ranks return ``None``.
     """
     slices, index, ranks = job.slices(), job.examples.index, job.ranks
     stored = lambda i: run.load_batch(i, index[slices[i]].numpy(),
                                       job.examples.targets.targets[slices[i]].numpy())
     parts: List[Optional[Dict[str, np.ndarray]]] = [stored(i) for i in range(len(slices))]
     resumed = sum(p is not None for p in parts)
-    todo = [i for i, p in enumerate(parts) if p is None and ranks.owns(i)]
-    mine = [p for i, p in enumerate(parts) if ranks.owns(i) and p is not None]
     label = job.name + (f" [rank {ranks.rank}/{ranks.world}]" if ranks.world > 1 else "")
+    # under torchrun a rank does not know beforehand how many batches it will take
     bar = BatchProgress(label + (f" (resumed {resumed})" if resumed else ""),
-                        len(todo) + len(mine), verbose=not quiet, done=len(mine))
-    for p in mine:
-        bar.stats.add(p["success"], p["metric_l0"], p["metric_l2"])
+                        len(slices) if ranks.world == 1 else None, verbose=not quiet,
+                        done=resumed)
+    for p in parts:
+        if p is not None:
+            bar.stats.add(p["success"], p["metric_l0"], p["metric_l2"])
     with bar:
-        for i in todo:
+        for i in ranks.share(len(slices)):
+            if parts[i] is not None:  # stored before this run started
+                continue
             result = run_batch(job.attack, job, slices[i])
             parts[i] = result_arrays(result)
             run.save_batch(i, parts[i])

@@ -1,93 +1,98 @@
 """The bookkeeping of one tracked ADMM solve, run by the solver at every iteration (its
 callback): which samples stop, and every ``track_every`` iterations a check of the current
-candidate — one forward pass on the live rows, the success test, the offer to the best so far,
-and the update of ``c`` by the search's rule (:class:`attacks.search.base.FixedC` or the
-lagrangian's multiplier)."""
+candidate — one forward pass on the rows the solver holds, the success test, the offer to the
+best so far, and the update of ``c`` by the search's rule (:class:`attacks.search.base.FixedC`
+or the lagrangian's multiplier)."""
 
 from __future__ import annotations
 
-from typing import Callable, Set
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
 from attacks.losses import is_adversarial, margin
-from attacks.problems import LiveRows
 from attacks.search.base import Best, FixedC
+from attacks.targets import Targets
 from attacks.verify import Evaluations
-
-#: iterations between updates of the running rows once ``stop_after`` has passed (the rescue)
-RESCUE_SYNC = 50
 
 
 class Tracker:
-    """The success tracker of one solve over the samples ``idx`` of the batch.
+    """The success tracker of one solve over the samples ``idx`` of the batch (``x0``, ``tg``).
 
     State, (n,) per sample of the solve: ``hit`` (succeeded at some check), ``checks`` (forward
-    evaluations spent on checks) and ``broken`` (NaN/inf logits seen). It owns the solve's
-    :class:`LiveRows`: it alone narrows them, at the iterations where the set of running
-    samples may change (``ends``: the caps, and after ``stop_after`` every
-    :data:`RESCUE_SYNC`); the loss term only reads them.
+    evaluations spent on checks) and ``broken`` (NaN/inf logits seen). Once the solver has
+    compacted the batch (``ADMMSettings.compact_below``) it holds the rows ``info.rows`` of
+    the solve only: the tracker reads and writes its (n,) bookkeeping at those rows, and the
+    rows left behind, stopped, cost nothing more.
     """
 
-    def __init__(self, model: Callable[[Tensor], Tensor], live: LiveRows, kappa: float,
-                 candidate: Callable, score: Callable[[Tensor], Tensor], best: Best,
-                 rule: FixedC, cap: Tensor, track_every: int, stop_after=None):
-        self.model, self.live, self.kappa = model, live, kappa
+    def __init__(self, model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets,
+                 kappa: float, candidate: Callable, score: Callable[[Tensor], Tensor],
+                 best: Best, rule: FixedC, cap: Tensor, track_every: int, stop_after=None):
+        self.model, self.x0, self.tg, self.kappa = model, x0, tg, kappa
         self.candidate, self.score, self.best, self.rule = candidate, score, best, rule
-        self.cap, self.track_every, self.stop_after = cap, track_every, stop_after
+        self.track_every, self.stop_after = track_every, stop_after
         n, device = cap.shape[0], cap.device
         self.hit = torch.zeros(n, dtype=torch.bool, device=device)
         self.checks = torch.zeros(n, dtype=torch.long, device=device)
         self.broken = torch.zeros(n, dtype=torch.bool, device=device)
-        self.ends: Set[int] = set(cap.unique().tolist())
-        if stop_after:
-            self.ends |= set(range(stop_after, int(cap.max()), RESCUE_SYNC))
+        self.caps = set(cap.unique().tolist())  # each sample is checked at its last iteration
 
-    def __call__(self, info) -> Tensor:
-        """The solver's callback: the samples to stop after iteration ``info.k``."""
-        k, state = info.k, info.state
-        stop = state.iterations >= self.cap  # the cap (and the budget) is honoured exactly
-        if k % self.track_every == 0 or k in self.ends:
-            cand = self.candidate(state)
-            success, excess = self.check(cand)
+    def __call__(self, info) -> Optional[Tensor]:
+        """The solver's callback: which of the rows ``info.rows`` (None: all) that
+        ``info.state`` holds stop after iteration ``info.k`` (the solver stops each sample at
+        its cap itself: the solve's ``caps``)."""
+        k, state, rows = info.k, info.state, info.rows
+        at = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
+        if k % self.track_every == 0 or k in self.caps:
+            cand = self.candidate(state, rows)
+            success, excess = self.check(cand, rows, state.active)
             self.hit.logical_or_(success)
-            self.best.offer(cand, success, self.score(cand), self.rule.c)
-            self.rule.update(excess, self.hit, self.checks, state.iterations)
-        if self.stop_after is not None:
-            stop = stop | (self.hit & (state.iterations >= self.stop_after))
-        if k in self.ends:
-            self.live.keep(state.active & ~stop)  # the only points where samples stop
-        return stop
+            self.offer(cand, rows, at(success))
+            self.rule.update(excess, self.hit, self.checks, self._iterations(state, rows))
+        if self.stop_after is None:
+            return None
+        return at(self.hit) & (state.iterations >= self.stop_after)
 
-    def check(self, cand: Tensor):
-        """(success, excess) per sample for the candidate ``cand``: one forward evaluation per
-        live row; ``excess`` = margin + κ, 0 on rows not evaluated and on broken rows (a
-        broken row moves no ``c``)."""
-        live = self.live
-        success = torch.zeros_like(self.hit)
-        excess = torch.zeros_like(self.rule.c)
-        if live.rows is not None and not live.rows.numel():
-            return success, excess
-        rows = live.rows
-        xr = live.x0 if rows is None else live.x_rows
-        cr = cand if rows is None else cand.index_select(0, rows)
+    def offer(self, cand: Tensor, rows: Optional[Tensor], success: Tensor) -> None:
+        """Offer the candidates of ``rows`` to the best so far."""
+        if rows is None:
+            self.best.offer(cand, success, self.score(cand), self.rule.c)
+            return
+        part = self.best.select(rows)
+        part.offer(cand, success, self.score(cand), self.rule.c.index_select(0, rows))
+        self.best.put(rows, part)
+
+    def _iterations(self, state, rows: Optional[Tensor]) -> Tensor:
+        """The iterations of every sample of the solve, (n,): those the solver no longer holds
+        as 0 (they stopped; the rule leaves rows with excess 0 unchanged)."""
+        if rows is None:
+            return state.iterations
+        return torch.zeros_like(self.checks).index_copy_(0, rows, state.iterations)
+
+    def check(self, cand: Tensor, rows: Optional[Tensor], running: Tensor):
+        """(success, excess) per sample of the solve, (n,), for the candidates ``cand`` of the
+        rows ``rows`` the solver holds: one forward evaluation per row held; ``excess`` =
+        margin + κ. Only the rows still ``running`` (this iteration's active ones) count: the
+        others, rows not held and broken rows get no success and excess 0 (no ``c`` moves)."""
+        x, tg = self.x0, self.tg
+        if rows is not None:
+            x, tg = x.index_select(0, rows), tg.select(rows)
         with torch.no_grad():
-            logits = self.model(xr + cr)
-        tr = live.tg_rows
-        ok = is_adversarial(logits, tr.labels, tr.targets, tr.targeted, self.kappa)
-        g = margin(logits, tr.labels, tr.targets, tr.targeted) + self.kappa
-        bad = ~torch.isfinite(logits).all(dim=1)
-        g = torch.where(bad, torch.zeros_like(g), g)
+            logits = self.model(x + cand)
+        ok = is_adversarial(logits, tg.labels, tg.targets, tg.targeted, self.kappa) & running
+        g = margin(logits, tg.labels, tg.targets, tg.targeted) + self.kappa
+        bad = ~torch.isfinite(logits).all(dim=1) & running
+        g = torch.where(running & ~bad, g, torch.zeros_like(g))
         if rows is None:
             self.checks.add_(1)
             self.broken.logical_or_(bad)
             return ok, g
-        success.index_copy_(0, rows, ok)
-        excess.index_copy_(0, rows, g)
         self.checks.index_add_(0, rows, torch.ones_like(rows))
         self.broken.index_copy_(0, rows, self.broken.index_select(0, rows) | bad)
-        return success, excess
+        return (torch.zeros_like(self.hit).index_copy_(0, rows, ok),
+                torch.zeros_like(self.rule.c).index_copy_(0, rows, g))
 
     def count(self, evals: Evaluations, idx: Tensor, iterations: Tensor) -> None:
         """Hand the solve's costs to ``evals``: ``iterations`` gradient evaluations, the checks'
