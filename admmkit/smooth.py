@@ -5,6 +5,10 @@ solver only needs its value and gradient at the current iterate ``z^k``; the gra
 from autograd. ``fn`` may also return ``(values, aux)``: ``aux`` (e.g. the classifier's
 logits at ``x0 + z^k``) is handed to callbacks so they can use it without another forward pass.
 
+A term that does not depend on ``z`` where autograd can see it (a model that detaches its
+input, or quantises it: no graph, or an unused input) has gradient zero, never an error
+(:func:`gradient`).
+
 Samples must be independent (``f(z)_b`` depends only on ``z_b``), so the gradient of the sum
 is the stack of per-sample gradients; a model with batch-norm must be in ``eval()`` mode.
 
@@ -62,8 +66,17 @@ class Smooth:
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             value, aux = self._call(z)
-            (grad,) = torch.autograd.grad(value.sum(), z)
+            grad = gradient(value, z)
         return value.detach(), grad, aux
+
+
+def gradient(value: Tensor, x: Tensor) -> Tensor:
+    """``∇_x Σ value`` by autograd, shaped like ``x``; zeros where ``value`` does not depend on
+    ``x`` through a graph (computed without one, or from a detached copy of ``x``)."""
+    if not value.requires_grad:
+        return torch.zeros_like(x)
+    (grad,) = torch.autograd.grad(value.sum(), x, allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
 
 
 def quadratic(target: Tensor, weight: float = 0.5) -> Smooth:

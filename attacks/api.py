@@ -5,7 +5,11 @@ deterministic for a given seed (the seed only drives random targets).
 
 Defaults (the same as the CLI's): ``targets=None`` is untargeted, as in torchattacks and
 foolbox; ``grid=None`` puts the final examples on the 8-bit grid exactly when the input images
-are 8-bit (multiples of 1/255), so a saved PNG is the verified example. See docs/adapters.md.
+are 8-bit (multiples of 1/255), so a saved PNG is the verified example; ``threads=None`` runs
+each call on one CPU thread (or ``OMP_NUM_THREADS``), torch's setting restored afterwards;
+``verbose=None`` shows a progress bar where a person is watching (a terminal or a notebook);
+``batch_size=None`` attacks :data:`DEFAULT_BATCH_SIZE` examples at a time. See
+docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from attacks import builtin
-from attacks.base import AttackBase, resolve_grid
+from attacks.base import (DEFAULT_BATCH_SIZE, AttackBase, failed_nan, on_threads,
+                          resolve_grid)
 from attacks.classifier import in_eval_mode
 from attacks.engine import Best, Engine
-from attacks.progress import ProgressCallback
+from attacks.progress import ProgressCallback, shows_progress
 from attacks.result import AttackResult
 from attacks.runs.job import python_job
 from attacks.runs.runner import run_attack
@@ -30,8 +35,8 @@ from attacks.spec import AttackSpec, RefineSpec, default_c
 from attacks.targets import TargetChoice, Targets
 from attacks.verify import Evaluations, Outcome, verify
 
-__all__ = ["Attack", "CWL2", "EAD", "LinfAttack", "Refine", "StrAttack", "gather",
-           "resolve_grid"]
+__all__ = ["Attack", "CWL2", "DEFAULT_BATCH_SIZE", "EAD", "LinfAttack", "Refine", "StrAttack",
+           "gather", "resolve_grid"]
 
 #: What :meth:`Attack.run` accepts: a DataLoader (or any iterable) of ``(images, labels)``
 #: batches, or a Dataset of ``(image, label)`` pairs.
@@ -63,10 +68,14 @@ class Attack(AttackBase):
     """Run an :class:`AttackSpec` on a classifier. Subclasses only choose the spec builder.
 
     ``normalize=(mean, std)``: the model expects normalised inputs (applied inside it).
-    ``batch_size``: examples per engine batch (the unit of progress; default all at once).
+    ``batch_size``: examples per engine batch (the unit of progress; default
+    :data:`DEFAULT_BATCH_SIZE`, or a DataLoader's own in :meth:`run`).
     ``grid``: None (default) on for 8-bit images, True/False to force it.
-    ``verbose=True`` shows a rich progress bar per batch; ``progress(done, total, part)`` is
-    called after each batch.
+    ``threads``: torch's CPU threads during each call, restored afterwards (None: one, or
+    ``OMP_NUM_THREADS`` when set, as the CLI; 0: torch's default, one per core; N: N).
+    ``verbose``: a rich progress bar per batch on stderr (None, the default: where a person is
+    watching, i.e. a terminal or a notebook; quiet in scripts and tests);
+    ``progress(done, total, part)`` is called after each batch.
     """
 
     builder: Optional[Callable[..., AttackSpec]] = None
@@ -74,23 +83,17 @@ class Attack(AttackBase):
     def __init__(self, model: nn.Module, spec: Optional[AttackSpec] = None, *,
                  normalize: Optional[tuple] = None, seed: int = 0,
                  batch_size: Optional[int] = None, grid: Optional[bool] = None,
-                 verbose: bool = False, progress: Optional[ProgressCallback] = None,
-                 **params):
+                 threads: Optional[int] = None, verbose: Optional[bool] = None,
+                 progress: Optional[ProgressCallback] = None, **params):
         if spec is None:
             if self.builder is None:
                 raise TypeError("Attack needs a spec (or use StrAttack, CWL2, EAD, LinfAttack)")
             spec = type(self).builder(**params)
         elif params:
             raise TypeError(f"give either a spec or parameters, not both: {sorted(params)}")
-        check_batch_size(batch_size)
-        if progress is not None and not callable(progress):
-            raise TypeError(f"progress must be a callable (done, total, part); got "
-                            f"{type(progress).__name__}")
-        super().__init__(model, normalize=normalize, seed=seed, grid=grid)
+        super().__init__(model, normalize=normalize, seed=seed, grid=grid, batch_size=batch_size,
+                         threads=threads, verbose=verbose, progress=progress)
         self.spec = spec
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self.progress = progress
 
     @property
     def name(self) -> str:
@@ -105,39 +108,31 @@ class Attack(AttackBase):
     def files(self):
         return {"spec.toml": self.spec.to_toml()}
 
-    def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
-                 ) -> AttackResult:
-        return self.attack_examples(self.examples(images, labels, targets), self.batch_size)
-
+    @on_threads
     def run(self, data: Data, targets: TargetChoice = None, *, out=None,
             restart: bool = False) -> AttackResult:
         """Attack every example of a DataLoader or Dataset: the batches are gathered, targets
         drawn for the whole set (as the CLI does), and the examples attacked ``batch_size`` at
-        a time (default: the loader's batch size). ``source_index`` counts examples in
-        iteration order.
+        a time (default: the loader's batch size, else :data:`DEFAULT_BATCH_SIZE`).
+        ``source_index`` counts examples in iteration order.
 
         ``out``: a run directory, written and resumed exactly as ``admm-attack solve`` does
         (same files, same resume rules: run the same call again after an interruption and the
         finished batches are kept; ``restart=True`` discards them). Without it, in memory."""
         images, labels, loader_batch = gather(data, self.batch_size)
-        batch_size = self.batch_size or loader_batch
+        batch_size = self.batch_size or loader_batch or DEFAULT_BATCH_SIZE
         examples = self.examples(images, labels, targets)
         if out is None:
             return self.attack_examples(examples, batch_size)
         job = python_job(self, examples.cpu(), targets, batch_size)
-        return run_attack(job, Path(out), restart=restart, quiet=not self.verbose).result
+        quiet = not shows_progress(self.verbose)
+        return run_attack(job, Path(out), restart=restart, quiet=quiet).result
 
     def solve_batch(self, x0: Tensor, index: Tensor, tg: Targets, grid: bool
                     ) -> AttackResult:
         engine = Engine(self.classifier, self.spec, tuple(x0.shape[1:]), grid=grid,
                         seed=self.seed)
         return self.result(x0, index, tg, engine.run(x0, tg), grid)
-
-
-def check_batch_size(batch_size) -> None:
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
-                                   or batch_size <= 0):
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
 
 
 class StrAttack(Attack):
@@ -168,14 +163,15 @@ class Refine(AttackBase):
     from ``delta``; it keeps the refined answer where that succeeds, else ``delta`` where that is
     adversarial, else reports failure. ``c`` defaults to the spec's (or the dataset's) constant.
     ``grid`` snaps the final examples onto the 8-bit grid and re-verifies them (attacks.grid);
-    None (default) does so for 8-bit images, as :class:`Attack` does.
+    None (default) does so for 8-bit images, as :class:`Attack` does. ``threads`` as
+    :class:`Attack`'s (one solve per call: no batches, no progress bar).
     """
 
     def __init__(self, model: nn.Module, spec: Optional[AttackSpec] = None, *,
                  quantile: float = 0.03, iterations: int = 400, c: Optional[float] = None,
                  normalize: Optional[tuple] = None, seed: int = 0,
-                 grid: Optional[bool] = None):
-        super().__init__(model, normalize=normalize, seed=seed, grid=grid)
+                 grid: Optional[bool] = None, threads: Optional[int] = None):
+        super().__init__(model, normalize=normalize, seed=seed, grid=grid, threads=threads)
         spec = spec or builtin.cw_l2()
         self.spec = attrs.evolve(spec, refine=RefineSpec(quantile, iterations))
         self.c = c
@@ -187,6 +183,7 @@ class Refine(AttackBase):
     def own_groups(self, shape):
         return self.spec.groups(tuple(shape))
 
+    @on_threads
     def __call__(self, images: Tensor, labels: Tensor, delta: Tensor,
                  targets: TargetChoice = None) -> AttackResult:
         if isinstance(targets, str) and targets == "all":
@@ -211,7 +208,7 @@ class Refine(AttackBase):
         engine = Engine(self.classifier, self.spec, shape, grid=grid, seed=self.seed)
         refined = engine.refine(images, tg, best, evals, from_search=False)
         final, success = engine.finish(images, tg, best, evals)
-        outcome = Outcome(adversarial=final, success=success, c=best.c,
+        outcome = Outcome(adversarial=final, success=success, c=failed_nan(best.c, success),
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
-                          refined=refined & success, nonfinite=evals.nonfinite)
+                          refined=refined & success, flags=evals.evidence.verdict(success))
         return self.result(images, index, tg, outcome, grid)

@@ -11,12 +11,16 @@ targets) and a grid switch. It is used in two steps:
    8-bit grid with the evaluations that costs counted) and :meth:`AttackBase.result` (the
    :class:`AttackResult`, distortions measured on the attack's groups).
 
-``attack(images, labels, targets)`` does both; the run layer (attacks.runs) does step 1 once
-for a whole run and step 2 batch by batch.
+``attack(images, labels, targets)`` does both, :data:`DEFAULT_BATCH_SIZE` examples at a time
+(``batch_size=``), with a progress bar where a person is watching (``verbose=``,
+attacks.progress) and torch on the command line's thread policy for the call's duration
+(``threads=``, attacks.runtime); the run layer (attacks.runs) does step 1 once for a whole
+run and step 2 batch by batch.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -27,14 +31,19 @@ from torch import Tensor, nn
 
 from attacks.classifier import Classifier, in_eval_mode
 from attacks.grid import on_grid, snap_to_grid
-from attacks.progress import BatchProgress, ProgressCallback
+from attacks.indicators import SILENT_SUCCESS, UNSTABLE, unstable
+from attacks.progress import BatchProgress, ProgressCallback, check_verbose
 from attacks.result import AttackResult, build_result
+from attacks.runtime import resolve_threads, using_threads
 from attacks.spec import GroupSpec
 from attacks.targets import TargetChoice, Targets, expand_targets
 from attacks.verify import Evaluations, Outcome, verify
 
 #: repair rounds of :func:`attacks.grid.snap_to_grid` (one gradient evaluation each)
 GRID_ROUNDS = 10
+#: examples per batch when the caller gives no ``batch_size``: the unit of progress (the
+#: command line's ``solve`` default)
+DEFAULT_BATCH_SIZE = 16
 
 
 def resolve_grid(grid: Optional[bool], images: Tensor) -> bool:
@@ -82,12 +91,21 @@ class Examples:
 
 
 def settle(model, x0: Tensor, tg: Targets, delta: Tensor, found: Tensor, evals: Evaluations,
-           *, grid: bool, eps: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+           *, grid: bool, eps: Optional[float] = None,
+           claimed: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """How every attack ends: verify ``x0 + δ`` by a fresh forward pass and, with ``grid``,
     round, re-verify and repair the examples on the 8-bit grid (at most :data:`GRID_ROUNDS`
     rounds, within what is left of ``evals.budget``); returns ``(adversarial, success)`` with
-    every evaluation counted in ``evals``."""
+    every evaluation counted in ``evals``.
+
+    The indicators of failure it adds to ``evals.evidence`` (:mod:`attacks.indicators`):
+    ``silent_success`` where the search ``claimed`` an adversarial example (default: ``found``)
+    that the verification rejects, ``unstable`` where two more evaluations of the final or the
+    clean image disagree (not counted in ``evals``: the evaluation's audit)."""
     adv, success = verify(model, x0, delta, found, tg, evals)
+    evidence = evals.evidence
+    if evidence is not None:
+        evidence.flag(SILENT_SUCCESS, (found if claimed is None else claimed) & ~success)
     if grid:
         left = evals.left() if evals.budget is not None else None
         snap = snap_to_grid(model, x0, adv - x0, success, tg, eps, rounds=GRID_ROUNDS,
@@ -95,7 +113,27 @@ def settle(model, x0: Tensor, tg: Targets, delta: Tensor, found: Tensor, evals: 
         adv, success = snap.adversarial, snap.success
         evals.gradient += snap.gradient_evals
         evals.forward += snap.forward_evals
+    if evidence is not None:
+        evidence.flag(UNSTABLE, unstable(model, adv, x0))
     return adv, success
+
+
+def check_batch_size(batch_size) -> None:
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
+                                   or batch_size <= 0):
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+
+
+def on_threads(method):
+    """Decorator of an attack's public call: torch runs on the attack's thread count
+    (:meth:`AttackBase.using_threads`) for the call's duration and gets its own back after."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.using_threads():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def failed_nan(value: Tensor, success: Tensor) -> Tensor:
@@ -106,18 +144,37 @@ def failed_nan(value: Tensor, success: Tensor) -> Tensor:
 class AttackBase:
     """An attack of this project (see the module doc). Subclasses set :attr:`name` (or a
     property), may override :meth:`identity`, :meth:`own_groups` and :meth:`files`, and write
-    :meth:`solve_batch`."""
+    :meth:`solve_batch`.
+
+    How a call runs: ``batch_size`` examples per batch (default :data:`DEFAULT_BATCH_SIZE`);
+    ``threads`` torch's CPU threads during the call (None: the command line's policy, one
+    thread or ``OMP_NUM_THREADS``; 0: torch's default, one per core; N: N), the caller's
+    setting restored afterwards; ``verbose`` a progress bar per batch on stderr (None: where a
+    person is watching, a terminal or a notebook); ``progress(done, total, part)`` is called
+    after each batch.
+    """
 
     name: str = "attack"
-    #: a rich progress bar per batch (attacks with ``verbose=``) and a callback after each
-    verbose: bool = False
-    progress: Optional[ProgressCallback] = None
 
     def __init__(self, model: nn.Module, *, normalize: Optional[tuple] = None, seed: int = 0,
-                 grid: Optional[bool] = None):
+                 grid: Optional[bool] = None, batch_size: Optional[int] = None,
+                 threads: Optional[int] = None, verbose: Optional[bool] = None,
+                 progress: Optional[ProgressCallback] = None):
+        check_batch_size(batch_size)
+        resolve_threads(threads)  # checked now, applied on each call
+        check_verbose(verbose)
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be a callable (done, total, part); got "
+                            f"{type(progress).__name__}")
         self.classifier = Classifier(model, normalize)
         self.seed = seed
         self.grid = grid  # final examples on the 8-bit grid, re-verified (attacks.grid)
+        self.batch_size, self.threads = batch_size, threads
+        self.verbose, self.progress = verbose, progress
+
+    def using_threads(self):
+        """``with attack.using_threads():`` torch on this attack's ``threads`` (see above)."""
+        return using_threads(self.threads)
 
     # -- set-up -----------------------------------------------------------------------------
     def examples(self, images: Tensor, labels: Tensor, targets: TargetChoice = None,
@@ -146,16 +203,19 @@ class AttackBase:
         return {}
 
     # -- attacking --------------------------------------------------------------------------
+    @on_threads
     @in_eval_mode
     def __call__(self, images: Tensor, labels: Tensor, targets: TargetChoice = None
                  ) -> AttackResult:
         return self.attack_examples(self.examples(images, labels, targets))
 
+    @on_threads
     @in_eval_mode
     def attack_examples(self, examples: Examples, batch_size: Optional[int] = None
                         ) -> AttackResult:
-        """Every example, ``batch_size`` at a time (default: all at once)."""
-        slices = examples.slices(batch_size)
+        """Every example, ``batch_size`` at a time (default: the attack's ``batch_size``, else
+        :data:`DEFAULT_BATCH_SIZE`)."""
+        slices = examples.slices(batch_size or self.batch_size or DEFAULT_BATCH_SIZE)
         parts = []
         with BatchProgress(self.name, len(slices), self.verbose, self.progress) as bar:
             for sl in slices:

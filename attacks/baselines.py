@@ -16,8 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from admmkit.solver.state import batch_where
+from admmkit import batch_where
+from admmkit.smooth import gradient
 from attacks.base import AttackBase, failed_nan, settle
+from attacks.errors import lookup
+from attacks.indicators import Evidence
 from attacks.losses import is_adversarial
 from attacks.pgd import PGD_LOSSES, pgd, random_start
 from attacks.result import AttackResult
@@ -34,11 +37,14 @@ def _view(t: Tensor, like: Tensor) -> Tensor:
 
 
 class GradientAttack(AttackBase):
-    """``iterations`` signed (ℓ∞) or normalised (ℓ2) gradient steps of size ε/iterations."""
+    """``iterations`` signed (ℓ∞) or normalised (ℓ2) gradient steps of size ε/iterations.
+    ``options``: ``batch_size``, ``threads``, ``verbose``, ``progress``, as every attack's
+    (:class:`attacks.base.AttackBase`)."""
 
     def __init__(self, model: nn.Module, *, norm: str = "inf", iterations: int = 10,
                  search_steps: int = 12, eps_max: Optional[float] = None,
-                 normalize: Optional[tuple] = None, seed: int = 0, grid: bool = False):
+                 normalize: Optional[tuple] = None, seed: int = 0, grid: bool = False,
+                 **options):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
         for key, v in (("iterations", iterations), ("search_steps", search_steps)):
@@ -48,7 +54,7 @@ class GradientAttack(AttackBase):
             raise ValueError(f"eps_max must be positive; got {eps_max!r}")
         self.norm, self.iterations, self.search_steps = norm, iterations, search_steps
         self.eps_max = eps_max
-        super().__init__(model, normalize=normalize, seed=seed, grid=grid)
+        super().__init__(model, normalize=normalize, seed=seed, grid=grid, **options)
         kind = "fgm" if iterations == 1 else "ifgsm"
         self.name = f"{kind}-l{norm}"
         self.short_name = kind + ("-l2" if norm == "2" else "")  # as in BASELINES
@@ -57,24 +63,30 @@ class GradientAttack(AttackBase):
         return {"baseline": self.short_name, "iterations": self.iterations, "norm": self.norm,
                 "search_steps": self.search_steps}
 
-    def _direction(self, x: Tensor, tg: Targets) -> Tensor:
+    def _direction(self, x: Tensor, tg: Targets, evidence: Optional[Evidence] = None
+                   ) -> Tensor:
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             logits = self.classifier(x)
             cls = torch.where(tg.targeted, tg.targets, tg.labels)
             sign = torch.where(tg.targeted, -1.0, 1.0).to(x.dtype)
-            loss = (sign * F.cross_entropy(logits, cls, reduction="none")).sum()
-            (g,) = torch.autograd.grad(loss, x)
+            loss = sign * F.cross_entropy(logits, cls, reduction="none")
+            g = gradient(loss, x)
+        if evidence is not None:  # the indicators of failure: active where not adversarial yet
+            ok = is_adversarial(logits.detach(), tg.labels, tg.targets, tg.targeted)
+            evidence.observe_gradient(g, loss.detach(), ~ok)
         if self.norm == "inf":
             return g.sign()
         return g / _view(g.flatten(1).norm(dim=1).clamp_min(1e-12), g)
 
-    def perturb(self, x0: Tensor, tg: Targets, eps: Tensor) -> Tensor:
-        """The adversarial image for per-sample ``eps`` (B,)."""
+    def perturb(self, x0: Tensor, tg: Targets, eps: Tensor,
+                evidence: Optional[Evidence] = None) -> Tensor:
+        """The adversarial image for per-sample ``eps`` (B,); every step's gradient goes to
+        ``evidence`` (:mod:`attacks.indicators`)."""
         e = _view(eps, x0)
         x = x0
         for _ in range(self.iterations):
-            x = x + (e / self.iterations) * self._direction(x, tg)
+            x = x + (e / self.iterations) * self._direction(x, tg, evidence)
             d = x - x0
             if self.norm == "inf":
                 d = torch.maximum(torch.minimum(d, e), -e)
@@ -92,8 +104,9 @@ class GradientAttack(AttackBase):
         best = torch.zeros_like(x0)
         found = torch.zeros(b, dtype=torch.bool, device=x0.device)
         eps = hi.clone()
+        evals = Evaluations.zeros(b, x0.device)
         for _ in range(self.search_steps + 1):  # ε_max first, then bisection
-            adv = self.perturb(x0, tg, eps)
+            adv = self.perturb(x0, tg, eps, evals.evidence)
             with torch.no_grad():
                 ok = is_adversarial(self.classifier(adv), tg.labels, tg.targets, tg.targeted)
             best = batch_where(ok, adv - x0, best)
@@ -102,13 +115,13 @@ class GradientAttack(AttackBase):
             lo = torch.where(ok, lo, eps)
             eps = (lo + hi) / 2
         # one gradient per IFGSM step of each ε tried, one check per ε, then the verification
-        evals = Evaluations.zeros(b, x0.device)
         evals.gradient += (self.search_steps + 1) * self.iterations
         evals.forward += self.search_steps + 1
         adv, success = settle(self.classifier, x0, tg, best, found, evals, grid=grid)
         outcome = Outcome(adversarial=adv, success=success, c=failed_nan(hi, success),
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
-                          refined=torch.zeros_like(success), nonfinite=evals.nonfinite)
+                          refined=torch.zeros_like(success),
+                          flags=evals.evidence.verdict(success))
         return self.result(x0, index, tg, outcome, grid)
 
 
@@ -147,24 +160,23 @@ class PGD(AttackBase):
     def solve_batch(self, x0: Tensor, index: Tensor, tg: Targets, grid: bool
                     ) -> AttackResult:
         start = random_start(x0, self.eps, self.seed) if self.random_start else None
-        run = pgd(self.classifier, x0, tg, self.eps, self.steps, self.step_size,
-                  loss=self.loss, start=start)
         evals = Evaluations.zeros(x0.shape[0], x0.device)
+        run = pgd(self.classifier, x0, tg, self.eps, self.steps, self.step_size,
+                  loss=self.loss, start=start, evidence=evals.evidence)
         evals.gradient += run.gradient_evals
         adv, success = settle(self.classifier, x0, tg, run.delta, torch.ones_like(run.found),
-                              evals, grid=grid, eps=self.eps)
+                              evals, grid=grid, eps=self.eps, claimed=run.found)
         eps = torch.full_like(success, self.eps, dtype=x0.dtype)
         outcome = Outcome(adversarial=adv, success=success, c=failed_nan(eps, success),
                           gradient_evals=evals.gradient, forward_evals=evals.forward,
-                          refined=torch.zeros_like(success), nonfinite=evals.nonfinite)
+                          refined=torch.zeros_like(success),
+                          flags=evals.evidence.verdict(success))
         return self.result(x0, index, tg, outcome, grid)
 
 
 def baseline(name: str, model: nn.Module, **kw) -> GradientAttack:
     """The baseline ``name`` of :data:`BASELINES` on ``model`` (``kw``: seed, grid...)."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
-    iterations, norm = BASELINES[name]
+    iterations, norm = lookup(BASELINES, name, "baseline")
     return GradientAttack(model, norm=norm, iterations=iterations, **kw)
 
 

@@ -18,6 +18,7 @@ from typing import Callable, Dict, Optional
 
 import attrs
 
+from attacks.errors import lookup
 from attacks.spec import (PAPER_REFINE, PAPER_SEARCH, AttackSpec, GroupSpec, LossSpec,
                           RefineSpec, SearchSpec, SolverSpec, SpecError, TermSpec)
 
@@ -141,6 +142,4 @@ BUILTIN: Dict[str, Callable[..., AttackSpec]] = {
 
 
 def builtin_spec(name: str, **params) -> AttackSpec:
-    if name not in BUILTIN:
-        raise ValueError(f"unknown attack {name!r}; built-in attacks are {sorted(BUILTIN)}")
-    return BUILTIN[name](**params)
+    return lookup(BUILTIN, name, "attack")(**params)

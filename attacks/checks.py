@@ -3,7 +3,7 @@ model must never look robust."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -13,6 +13,25 @@ from attacks.errors import UserError
 
 class ModelOutputError(UserError):
     """The model's outputs cannot be attacked (not finite, wrong shape)."""
+
+
+def check_batch_logits(out: Any, batch: int, classes: Optional[int] = None,
+                       model: str = "the model") -> Tensor:
+    """``out`` if it is floating-point logits of shape (``batch``, ``classes``) (``classes``
+    ``None``: any); else a :class:`ModelOutputError`. Metadata only (no device sync): cheap
+    enough for every call of the model, so a model that changes its outputs' shape or type
+    during an attack stops it with one line."""
+    if not isinstance(out, Tensor):
+        raise ModelOutputError(f"{model} returned {type(out).__name__}, expected a tensor of "
+                               "logits")
+    if out.dim() != 2 or out.shape[0] != batch or classes not in (None, out.shape[1]):
+        raise ModelOutputError(f"{model} returned outputs of shape {tuple(out.shape)} for a "
+                               f"batch of {batch}; expected logits of shape (batch, classes) = "
+                               f"({batch}, {classes or 'classes'})")
+    if not out.is_floating_point():
+        raise ModelOutputError(f"{model} returned {out.dtype} outputs; expected floating-point "
+                               "logits (integer scores have no gradient to follow)")
+    return out
 
 
 def check_logits(logits: Tensor, model: str = "the model") -> Optional[str]:

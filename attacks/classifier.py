@@ -15,8 +15,9 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_logits
+from attacks.checks import check_batch_logits, check_logits
 from attacks.models import ImageClassifier
+from attacks.targets import INTEGER_DTYPES
 
 #: how many clean images the model's outputs are checked on before an attack
 CHECKED_IMAGES = 16
@@ -44,6 +45,10 @@ class Classifier:
         p = next(iter(model.parameters()), None)
         p = next(iter(model.buffers()), None) if p is None else p
         self.device = p.device if p is not None else torch.device("cpu")
+        if self.device.type == "meta":
+            raise ValueError("model: its parameters are on the meta device (shapes without "
+                             "data); load its weights first (e.g. to_empty, then "
+                             "load_state_dict)")
         self.dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
         if normalize is not None:  # (x - mean) / std inside the model, on its device
             model = ImageClassifier(model, *normalize,
@@ -67,15 +72,10 @@ class Classifier:
                 m.training = training
 
     def __call__(self, x: Tensor) -> Tensor:
-        return self.logits(self.model(x), x.shape[0])
-
-    @staticmethod
-    def logits(out: Tensor, b: int) -> Tensor:
-        """``out`` if it is a batch of ``b`` rows of logits (B, num_classes), else an error."""
-        if out.dim() != 2 or out.shape[0] != b:
-            raise InputError(f"the model must return logits of shape (B, num_classes); got "
-                             f"{tuple(out.shape)} for a batch of {b}")
-        return out
+        """The model's logits on ``x``, checked on every call: ``x.shape[0]`` rows of
+        ``num_classes`` (once the clean check learnt it) floating-point scores
+        (:func:`check_batch_logits`)."""
+        return check_batch_logits(self.model(x), x.shape[0], self.num_classes)
 
     def predict(self, x: Tensor, batch_size: int = 512) -> Tensor:
         with torch.no_grad(), self.evaluating():
@@ -92,6 +92,10 @@ class Classifier:
         if not isinstance(images, Tensor) or images.dim() != 4:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise InputError(f"images must be a (B, C, H, W) tensor; got {shape}")
+        for name, t in (("images", images), ("labels", labels)):
+            if isinstance(t, Tensor) and t.is_meta:
+                raise InputError(f"{name} are on the meta device (a shape without data); "
+                                 "give them on a real device")
         if not images.is_floating_point():
             raise InputError(f"images must be floating point in [0, 1]; got {images.dtype}")
         if images.shape[0] == 0:
@@ -100,7 +104,7 @@ class Classifier:
             raise InputError(f"images must lie in [0, 1]; got values in "
                              f"[{images.min().item():.4g}, {images.max().item():.4g}]")
         labels = torch.as_tensor(labels)
-        if labels.shape != (images.shape[0],) or labels.is_floating_point():
+        if labels.shape != (images.shape[0],) or labels.dtype not in INTEGER_DTYPES:
             raise InputError(f"labels must be an integer tensor of shape ({images.shape[0]},); "
                              f"got {labels.dtype} {tuple(labels.shape)}")
         shape = getattr(self.model, "input_shape", None)
@@ -115,10 +119,7 @@ class Classifier:
         except Exception as e:  # a model that cannot take these images
             raise InputError(f"the model fails on images of shape {tuple(images.shape[1:])}: "
                              f"{e}") from e
-        if not isinstance(logits, Tensor):
-            raise InputError(f"the model returned {type(logits).__name__}, expected a tensor "
-                             "of logits")
-        logits = self.logits(logits, min(CHECKED_IMAGES, images.shape[0]))
+        logits = check_batch_logits(logits, min(CHECKED_IMAGES, images.shape[0]))
         warning = check_logits(logits.detach().float(), "the model")  # non-finite: an error
         if warning:
             if on_warning is None:
@@ -126,6 +127,9 @@ class Classifier:
             else:
                 on_warning(warning)
         k = logits.shape[1]
+        if k < 2:
+            raise InputError(f"the model returns {k} class score per image; an attack needs "
+                             "at least 2 classes")
         self.num_classes = k
         if labels.min() < 0 or labels.max() >= k:
             raise InputError(f"labels must be in [0, {k}); got values in "

@@ -34,6 +34,7 @@ from torch import Tensor
 from admmkit import batch_where
 from admmkit.solver import LinearizedADMM
 from attacks.base import GRID_ROUNDS, settle
+from attacks.indicators import SolveWatch
 from attacks.losses import is_adversarial
 from attacks.pgd import pgd, random_start
 from attacks.problems import (attack_problem, candidate, loss_term, projection, refine_problem,
@@ -123,8 +124,11 @@ class Engine:
                           lambda state, rows: candidate(problem, state, out, project, rows),
                           score, best, rule, cap, spec.search.track_every, stop_after)
         settings = spec.solver.settings(int(cap.max()))
-        result = LinearizedADMM(settings).solve(problem, z0, callback=tracker, caps=cap)
+        watch = SolveWatch(evals.evidence, idx)  # the indicators of failure (attacks.indicators)
+        result = LinearizedADMM(settings).solve(problem, z0, callback=watch.around(tracker),
+                                                caps=cap)
         tracker.count(evals, idx, result.iterations)
+        watch.report(result, cap)
         return result, tracker.hit
 
     def _score(self, cand: Tensor) -> Tensor:
@@ -152,7 +156,7 @@ class Engine:
         if steps == 0:
             return start
         run = pgd(self.model, x0, tg, eps, steps, 2.5 * eps / s.start_steps,
-                  start=random_start(x0, eps, self.seed))
+                  start=random_start(x0, eps, self.seed), evidence=evals.evidence)
         evals.add_gradients(torch.arange(x0.shape[0], device=x0.device), run.gradient_evals)
         with torch.no_grad():
             logits = self.model(x0 + run.delta)
@@ -221,4 +225,4 @@ class Engine:
         return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,
                        torch.full_like(best.c, math.nan)), gradient_evals=evals.gradient,
                        forward_evals=evals.forward, refined=refined & success,
-                       nonfinite=evals.nonfinite)
+                       flags=evals.evidence.verdict(success))

@@ -10,7 +10,11 @@ Every image is attacked towards the other K−1 classes; then, per image,
 - **worst case**: the hardest target — the one with the largest distortion; the image counts
   only when *every* target succeeded.
 
-ASR is the share of images that count; the distortions are averaged over those images. The
+An image is *not judged* in a case when the examples that decide it are not judged
+(:mod:`attacks.indicators`): the best case of an image without a success where some target is
+not judged, the worst case of one where no target failed and some is not judged, the average
+case of an unjudged target. ASR is the share of the judged images that count (an image not
+judged is no failure); the distortions are averaged over those images. The
 per-image choice is computed from a (N, K) table of the attacked (image, target) pairs, so any
 layout of the examples works (all targets, only the random ones, shards in any order).
 """
@@ -18,7 +22,7 @@ layout of the examples works (all targets, only the random ones, shards in any o
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, Mapping
+from typing import Dict, Iterable, Mapping, Optional
 
 import attrs
 import torch
@@ -34,18 +38,21 @@ DISTORTIONS = ("l0", "l1", "l2", "linf")
 @attrs.frozen
 class CaseResult:
     """One case of one attack, per image (N,): whether it counts, which example was chosen
-    (row of the result, −1 for none) and that example's distortions (NaN where it does not
-    count)."""
+    (row of the result, −1 for none), that example's distortions (NaN where it does not
+    count) and whether the image is judged (default: all)."""
 
     case: str
     success: Tensor
     chosen: Tensor
     metrics: Dict[str, Tensor]
+    judged: Optional[Tensor] = None
 
     def summary(self) -> Dict[str, float]:
         ok = self.success
-        out = {"images": int(ok.numel()), "successes": int(ok.sum()),
-               "asr": 100.0 * float(ok.float().mean()) if ok.numel() else math.nan}
+        judged = int(ok.numel()) if self.judged is None else int(self.judged.sum())
+        out = {"images": int(ok.numel()), "successes": int(ok.sum()), "judged": judged,
+               "not_judged": int(ok.numel()) - judged,
+               "asr": 100.0 * int(ok.sum()) / judged if judged else math.nan}
         for k, v in self.metrics.items():
             out[k] = float(v[ok].double().mean()) if ok.any() else math.nan
         return out
@@ -57,7 +64,8 @@ def average_case_targets(labels: Tensor, num_classes: int, seed: int) -> Tensor:
 
 
 def _table(result: AttackResult, num_images: int, num_classes: int, rank_by: str):
-    """Per (image, target): row index (−1 if not attacked), success and ``rank_by`` value."""
+    """Per (image, target): row index (−1 if not attacked), success (judged), judged and the
+    ``rank_by`` value."""
     if not bool(result.targeted.all()):
         raise ValueError("the evaluation protocol needs targeted examples; got untargeted ones")
     if rank_by not in result.metrics:
@@ -73,10 +81,11 @@ def _table(result: AttackResult, num_images: int, num_classes: int, rank_by: str
     row = row.view(num_images, num_classes)
     present = row >= 0
     safe = row.clamp_min(0)
-    success = present & result.success[safe]
+    judged = present & result.judged[safe]
+    success = judged & result.success[safe]
     score = torch.where(success, result.metrics[rank_by][safe].double(),
                         torch.tensor(math.nan, dtype=torch.float64))
-    return row, present, success, score
+    return row, present, success, judged, score
 
 
 def evaluate_cases(result: AttackResult, labels: Tensor, num_classes: int, *, seed: int = 0,
@@ -95,7 +104,7 @@ def evaluate_cases(result: AttackResult, labels: Tensor, num_classes: int, *, se
     labels = labels.cpu().long()
     n = labels.shape[0]
     result = result.to("cpu")
-    row, present, success, score = _table(result, n, num_classes, rank_by)
+    row, present, success, judged, score = _table(result, n, num_classes, rank_by)
     others = torch.ones(n, num_classes, dtype=torch.bool)
     others[torch.arange(n), labels] = False
     out = {}
@@ -106,6 +115,7 @@ def evaluate_cases(result: AttackResult, labels: Tensor, num_classes: int, *, se
                 raise ValueError("the average case needs each image's seeded random target; "
                                  f"attack with targets='random' (seed {seed}) or 'all'")
             pick, ok = t, success[torch.arange(n), t]
+            known = judged[torch.arange(n), t]
         else:
             if not bool((present | ~others).all()):
                 raise ValueError(f"the {case} case needs every image attacked towards every "
@@ -113,14 +123,17 @@ def evaluate_cases(result: AttackResult, labels: Tensor, num_classes: int, *, se
             if case == "best":
                 pick = torch.where(success, score, math.inf).argmin(1)
                 ok = success.any(1)
+                known = ok | (judged | ~others).all(1)  # no success: every failure judged
             else:
                 pick = torch.where(success, score, -math.inf).argmax(1)
                 ok = (success | ~others).all(1)
+                known = ok | (judged & ~success & others).any(1)  # a judged failure decides
         chosen = torch.where(ok, row[torch.arange(n), pick], -1)
         safe = chosen.clamp_min(0)
         nan = torch.tensor(math.nan)
         values = {m: torch.where(ok, result.metrics[m][safe].float(), nan) for m in metrics}
-        out[case] = CaseResult(case=case, success=ok, chosen=chosen, metrics=values)
+        out[case] = CaseResult(case=case, success=ok, chosen=chosen, metrics=values,
+                               judged=known)
     return out
 
 

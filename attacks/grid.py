@@ -29,7 +29,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from admmkit.solver.state import batch_where
+from admmkit import batch_where
+from admmkit.smooth import gradient
 from attacks.losses import is_adversarial, margin
 
 LEVELS = 255
@@ -107,7 +108,7 @@ def _margin_grad(model: Callable[[Tensor], Tensor], x: Tensor, tg):
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         m = margin(model(x), tg.labels, tg.targets, tg.targeted)
-        (g,) = torch.autograd.grad(m.sum(), x)
+        g = gradient(m, x)  # zero for a model that detaches its input
     return m.detach(), g
 
 

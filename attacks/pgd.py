@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from admmkit import batch_where
+from admmkit.smooth import gradient
+from attacks.indicators import Evidence
 from attacks.losses import is_adversarial, margin
 from attacks.targets import Targets
 
@@ -63,9 +65,10 @@ def project(x0: Tensor, delta: Tensor, eps: float) -> Tensor:
 
 def pgd(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets, eps: float, steps: int,
         step_size: float, *, loss: str = "ce", start: Optional[Tensor] = None,
-        stop_on_success: bool = True) -> PGDRun:
+        stop_on_success: bool = True, evidence: Optional[Evidence] = None) -> PGDRun:
     """``steps`` PGD steps of ``step_size`` within ``eps`` from ``start`` (a δ, projected;
-    None: zero). Returns a :class:`PGDRun`."""
+    None: zero). Returns a :class:`PGDRun`; every step's gradient goes to ``evidence`` (the
+    indicators of failure, :mod:`attacks.indicators`; active where not yet adversarial)."""
     if loss not in PGD_LOSSES:
         raise ValueError(f"loss must be one of {PGD_LOSSES}; got {loss!r}")
     b = x0.shape[0]
@@ -83,8 +86,11 @@ def pgd(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets, eps: float, 
         with torch.enable_grad():
             d = delta.index_select(0, rows).requires_grad_(True)
             logits = model(x + d)
-            (grad,) = torch.autograd.grad(pgd_objective(logits, t, loss).sum(), d)
+            objective = pgd_objective(logits, t, loss)
+            grad = gradient(objective, d)
         ok = is_adversarial(logits.detach(), t.labels, t.targets, t.targeted)
+        if evidence is not None:
+            evidence.observe_gradient(grad, objective.detach(), ~ok, rows)
         best.index_copy_(0, rows, batch_where(ok, d.detach(), best.index_select(0, rows)))
         found.index_copy_(0, rows, found.index_select(0, rows) | ok)
         evals.index_add_(0, rows, torch.ones_like(rows))

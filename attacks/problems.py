@@ -11,7 +11,7 @@ from torch import Tensor
 from admmkit.problem import Block, Identity, Problem
 from admmkit.prox import Constrained, FixedSupport, ProxFunction, Zero
 from admmkit.smooth import Smooth
-from attacks.losses import lagrangian_margin_loss, margin_loss
+from attacks.losses import lagrangian_margin_loss, margin, margin_loss
 from attacks.spec import AttackSpec
 from attacks.targets import Targets
 
@@ -42,16 +42,21 @@ def loss_term(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets, c: Ten
     ``project`` (the projection onto the valid set, :func:`projection`): the model is
     evaluated at ``x0 + project(z)`` — f ∘ P equals f wherever the constraint holds, so the
     problem is the same, but the model never sees an invalid image and no gradient pushes a
-    coordinate further outside its box."""
-    def f(z: Tensor, rows: Rows) -> Tensor:
+    coordinate further outside its box.
+
+    Its ``aux`` is the violation ``margin + κ`` of the rows: where it is positive the loss is
+    not flat (the indicators, :class:`attacks.indicators.SolveWatch`)."""
+    def f(z: Tensor, rows: Rows):
         x, t, cc, mm = x0, tg, c, mu
         if rows is not None:
             x, t, cc = x0.index_select(0, rows), tg.select(rows), c.index_select(0, rows)
             mm = None if mu is None else mu.index_select(0, rows)
         logits = model(x + (z if project is None else project(z, rows)))
+        excess = margin(logits, t.labels, t.targets, t.targeted).detach() + kappa
         if mm is None:
-            return margin_loss(logits, t.labels, t.targets, t.targeted, cc, kappa)
-        return lagrangian_margin_loss(logits, t.labels, t.targets, t.targeted, cc, mm, kappa)
+            return margin_loss(logits, t.labels, t.targets, t.targeted, cc, kappa), excess
+        return (lagrangian_margin_loss(logits, t.labels, t.targets, t.targeted, cc, mm, kappa),
+                excess)
     return Smooth(f, name="margin" if mu is None else "margin-lagrangian", indexed=True)
 
 

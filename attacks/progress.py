@@ -1,9 +1,16 @@
 """Progress of a long attack: rich columns (batches done, live ASR, mean ℓ0 / ℓ2, elapsed and
 remaining time) on stderr, or a callback of the user's own; the one progress bar of the
-Python API, the run layer and the adapters."""
+Python API, the run layer and the adapters.
+
+Shown by default only where a person is watching (:func:`watched`: stderr is an interactive
+terminal, or the code runs in a Jupyter notebook), so scripts, logs and tests stay quiet;
+``verbose=True`` / ``False`` decides it explicitly. One bar at a time: a bar opened while
+another is showing (an attack called inside an adapter's ``save``) stays hidden.
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Callable, Optional
 
 import torch
@@ -21,6 +28,29 @@ ProgressCallback = Callable[[int, int, AttackResult], None]
 COLUMNS = (TextColumn("[bold]{task.description}"), BarColumn(bar_width=16),
            MofNCompleteColumn(), TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
            TimeRemainingColumn())
+
+
+def watched() -> bool:
+    """Whether a person is watching this process: stderr is an interactive terminal, or the
+    code runs in a Jupyter notebook (an IPython kernel)."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if isatty is not None and isatty():
+        return True
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell" or "google.colab" in str(type(shell))
+
+
+def check_verbose(verbose: Optional[bool]) -> None:
+    if verbose is not None and not isinstance(verbose, bool):
+        raise ValueError(f"verbose must be True, False or None (progress where a person is "
+                         f"watching); got {verbose!r}")
+
+
+def shows_progress(verbose: Optional[bool]) -> bool:
+    """``verbose`` as given; None (the default everywhere) means "if :func:`watched`"."""
+    check_verbose(verbose)
+    return watched() if verbose is None else verbose
 
 
 class LiveStats:
@@ -52,25 +82,33 @@ class LiveStats:
 class BatchProgress:
     """``with BatchProgress(label, total, verbose, callback) as p: ... p.advance(part)``.
 
-    ``verbose`` draws a rich progress bar on stderr; ``callback`` is called after every batch.
-    Neither: nothing is shown. ``done`` batches are counted as finished from the start (their
-    statistics go in :attr:`stats` before entering).
+    ``verbose`` draws a rich progress bar on stderr (None: if :func:`watched`), unless another
+    bar is showing; ``callback`` is called after every batch. Neither: nothing is shown.
+    ``done`` batches are counted as finished from the start (their statistics go in
+    :attr:`stats` before entering).
     """
 
-    def __init__(self, label: str, total: Optional[int], verbose: bool = False,
+    #: bars showing now (at most one: a nested bar stays hidden)
+    showing = 0
+
+    def __init__(self, label: str, total: Optional[int], verbose: Optional[bool] = False,
                  callback: Optional[ProgressCallback] = None, done: int = 0):
         self.total, self.done, self.callback = total, done, callback
         self.stats = LiveStats()
-        self._bar = Progress(*COLUMNS, console=Console(stderr=True), disable=not verbose)
+        self._show = shows_progress(verbose)
         self._label = label
 
     def __enter__(self) -> "BatchProgress":
+        self._show = self._show and not BatchProgress.showing
+        BatchProgress.showing += self._show
+        self._bar = Progress(*COLUMNS, console=Console(stderr=True), disable=not self._show)
         self._bar.__enter__()
         self._task = self._bar.add_task(self._label, total=self.total, completed=self.done,
                                         stats=str(self.stats))
         return self
 
     def __exit__(self, *exc) -> None:
+        BatchProgress.showing -= self._show
         self._bar.__exit__(*exc)
 
     def advance(self, part: Optional[AttackResult]) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import attrs
 import torch
 from torch import Tensor
 
-from attacks import result_io
+from attacks import indicators, result_io
 from attacks.metrics import NAMES as METRICS
 from attacks.metrics import distortions
 from attacks.result_io import declared, per_example
@@ -48,14 +48,22 @@ class AttackResult:
     forward_evals: Tensor = per_example(csv=(10, "forward_evals"))
     # (B,) bool: the refine stage improved the answer
     refined: Optional[Tensor] = per_example(csv=(8, "refined"), missing=torch.bool)
-    # (B,) bool: the model's logits were NaN/inf for the example: it failed because the model
-    # is broken, not because it is robust; counted apart in summary()
+    # (B,) bool: the flags hold the reason "nonfinite" (NaN/inf logits or gradients): the
+    # example failed because the model is broken, not because it is robust
     nonfinite: Optional[Tensor] = per_example(csv=(11, "nonfinite"), missing=torch.bool)
     # l0, l1, l2, linf, groups_nonzero, groups_fraction: NaN on failure
     metrics: Dict[str, Tensor] = per_example(csv=(5, METRICS), prefix="metric_")
+    # (B,) int32: the reasons (bits) of attacks.indicators; in metrics.csv as the example's
+    # status (success, failed, not judged) and reason; an older file: from nonfinite alone
+    flags: Optional[Tensor] = per_example(csv=(12, ("status", "reason")), npz=8,
+                                          missing=torch.int32, derive=indicators.csv_columns)
     grid: bool = False         # adversarial examples lie on the 8-bit grid (attacks.grid)
 
     def __attrs_post_init__(self) -> None:
+        if self.flags is None and self.nonfinite is not None:  # a file before the flags
+            object.__setattr__(self, "flags", self.nonfinite.int() * indicators.NONFINITE)
+        if self.nonfinite is None and self.flags is not None:
+            object.__setattr__(self, "nonfinite", (self.flags & indicators.NONFINITE) != 0)
         for name, meta in declared(type(self)):   # an optional field not given: all zeros
             if meta.missing is not None and getattr(self, name) is None:
                 object.__setattr__(self, name, torch.zeros(
@@ -65,13 +73,34 @@ class AttackResult:
         return self.success.shape[0]
 
     @property
-    def success_rate(self) -> float:
-        return float(self.success.float().mean())
+    def status(self) -> List[str]:
+        """Per example: "success" (verified), "failed" or "not judged" (attacks.indicators)."""
+        return indicators.status_names(self.flags.cpu(), self.success.cpu()).tolist()
 
-    def summary(self) -> Dict[str, float]:
-        """ASR (%) and the mean of every metric over the successful examples."""
-        ok = self.success
-        out = {"examples": len(self), "successes": int(ok.sum()),
+    @property
+    def reasons(self) -> List[str]:
+        """Per example: its reasons (names of attacks.indicators.REASONS joined by "+"), ""
+        for none."""
+        return indicators.reason_names(self.flags.cpu()).tolist()
+
+    @property
+    def judged(self) -> Tensor:
+        """(B,) bool: the examples that are a success or a failure (not "not judged")."""
+        return ~indicators.not_judged(self.flags)
+
+    @property
+    def success_rate(self) -> float:
+        """Successes over the judged examples (NaN when none is judged)."""
+        judged = self.judged
+        n = int(judged.sum())
+        return float((self.success & judged).sum()) / n if n else math.nan
+
+    def summary(self) -> Dict[str, object]:
+        """ASR (%, over the judged examples: an example not judged is no failure), the mean of
+        every metric over the (judged) successful examples, and the counts per status and per reason
+        (:func:`attacks.indicators.counts`)."""
+        ok = self.success & self.judged
+        out = {"examples": len(self), **indicators.counts(self.flags, ok),
                "asr": 100.0 * self.success_rate, "grid": self.grid}
         for k, v in self.metrics.items():
             out[k] = float(v[ok].double().mean()) if ok.any() else math.nan

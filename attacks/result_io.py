@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import attrs
 import numpy as np
 import torch
 
+from attacks.errors import UserError
 from attacks.filenames import ADVERSARIAL, METRICS_CSV, PROVENANCE, SUMMARY
-from attacks.runs.store import RunDir, npz_bytes, run_fingerprint
+from attacks.runs.store import RunDir, npz_bytes, read_json_file, run_fingerprint
 
 _KEY = "per_example"
 #: adversarial.npz's own array (not a field of the result): the clean image, at this position
@@ -48,21 +48,26 @@ class PerExample:
     ``csv``: (position, column) in metrics.csv, for a dict field (position, its columns: keys
     it may lack are ``nan``); ``npz``: position in adversarial.npz; ``compare``: ``equals``
     compares it; ``missing``: an optional field, ``None`` and a file that lacks it read as
-    zeros of this dtype; ``prefix``: a dict field, stored as the arrays ``<prefix><key>``."""
+    zeros of this dtype; ``prefix``: a dict field, stored as the arrays ``<prefix><key>``;
+    ``derive``: the field's metrics.csv columns are computed, ``derive(arrays)`` -> column ->
+    (B,) array, from the result's arrays (the field itself is not a column)."""
 
     csv: Optional[Tuple[int, Union[str, Tuple[str, ...]]]] = None
     npz: Optional[int] = None
     compare: bool = True
     missing: Optional[torch.dtype] = None
     prefix: Optional[str] = None
+    derive: Optional[Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]] = None
 
 
 def per_example(*, csv: Optional[Tuple[int, Union[str, Tuple[str, ...]]]] = None,
                 npz: Optional[int] = None, compare: bool = True,
-                missing: Optional[torch.dtype] = None, prefix: Optional[str] = None) -> Any:
+                missing: Optional[torch.dtype] = None, prefix: Optional[str] = None,
+                derive: Optional[Callable] = None) -> Any:
     """Declare a per-example field of a result class (an ``attrs`` field; see
     :class:`PerExample`). An optional field (``missing``) defaults to ``None``."""
-    meta = PerExample(csv=csv, npz=npz, compare=compare, missing=missing, prefix=prefix)
+    meta = PerExample(csv=csv, npz=npz, compare=compare, missing=missing, prefix=prefix,
+                      derive=derive)
     return attrs.field(metadata={_KEY: meta}, **({} if missing is None else {"default": None}))
 
 
@@ -107,8 +112,10 @@ def _csv_layout(cls) -> List[Tuple[str, str]]:
     for name, meta in declared(cls):
         if meta.csv is not None:
             at, columns = meta.csv
-            cols += [(at, c, f"{meta.prefix}{c}") for c in columns] if meta.prefix \
-                else [(at, columns, name)]
+            if meta.prefix or meta.derive:  # several columns: arrays by prefix or derived
+                cols += [(at, c, f"{meta.prefix or ''}{c}") for c in columns]
+            else:
+                cols.append((at, columns, name))
     return [(c, a) for _, c, a in sorted(cols, key=lambda col: col[0])]
 
 
@@ -128,6 +135,9 @@ def csv_bytes(cls, a: Dict[str, np.ndarray]) -> bytes:
     """metrics.csv of the arrays ``a``: one row per example; a column whose array ``a`` lacks
     (a metric the attack does not compute) is ``nan``."""
     layout = _csv_layout(cls)
+    for _, meta in declared(cls):
+        if meta.derive is not None:
+            a = {**a, **meta.derive(a)}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(csv_columns(cls))
@@ -151,10 +161,7 @@ def summary(result, *, images: int, batches: int, resumed: int,
             seconds: float) -> Dict[str, object]:
     """``result.summary()`` plus the counts of the run (summary.json)."""
     s = dict(result.summary())
-    # a broken model's examples (NaN/inf logits) are counted apart, never as failures
-    s.update(attack=result.attack,
-             failures=int(len(result)) - int(s["successes"]) - int(s["nonfinite"]),
-             images=images, targeted=int(result.targeted.sum()),
+    s.update(attack=result.attack, images=images, targeted=int(result.targeted.sum()),
              refined=int(result.refined.sum()),
              batches=batches, batches_resumed=resumed, batches_computed=batches - resumed,
              seconds_this_run=round(seconds, 3))
@@ -193,18 +200,29 @@ def save(result, path) -> Path:
 
 def load(cls, path):
     """The ``cls`` result in a results directory: one written by :func:`save`, or a CLI run
-    directory (finished, or interrupted: then the batches stored so far)."""
+    directory (finished, or interrupted: then the batches stored so far). Every batch must be
+    a regular file of this run (its fingerprint: of the provenance's resume key, or of a
+    save's attack) and match its checksum; anything else is one :class:`UserError`."""
     run = RunDir(Path(path))
     if not any(run.batches.glob("batch-*.npz")):
         raise FileNotFoundError(f"path {run.root}: no batches/batch-*.npz (not a results "
                                 "directory, or a run with no finished batch)")
-    if run.path(SUMMARY).is_file():
-        info = json.loads(run.path(SUMMARY).read_text(encoding="utf-8"))
+    provenance = run.stored_provenance()
+    info = read_json_file(run.path(SUMMARY), f"path {run.root}")
+    if info is not None and not isinstance(info, dict):
+        raise UserError(f"path {run.root}: {SUMMARY} is not a JSON object (not a summary of "
+                        "a run)")
+    if provenance is not None:
+        key = provenance.get("resume_key")
+        key = key if isinstance(key, dict) else {}
+        spec = key.get("spec")
+        attack = (info or {}).get("attack") or (spec.get("name") if isinstance(spec, dict)
+                                                else None)
+        grid, run.fingerprint = (info or key).get("grid", False), run_fingerprint(key)
+    elif info is not None:
         attack, grid = info.get("attack"), info.get("grid", False)
-    elif run.path(PROVENANCE).is_file():
-        key = (run.stored_provenance() or {}).get("resume_key", {})
-        attack, grid = key.get("spec", {}).get("name"), key.get("grid", False)
+        run.fingerprint = run_fingerprint({"saved": attack})
     else:
         raise FileNotFoundError(f"path {run.root}: neither {SUMMARY} nor {PROVENANCE} (which "
                                 "name the attack)")
-    return from_arrays(cls, run.examples(), attack or "unknown", grid=bool(grid))
+    return from_arrays(cls, run.examples(), str(attack or "unknown"), grid=bool(grid))

@@ -35,15 +35,18 @@ from typing import Any, Dict, Iterable, List, Tuple
 
 import attrs
 
+from attacks.errors import suggest
 from attacks.search_spec import SECTIONS, SearchSpec
 from attacks.spec_values import (DeprecatedSpecKey, GroupSpec, LossSpec, RefineSpec,
-                                 SolverSpec, SpecError, TermSpec, describe, suggest)
+                                 SolverSpec, SpecError, TermSpec, describe)
 from attacks.terms import TERM_KINDS
 
 TABLES = {"loss": LossSpec, "solver": SolverSpec, "search": SearchSpec, "refine": RefineSpec}
 TOP_KEYS = ("name", "description", "eps", "decision")
 TERM_KEYS = ("name", "kind", "role", "params", "groups")
 _TYPES = {"float": "number", "int": "integer", "bool": "boolean", "str": "string"}
+#: how deep a spec document nests: top level > [[terms]] > a term > params > value is 4
+MAX_DEPTH = 8
 _ARTICLE = {"number": "a number", "integer": "an integer", "boolean": "true or false",
             "string": "a string", "table": "a table"}
 
@@ -247,11 +250,35 @@ def spec_to_dict(spec) -> Dict[str, Any]:
     return out
 
 
+# -- TOML text ---------------------------------------------------------------------------
+def loads_toml(text: str) -> Dict[str, Any]:
+    """``tomllib.loads(text)`` (its ``TOMLDecodeError`` passes through); what else it cannot
+    take — an integer beyond Python's digit limit, values nested beyond the recursion limit —
+    and a document nested deeper than :data:`MAX_DEPTH` are a :class:`SpecError`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        raise
+    except RecursionError:
+        data = None
+    except ValueError as e:  # int() of more digits than sys.get_int_max_str_digits()
+        raise SpecError(f"not valid TOML: {str(e).split(';')[0]}") from None
+    stack = [(data, 0)]
+    while stack:  # iterative: deep documents are what this refuses
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH or (value is None and depth == 0):
+            raise SpecError(f"nested deeper than {MAX_DEPTH} levels; not a spec")
+        inner = value.values() if isinstance(value, dict) else \
+            value if isinstance(value, list) else ()
+        stack.extend((v, depth + 1) for v in inner)
+    return data
+
+
 # -- overrides ---------------------------------------------------------------------------
 def parse_value(text: str) -> Any:
     """A TOML scalar, or the raw text when it is not one."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return loads_toml(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text.strip()
 
@@ -261,7 +288,10 @@ def parse_override(item: str) -> Tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set solver.rho=2")
-    return key, parse_value(value)
+    try:
+        return key, parse_value(value)
+    except SpecError as e:
+        raise SpecError(f"--set {key}: {e}") from None
 
 
 def _find_term(terms: list, ref: str, key: str) -> Dict[str, Any]:

@@ -22,9 +22,10 @@ from typing import Any, ClassVar, Dict, Iterable, Mapping, Optional, Union
 
 import attrs
 
-from attacks.spec_values import (MAX_ITERATIONS, MAX_STEPS, SpecError, expect,
-                                 non_negative_int, non_negative_number, number, positive_int,
-                                 positive_number)
+from attacks.errors import lookup
+from attacks.spec_values import (MAX_ITERATIONS, MAX_MARGIN, MAX_STEPS, SpecError, expect,
+                                 in_float32, non_negative_int, non_negative_number, number,
+                                 positive_int, positive_number)
 
 #: section name -> its attrs class (the settings of one search strategy), in registration order
 SECTIONS: Dict[str, type] = {}
@@ -45,9 +46,16 @@ def setting(default: Any, doc: str, validator=None) -> Any:
     return attrs.field(default=default, validator=validator, metadata={"doc": doc})
 
 
+#: the largest budget: above what any search may plan (MAX_STEPS solves of MAX_ITERATIONS,
+#: the rescue and the refine), so a larger one is no limit at all
+MAX_BUDGET = 10 ** 10
+
+
 def _budget(instance, attribute, value):
     if value is not None:
         number("search.budget", value, positive=True, integer=True)
+        expect(value <= MAX_BUDGET, "search.budget", f"at most {MAX_BUDGET:,} (or no budget)",
+               value)
 
 
 def _sections(value: Union[Mapping[str, Any], Iterable[Any]]) -> Dict[str, Any]:
@@ -56,12 +64,9 @@ def _sections(value: Union[Mapping[str, Any], Iterable[Any]]) -> Dict[str, Any]:
     items = value.items() if isinstance(value, Mapping) else ((s.name, s) for s in value)
     out = {}
     for name, section in items:
-        if name not in SECTIONS:
-            raise SpecError(f"search: unknown search {name!r}; expected one of "
-                            f"{', '.join(SECTIONS)}")
-        expect(isinstance(section, SECTIONS[name]), f"search.{name}",
-               f"a {SECTIONS[name].__name__}", section)
-        if section != SECTIONS[name]():
+        cls = lookup(SECTIONS, name, "search", where="search", error=SpecError)
+        expect(isinstance(section, cls), f"search.{name}", f"a {cls.__name__}", section)
+        if section != cls():
             out[name] = section
     return {name: out[name] for name in SECTIONS if name in out}
 
@@ -111,7 +116,7 @@ class SearchSpec:
         expect(self.mode in SECTIONS, "search.mode", f"one of {tuple(SECTIONS)}", self.mode)
         expect(self.start in STARTS, "search.start", f"one of {STARTS}", self.start)
         # huge counts are runs that never end
-        for key, value in (("iterations", self.iterations),
+        for key, value in (("iterations", self.iterations), ("track_every", self.track_every),
                            ("rescue_iterations", self.rescue_iterations),
                            ("start_steps", self.start_steps)):
             expect(value <= MAX_ITERATIONS, f"search.{key}", f"at most {MAX_ITERATIONS:,}", value)
@@ -123,10 +128,8 @@ class SearchSpec:
     def section(self, name: Optional[str] = None) -> Any:
         """The settings of search ``name`` (default: the one that runs, ``mode``)."""
         name = self.mode if name is None else name
-        if name not in SECTIONS:
-            raise SpecError(f"search: unknown search {name!r}; expected one of "
-                            f"{', '.join(SECTIONS)}")
-        return self.sections.get(name) or SECTIONS[name]()
+        cls = lookup(SECTIONS, name, "search", where="search", error=SpecError)
+        return self.sections.get(name) or cls()
 
     @property
     def planned(self) -> int:
@@ -166,6 +169,9 @@ class LagrangianSearch:
                self.mu_growth)
         expect(self.mu_growth_limit >= 1, "search.lagrangian.mu_growth_limit", "a number >= 1",
                self.mu_growth_limit)
+        in_float32("search.lagrangian.mu", self.mu, self.mu_growth_limit * MAX_MARGIN,
+                   f"c's step μ·mu_growth_limit·margin (margins up to {MAX_MARGIN:g})",
+                   squared=True)
 
     def planned(self, search: SearchSpec) -> int:
         """One solve, then the rescue."""

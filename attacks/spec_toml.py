@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Union
 
 import attrs
 
-from attacks.schema import field_names, spec_from_dict, spec_to_dict
+from attacks.schema import field_names, loads_toml, spec_from_dict, spec_to_dict
 from attacks.search_spec import SECTIONS, SearchSpec
 from attacks.spec_values import GroupSpec, LossSpec, RefineSpec, SolverSpec, SpecError
 from attacks.terms import TERM_KINDS
@@ -196,11 +196,13 @@ def read_toml(path: Path) -> Dict[str, Any]:
     if len(raw) > MAX_SPEC_BYTES:
         raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES >> 20} MiB; not a spec file")
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        return loads_toml(raw.decode("utf-8-sig"))   # a byte-order mark is skipped
     except UnicodeDecodeError as e:
         raise SpecError(f"cannot read spec file {path}: not UTF-8 text ({e.reason})") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: not valid TOML: {e}") from None
+    except SpecError as e:
+        raise SpecError(f"{path}: {e}") from None
 
 
 def read_spec(cls, source: Union[Path, str]):
@@ -210,7 +212,7 @@ def read_spec(cls, source: Union[Path, str]):
         data, label = read_toml(source), str(source)
     else:
         try:
-            data, label = tomllib.loads(source), "spec"
+            data, label = loads_toml(source), "spec"
         except tomllib.TOMLDecodeError as e:
             raise SpecError(f"not valid TOML: {e}") from None
     try:

@@ -12,7 +12,6 @@ This module imports nothing above it: the dict codec (:mod:`attacks.schema`), th
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -23,7 +22,7 @@ from torch import Tensor
 from admmkit.groups import SlidingGroups
 from admmkit.prox import Box, BoxLinf, ProxFunction
 from admmkit.solver import ADMMSettings, ConstantSchedule, SqrtSchedule
-from attacks.errors import UserError
+from attacks.errors import UserError, lookup, suggest
 from attacks.terms import TERM_KINDS
 
 ROLES = ("distortion", "regularizer")
@@ -33,6 +32,18 @@ MAX_ITERATIONS = 1_000_000
 #: a spec's name names its output folders: a safe slug
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 DECISIONS = ("objective", "l0", "l1", "l2", "linf")
+#: the widest group side (and stride): the widest image any loader reads (8192² pixels)
+MAX_GROUP_SIDE = 8192
+#: float32's largest value: an attack computes in the model's floating type (float32 for every
+#: model shipped), so every number a run derives from a spec value must stay below it
+FLOAT32_MAX = 3.4028234663852886e38
+#: the largest margin (in logits) a model is assumed to give: c·∇margin, μ·margin and κ must
+#: stay finite in float32 up to it (c·∇margin squared: the search's step ratio and the failure
+#: indicators take squared gradient norms; measured on mnist-cw, c = 1e20 and μ = 1e16 made
+#: them non-finite, c = 1e16 and μ = 1e12 did not)
+MAX_MARGIN = 1e6
+#: the longest solve (search iterations + rescue iterations): η_k = η·√k up to k = this
+LONGEST_SOLVE = 2 * MAX_ITERATIONS
 
 
 class SpecError(UserError):
@@ -51,11 +62,31 @@ def expect(cond: bool, key: str, expected: str, found) -> None:
         raise SpecError(f"{key}: expected {expected}, found {describe(found)}")
 
 
+def finite(value) -> bool:
+    """Whether the number ``value`` is finite (an integer of any size is)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def in_float32(key: str, value, factor: float = 1.0, reason: str = "",
+               squared: bool = False) -> None:
+    """Refuse ``value`` when ``value × factor`` — the largest number a run derives from it
+    (``reason``) — is not finite in float32 (:data:`FLOAT32_MAX`), or with ``squared`` its
+    square is not (a gradient scaled by it enters squared norms)."""
+    bound = (math.sqrt(FLOAT32_MAX) if squared else FLOAT32_MAX) / factor
+    why = (f"{reason} must stay finite in float32{', squared' if squared else ''}" if reason
+           else "float32's largest value")
+    expect(abs(value) <= bound, key, f"at most {bound:.3g} ({why})", value)
+
+
 def number(key: str, value, *, positive=False, non_negative=False, integer=False):
+    """``value`` checked as a number of ``key`` (an integer with ``integer``, else a number
+    that float32 holds)."""
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     expect(ok_type and not isinstance(value, bool), key, "an integer" if integer else "a number",
            value)
-    expect(math.isfinite(value), key, "a finite number", value)
+    expect(finite(value), key, "a finite number", value)
+    if not integer:
+        in_float32(key, value)
     if positive:
         expect(value > 0, key, "a positive number", value)
     if non_negative:
@@ -73,13 +104,9 @@ def describe(value: Any) -> str:
         return f"{value!r} (a string)"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 64:  # repr fails beyond 4,300 digits
+        return f"an integer of about {math.ceil(value.bit_length() * math.log10(2))} digits"
     return repr(value)
-
-
-def suggest(key: str, allowed) -> str:
-    """`` (did you mean 'rho'?)`` for a near miss, else ``""``."""
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def positive_number(instance, attribute, value):
@@ -118,6 +145,12 @@ class GroupSpec:
     stride: Optional[int] = attrs.field(default=None, validator=optional_positive_int)
     copies: str = attrs.field(default="local")
     overlapping: bool = False
+
+    def __attrs_post_init__(self):
+        for key in ("size", "stride"):
+            value = getattr(self, key)
+            expect(value is None or value <= MAX_GROUP_SIDE, key,
+                   f"at most {MAX_GROUP_SIDE:,} (pixels: no image is wider)", value)
 
     @copies.validator
     def _c(self, attribute, value):
@@ -167,10 +200,7 @@ def check_term(label: str, kind: Any, role: Any, params: Mapping, groups: Any) -
     a registered kind, a known role, the kind's own parameters (finite, >= 0), and a groups
     table exactly for the kinds that act on groups."""
     kinds = sorted(TERM_KINDS)
-    if not isinstance(kind, str) or kind not in TERM_KINDS:
-        hint = suggest(kind, kinds) if isinstance(kind, str) else ""
-        raise SpecError(f"{label}.kind: unknown kind {kind!r}{hint}; expected one of "
-                        f"{', '.join(kinds)}")
+    lookup(TERM_KINDS, kind, "kind", where=f"{label}.kind", error=SpecError)
     if role not in ROLES:
         raise SpecError(f"{label}.role: expected one of {', '.join(ROLES)}, found {role!r}")
     declared = TERM_KINDS[kind].params
@@ -180,7 +210,8 @@ def check_term(label: str, kind: Any, role: Any, params: Mapping, groups: Any) -
                             f"for kind {kind}; expected among {', '.join(sorted(declared))}")
         expect(isinstance(v, (int, float)) and not isinstance(v, bool), f"{label}.params.{p}",
                "a number", v)
-        expect(math.isfinite(v) and v >= 0, f"{label}.params.{p}", "a finite number >= 0", v)
+        expect(finite(v) and v >= 0, f"{label}.params.{p}", "a finite number >= 0", v)
+        in_float32(f"{label}.params.{p}", v)
     if TERM_KINDS[kind].grouped and groups is None:
         raise SpecError(f"{label}.groups: missing; kind {kind} needs a groups table "
                         "([terms.groups], may be empty for the dataset defaults)")
@@ -204,6 +235,11 @@ class LossSpec:
 
     def __attrs_post_init__(self):
         expect(self.kind == "margin", "loss.kind", '"margin"', self.kind)
+        expect(self.kappa <= MAX_MARGIN, "loss.kappa", f"at most {MAX_MARGIN:g} (a margin in "
+               "logits)", self.kappa)
+        if self.c is not None:
+            in_float32("loss.c", self.c, MAX_MARGIN, f"c·∇margin (margins up to "
+                       f"{MAX_MARGIN:g})", squared=True)
 
 
 @attrs.frozen
@@ -222,6 +258,10 @@ class SolverSpec:
     def __attrs_post_init__(self):
         expect(self.eta_schedule in ("sqrt", "constant"), "solver.eta_schedule",
                '"sqrt" or "constant"', self.eta_schedule)
+        in_float32("solver.rho", self.rho, ADMMSettings().rho_factor, "ρ·rho_factor "
+                   "(adaptive ρ)")
+        in_float32("solver.eta", self.eta, math.sqrt(LONGEST_SOLVE), "η·√k over the longest "
+                   "solve")
         expect(self.compact_below <= 1, "solver.compact_below", "a fraction in [0, 1]",
                self.compact_below)
 

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Union
 
 import attrs
 import torch
 from torch import Tensor
 
+from attacks.limits import SEED_RANGE
+
 TargetChoice = Union[None, str, Tensor]
+#: the dtypes of class indices (not bool: True is no class; not complex or floating point)
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def check_seed(seed) -> int:
+    """``seed`` if it is an integer a torch generator takes (:data:`SEED_RANGE`), else a
+    ``ValueError``."""
+    try:
+        value = None if isinstance(seed, bool) else operator.index(seed)  # NumPy ints too
+    except TypeError:
+        value = None
+    if value is None or not SEED_RANGE[0] <= value < SEED_RANGE[1]:
+        shown = repr(seed) if value is None else str(value) if abs(value) < 10**30 else \
+            f"an integer of {value.bit_length()} bits"
+        raise ValueError(f"seed must be an integer in [-2**63, 2**64); got {shown}")
+    return value
 
 
 @attrs.define
@@ -35,6 +54,7 @@ def expand_targets(labels: Tensor, num_classes: int, targets: TargetChoice = Non
     image-major, targets ascending); or a (B,) integer tensor.
     """
     b, dev = labels.shape[0], labels.device
+    check_seed(seed)
     index = torch.arange(b, device=dev)
     if targets is None or (isinstance(targets, str) and targets == "untargeted"):
         return index, Targets(labels, labels.clone(), torch.zeros(b, dtype=torch.bool, device=dev))
@@ -53,7 +73,7 @@ def expand_targets(labels: Tensor, num_classes: int, targets: TargetChoice = Non
                              f"got {targets!r}")
         return index, Targets(labels, t, torch.ones_like(t, dtype=torch.bool))
     t = torch.as_tensor(targets, device=dev)
-    if t.shape != (b,) or t.is_floating_point():
+    if t.shape != (b,) or t.dtype not in INTEGER_DTYPES:
         raise ValueError(f"targets must be an integer tensor of shape ({b},); got "
                          f"{t.dtype} {tuple(t.shape)}")
     t = t.long()

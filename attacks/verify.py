@@ -14,7 +14,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from admmkit.solver.state import batch_where
+from admmkit import batch_where
+from attacks.indicators import NONFINITE, Evidence
 from attacks.losses import is_adversarial
 
 UNLIMITED = torch.iinfo(torch.long).max // 2
@@ -30,7 +31,8 @@ class Evaluations:
     gradient: Tensor
     forward: Tensor
     budget: Optional[int] = None
-    nonfinite: Optional[Tensor] = None  # (B,) bool: the model's logits were NaN/inf for it
+    #: the indicators of attack failure seen so far (attacks.indicators)
+    evidence: Optional[Evidence] = None
 
     @classmethod
     def zeros(cls, b: int, device, budget: Optional[int] = None) -> "Evaluations":
@@ -38,8 +40,7 @@ class Evaluations:
                                    or budget <= 0):
             raise ValueError(f"budget must be a positive integer or None; got {budget!r}")
         z = torch.zeros(b, dtype=torch.long, device=device)
-        return cls(gradient=z, forward=z.clone(), budget=budget,
-                   nonfinite=torch.zeros(b, dtype=torch.bool, device=device))
+        return cls(gradient=z, forward=z.clone(), budget=budget, evidence=Evidence(b, device))
 
     def left(self, idx: Optional[Tensor] = None, until: Optional[int] = None) -> Tensor:
         """Gradient evaluations each example (of ``idx``) may still spend, (B,) long: up to
@@ -53,8 +54,8 @@ class Evaluations:
 
     def flag_nonfinite(self, idx: Tensor, bad: Tensor) -> None:
         """Mark the examples ``idx[bad]``: the model gave them NaN or infinite logits."""
-        if self.nonfinite is not None:
-            self.nonfinite.index_copy_(0, idx, self.nonfinite.index_select(0, idx) | bad)
+        if self.evidence is not None:
+            self.evidence.flag(NONFINITE, bad, idx)
 
     def add_forwards(self, idx: Optional[Tensor], n) -> None:
         if idx is None:
@@ -75,7 +76,8 @@ class Outcome:
     gradient_evals: Tensor
     forward_evals: Tensor
     refined: Tensor
-    nonfinite: Optional[Tensor] = None  # (B,) bool: the verifying logits were NaN/inf
+    #: (B,) int32: the reasons of attacks.indicators (Evidence.verdict)
+    flags: Optional[Tensor] = None
 
 
 def verify(model, x0: Tensor, delta: Tensor, found: Tensor, tg,
@@ -89,7 +91,7 @@ def verify(model, x0: Tensor, delta: Tensor, found: Tensor, tg,
         logits = model(adv)
     if evals is not None:
         evals.add_forwards(None, 1)
-        if evals.nonfinite is not None:
-            evals.nonfinite.logical_or_(~torch.isfinite(logits).all(dim=1))
+        if evals.evidence is not None:
+            evals.evidence.flag(NONFINITE, ~torch.isfinite(logits).all(dim=1))
     success = found & is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
     return batch_where(success, adv, x0), success

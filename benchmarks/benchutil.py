@@ -130,13 +130,13 @@ COMPAT_VERSIONS = {"torchattacks": "3.5.1", "foolbox": "3.3.4"}
 @contextlib.contextmanager
 def compat_libraries(folder: Optional[Path] = None, versions: Optional[Dict[str, str]] = None
                      ) -> Iterator[Tuple[Optional[SimpleNamespace], str]]:
-    """torchattacks and foolbox imported from ``folder`` (default :data:`COMPAT`, filled by
+    """The libraries of ``versions`` (name: pinned version; default :data:`COMPAT_VERSIONS`,
+    torchattacks and foolbox) imported from ``folder`` (default :data:`COMPAT`, filled by
     ``python tools/fetch_compat.py``), never from the venv, as tests/conftest.py's ``compat``
     fixture does. Yields ``(namespace, "")``, or ``(None, why)`` when the folder is missing,
     an import fails or a version is not the pinned one. Use them inside the ``with`` block
     only: they import lazily (eagerpy's ``norms``), so the folder stays on ``sys.path`` until
-    the block ends; then it and every module imported from it are removed again. ``versions``:
-    other libraries of the folder to import instead, ``{module: version}``."""
+    the block ends; then it and every module imported from it are removed again."""
     folder = folder or COMPAT
     versions = versions or COMPAT_VERSIONS
     if not folder.is_dir():

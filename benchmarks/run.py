@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import benchutil as common  # noqa: E402
 import budget  # noqa: E402
 import compaction  # noqa: E402
+import indicators  # noqa: E402
 import memory  # noqa: E402
 import solver_overhead  # noqa: E402
 import threads  # noqa: E402
@@ -29,7 +30,7 @@ import vs_torchattacks  # noqa: E402
 
 BENCHMARKS = {"solver_overhead": solver_overhead, "compaction": compaction,
               "throughput": throughput, "memory": memory, "vs_torchattacks": vs_torchattacks,
-              "threads": threads, "budget": budget}
+              "threads": threads, "budget": budget, "indicators": indicators}
 
 
 def main(argv=None) -> list:

@@ -16,72 +16,25 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import attrs
-
-from attacks.api import Attack
-from attacks.base import AttackBase
-from attacks.baselines import BASELINES, baseline
 from attacks.evaluation import CASES, DISTORTIONS, evaluate_cases, summary_rows
+from attacks.indicators import combine, nothing_judged
 from attacks.runs import RunDir
 from attacks.runs.runner import run_attack
-from attacks.runs.provenance import now
-from attacks.runs.store import PROVENANCE
-from attacks.spec import AttackSpec
-from attacks.catalogue import load_spec
+from attacks.filenames import PROVENANCE, SUMMARY
+from attacks.runs.provenance import now, stopped
 from cli.errors import UserError
-from cli.setup import (Prepared, attack_sets, batch_size_for, check_counts, checked_examples,
-                       fits, prepare, resolve_data)
+from cli.options import RunOptions
+from cli.setup import (ChosenAttack, batch_size_for, check_counts, checked_examples,
+                       choose_attacks, fits, prepare, resolve_data)
 
 DEFAULT_ATTACKS = "strattack,cw-l2,ead,ifgsm,fgm"
 DEFAULT_BATCH_SIZE = 45
 RANK_BY = ("l0", "l1", "l2", "linf")
-
-
-@attrs.frozen
-class EvalAttack:
-    """One attack of the eval: its directory name and its spec, or the name of a gradient
-    baseline (:data:`attacks.baselines.BASELINES`)."""
-
-    name: str
-    spec: Optional[AttackSpec] = None
-
-    def build(self, ready: Prepared, seed: int) -> AttackBase:
-        """The attack on the invocation's model."""
-        kw = dict(normalize=ready.normalize, seed=seed, grid=ready.grid)
-        if self.spec is None:
-            return baseline(self.name, ready.net, **kw)
-        return Attack(ready.net, self.spec, **kw)
-
-
-def resolve_attacks(text: str, sets: List[str]) -> List[EvalAttack]:
-    """``--attacks`` (comma list of spec names, TOML files and baselines) as attacks; ``--set
-    KEY=VALUE`` applies to every spec (not to the baselines), ``--set NAME:KEY=VALUE`` to the
-    attack NAME only."""
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names:
-        raise UserError("--attacks: expected a comma list such as strattack,cw-l2,ifgsm")
-    out: List[EvalAttack] = []
-    scoped = {item.partition(":")[0].strip() for item in sets  # the NAMEs of NAME:KEY=VALUE
-              if ":" in item.partition("=")[0]}
-    for name, own in zip(names, attack_sets(list(sets), names)):
-        if name in BASELINES:
-            if name in scoped:
-                raise UserError(f"--set {name}:…: {name} is a gradient baseline without a spec; "
-                                "--set applies to spec attacks only")
-            out.append(EvalAttack(name))
-            continue
-        spec = load_spec(name, own).spec
-        label = spec.name if name.endswith(".toml") or "/" in name else name
-        out.append(EvalAttack(re.sub(r"[^\w.+-]", "_", label), spec))
-    dirs = [a.name for a in out]
-    twice = sorted({d for d in dirs if dirs.count(d) > 1})
-    if twice:
-        raise UserError(f"--attacks: {', '.join(twice)} given twice")
-    return out
+TABLE_MD, TABLE_CSV = "table.md", "table.csv"
+#: what eval writes beside the attacks' folders (an attack labelled so is refused)
+TOP_FILES = (TABLE_MD, TABLE_CSV, SUMMARY, PROVENANCE)
 
 
 def parse_cases(text: str) -> tuple:
@@ -92,57 +45,59 @@ def parse_cases(text: str) -> tuple:
     return tuple(c for c in CASES if c in cases)
 
 
-def evaluate(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
-             normalize: Optional[tuple] = None,
-             n: Optional[int], cases: str, rank_by: str, device: str,
-             batch_size: Optional[int], seed: int, out: Path, restart: bool, quiet: bool,
-             threads: Optional[int] = None, grid: Optional[bool] = None,
+def evaluate(run: RunOptions, *, attacks: str = DEFAULT_ATTACKS, sets: List[str] = (),
+             cases: str = "best,average,worst", rank_by: str = "l2",
              figures: int = 0) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack eval`` does; returns the summary (``None`` on torchrun ranks
     other than 0). User errors raise :class:`UserError`."""
-    options = dict(attacks=attacks, set=list(sets), model=model, weights=weights,
-                   normalize=normalize, data=data,
-                   n=n, cases=cases, rank_by=rank_by, device=device, batch_size=batch_size,
-                   seed=seed, out=str(out), restart=restart, threads=threads, grid=grid)
-    check_counts(batch_size=batch_size, threads=threads, figures=figures)
+    options = dict(attacks=attacks, set=list(sets), cases=cases, rank_by=rank_by,
+                   figures=figures, **run.recorded())
+    check_counts(run, figures)
     if rank_by not in RANK_BY:
         raise UserError(f"--rank-by {rank_by!r}: expected one of {', '.join(RANK_BY)}")
     chosen_cases = parse_cases(cases)
-    chosen = resolve_attacks(attacks, sets)
-    ready = prepare(model=model, weights=weights, normalize=normalize, data=data, n=n,
-                    device=device, threads=threads, grid=grid, options=options)
-    attackers = [a.build(ready, seed) for a in chosen]
+    chosen = choose_attacks(attacks, list(sets), baselines=True, reserved=TOP_FILES)
+    ready = prepare(run, options)
+    attackers = [a.build(ready, run.seed) for a in chosen]
     # best/worst need every other class; the average case alone only the seeded random one
     protocol = "random" if chosen_cases == ("average",) else "all"
     examples = checked_examples(ready, attackers[0], protocol, protocol)  # shared by all
     for a in chosen:
         if a.spec is not None:
-            fits(a.spec, tuple(ready.images.shape[1:]), f"--attacks {a.name}")
-    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE)
+            fits(a.spec, tuple(ready.images.shape[1:]), f"--attacks {a.given}")
+    batch = batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE)
     # -n is not part of the key: batches are image-major and checked one by one, so an eval
     # can be extended to more images (the whole data set's fingerprint identifies the data)
-    everything = resolve_data(data, None) if n is not None else (ready.images, ready.labels)
-    identity = {"model": model, "weights": weights, "data": data, "targets": protocol}
+    everything = resolve_data(run.data, None) if run.n is not None \
+        else (ready.images, ready.labels)
+    identity = {"model": run.model, "weights": run.weights, "data": run.data,
+                "targets": protocol}
     jobs = [ready.job(attacker, examples, batch, "admm-attack eval", identity,
                       key_head={"attack": attacker.identity()}, data=everything,
-                      record={"attack": a.name})
+                      record={"attack": a.label})
             for a, attacker in zip(chosen, attackers)]
-    root = RunDir(out, kind="eval")
+    root = RunDir(run.out, kind="eval")
     common = {k: v for k, v in jobs[0].key.items() if k != "attack"}  # what experiments read
     top = {k: v for k, v in jobs[0].record.items() if k != "attack"}
-    top.update(attacks=[a.name for a in chosen], common=common)
+    top.update(attacks=[a.label for a in chosen], common=common)
     entry = jobs[0].entry
     history = ready.ranks.run_on_main(lambda: root.start({**top, "status": "running"},
-                                                         restart=restart, entry=entry))
+                                                         restart=run.restart, entry=entry))
     try:
         return _run_eval(root, ready, jobs, chosen, chosen_cases, top, entry, history or [],
-                         title_of=(model, data, protocol, seed, rank_by),
-                         restart=restart, quiet=quiet, figures=figures)
+                         title_of=(run.model, run.data, protocol, run.seed, rank_by),
+                         restart=run.restart, quiet=run.quiet, figures=figures)
+    except BaseException as e:  # Ctrl-C, SIGTERM, or a model that raised (or exited)
+        status, fields = stopped(e)
+        if ready.ranks.main:
+            root.write_json(PROVENANCE, {**top, "status": status,
+                                         "history": (history or []) + [{**entry, **fields}]})
+        raise
     finally:
         root.unlock()
 
 
-def _run_eval(root: RunDir, ready, jobs, chosen: List[EvalAttack], chosen_cases, top, entry,
+def _run_eval(root: RunDir, ready, jobs, chosen: List[ChosenAttack], chosen_cases, top, entry,
               history, *, title_of, restart: bool, quiet: bool,
               figures: int) -> Optional[Dict[str, Any]]:
     model, data, protocol, seed, rank_by = title_of
@@ -152,17 +107,19 @@ def _run_eval(root: RunDir, ready, jobs, chosen: List[EvalAttack], chosen_cases,
     per_attack: Dict[str, Any] = {}
     costs: Dict[str, Dict[str, Any]] = {}
     for a, job in zip(chosen, jobs):
-        done = run_attack(job, out / a.name, restart=restart, quiet=quiet, figures=figures)
+        done = run_attack(job, out / a.label, restart=restart, quiet=quiet, figures=figures)
         if done is None:
             continue
         summ = done.summary
         try:
-            per_attack[a.name] = evaluate_cases(done.result, labels, num_classes, seed=seed,
+            per_attack[a.label] = evaluate_cases(done.result, labels, num_classes, seed=seed,
                                                 rank_by=rank_by, cases=chosen_cases)
         except ValueError as e:  # a stored run that does not fit the protocol
-            raise UserError(f"--attacks {a.name}: {e}") from None
-        costs[a.name] = {k: summ[k] for k in ("examples", "successes", "asr", "gradient_evals",
+            raise UserError(f"--attacks {a.label}: {e}") from None
+        costs[a.label] = {k: summ[k] for k in ("examples", "successes", "asr", "gradient_evals",
                                               "seconds_this_run", "batches_resumed")}
+        costs[a.label].update(not_judged=summ.get("not_judged", 0),
+                             reasons=summ.get("reasons", {}))
     if not ready.ranks.main:
         return None
 
@@ -172,14 +129,19 @@ def _run_eval(root: RunDir, ready, jobs, chosen: List[EvalAttack], chosen_cases,
              f"{model} on {data} ({int(images.shape[0])} images, one random target each")
     title += f", seed {seed}, {'8-bit grid' if jobs[0].grid else 'continuous'}; cases ranked "
     title += f"by {rank_by})"
-    root.write("table.md", markdown_table(rows, chosen_cases, title, costs).encode("utf-8"))
-    root.write("table.csv", csv_table(rows).encode("utf-8"))
+    origins = {a.label: a.origin for a in chosen}
+    root.write(TABLE_MD, markdown_table(rows, chosen_cases, title, costs, origins)
+               .encode("utf-8"))
+    root.write(TABLE_CSV, csv_table(rows).encode("utf-8"))
     summ = {"title": title, "cases": list(chosen_cases), "rank_by": rank_by, "rows": rows,
             "cost": costs, "images": int(images.shape[0]), "protocol": protocol,
-            "grid": jobs[0].grid}
-    root.write_json("summary.json", summ)
+            "grid": jobs[0].grid, "origins": origins}
+    root.write_json(SUMMARY, summ)
     root.write_json(PROVENANCE, {**top, "status": "complete",
                                  "history": history + [{**entry, "finished": now()}]})
+    nothing = nothing_judged(combine(costs.values()))
+    if nothing:  # the tables are written; their verdict is that there is none
+        raise UserError(f"--model {model}: {nothing}")
     return summ
 
 
@@ -195,9 +157,17 @@ def cell(key: str, v: Any) -> str:
     return FORMATS[key].format(v)
 
 
+def from_files(origins: Dict[str, str]) -> List[str]:
+    """``LABEL: FILE`` for each attack read from a spec file (its origin is neither
+    ``builtin:``, ``example:`` nor ``baseline:``)."""
+    return [f"{label}: {origin}" for label, origin in origins.items()
+            if origin.partition(":")[0] not in ("builtin", "example", "baseline")]
+
+
 def markdown_table(rows: List[Dict[str, Any]], cases, title: str,
-                   costs: Dict[str, Dict[str, Any]]) -> str:
-    """The paper's layout: one row per attack, a column group per case."""
+                   costs: Dict[str, Dict[str, Any]], origins: Dict[str, str]) -> str:
+    """The paper's layout: one row per attack, a column group per case; then the counts,
+    and which attacks were read from spec files."""
     keys = ("asr", *DISTORTIONS)
     head = ["attack"] + [f"{c} {HEADERS[k]}" for c in cases for k in keys]
     lines = [f"{title}\n", "| " + " | ".join(head) + " |",
@@ -206,21 +176,35 @@ def markdown_table(rows: List[Dict[str, Any]], cases, title: str,
     for attack in dict.fromkeys(r["attack"] for r in rows):
         cells = [attack] + [cell(k, by[(attack, c)].get(k)) for c in cases for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Images counted per case (successes / images):", ""]
+    lines += ["", "Images counted per case (successes / judged images; ASR is their share):",
+              ""]
     for attack in dict.fromkeys(r["attack"] for r in rows):
-        counts = ", ".join(f"{c} {by[(attack, c)]['successes']}/{by[(attack, c)]['images']}"
-                           for c in cases)
+        counts = ", ".join(f"{c} {by[(attack, c)]['successes']}/{judged_of(by[(attack, c)])}"
+                           + unjudged_note(by[(attack, c)]) for c in cases)
         cost = costs.get(attack, {})
         evals = cost.get("gradient_evals")
         lines.append(f"- {attack}: {counts}; all examples {cost.get('successes')}/"
-                     f"{cost.get('examples')} successful, "
+                     f"{cost.get('examples')} successful{unjudged_note(cost)}, "
                      f"{cell('l1', evals) if evals is not None else '–'} gradient "
                      "evaluations per example")
+    files = from_files(origins)
+    if files:
+        lines += ["", "Specs read from files: " + "; ".join(files)]
     return "\n".join(lines) + "\n"
 
 
+def judged_of(row: Dict[str, Any]) -> int:
+    return row.get("judged", row["images"])
+
+
+def unjudged_note(row: Dict[str, Any]) -> str:
+    """`` (N not judged)`` for a table row or an attack's cost with unjudged examples."""
+    n = row.get("not_judged", 0)
+    return f" ({n} not judged)" if n else ""
+
+
 def csv_table(rows: List[Dict[str, Any]]) -> str:
-    cols = ("attack", "case", "images", "successes", "asr", *DISTORTIONS)
+    cols = ("attack", "case", "images", "successes", "not_judged", "asr", *DISTORTIONS)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)

@@ -20,24 +20,16 @@ import torch
 
 from attacks.interpret.report import Comparison, map_settings, write_report
 from attacks.interpret.score import MAPS
-from attacks.runs.provenance import now, run_record
+from attacks.runs.provenance import now, run_record, stopped
 from attacks.runs.store import PROVENANCE, RunDir
-from attacks.catalogue import load_spec
 from cli.errors import UserError
-from cli.setup import (attack_sets, batch_size_for, check_counts, checked_examples, fits,
-                       parse_targets, prepare)
-from cli.solve import DEFAULT_BATCH_SIZE, run_spec, spec_attack
+from cli.options import RunOptions
+from cli.setup import (batch_size_for, check_counts, checked_examples, choose_attacks, fits,
+                       parse_targets, prepare, split_list)
+from cli.solve import DEFAULT_BATCH_SIZE, run_spec
 
 ALIASES = {"cam": ("cam-true", "cam-target"), "gradcam": ("gradcam-true", "gradcam-target")}
 MAP_CHOICES = ("auto",) + MAPS + tuple(ALIASES)
-
-
-def split_list(text: str, option: str) -> List[str]:
-    items = [t.strip() for t in text.split(",")]
-    if not text.strip() or any(not t for t in items):
-        raise UserError(f"{option} {text!r}: expected a comma-separated list without empty "
-                        "entries")
-    return items
 
 
 def parse_nus(text: str) -> List[float]:
@@ -86,19 +78,6 @@ def resolve_maps(requested: List[str], net, images, model: str) -> List[str]:
     return requested
 
 
-def attack_labels(specs) -> List[str]:
-    """Directory/legend name per attack: the spec's name, -2, -3... on repeats."""
-    labels: List[str] = []
-    for s in specs:
-        base, k = s.spec.name, 1
-        label = base
-        while label in labels:
-            k += 1
-            label = f"{base}-{k}"
-        labels.append(label)
-    return labels
-
-
 def load_comparison(runs: Dict[str, Path]) -> Comparison:
     """The attacks' examples from their ``adversarial.npz`` (aligned: same images, labels and
     targets, which the shared --targets/--seed guarantee; checked)."""
@@ -119,20 +98,14 @@ def load_comparison(runs: Dict[str, Path]) -> Comparison:
                       {k: t(a["success"]).bool() for k, a in arrays.items()})
 
 
-def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str], data: str,
-            normalize: Optional[tuple] = None,
-            n: Optional[int], targets: str, maps: str, nus: str, figures: int,
-            figure_nu: float, device: str, batch_size: int, seed: int, out: Path,
-            restart: bool, quiet: bool, threads: Optional[int] = None,
-            grid: Optional[bool] = None) -> Optional[Dict[str, Any]]:
+def explain(run: RunOptions, *, attacks: str = "strattack,cw-l2", sets: List[str] = (),
+            targets: str = "random", maps: str = "auto", nus: str = "30,40,50,60,70,80,90",
+            figures: int = 4, figure_nu: float = 90.0) -> Optional[Dict[str, Any]]:
     """Everything ``admm-attack explain`` does; returns the summary (None on torchrun ranks
     other than 0, which only attack). User errors raise :class:`UserError`."""
-    options = dict(attacks=attacks, set=list(sets), model=model, weights=weights,
-                   normalize=normalize, data=data,
-                   n=n, targets=targets, maps=maps, nus=nus, figures=figures,
-                   figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
-                   out=str(out), restart=restart, threads=threads, grid=grid, quiet=quiet)
-    check_counts(batch_size=batch_size, threads=threads, figures=figures)
+    options = dict(attacks=attacks, set=list(sets), targets=targets, maps=maps, nus=nus,
+                   figures=figures, figure_nu=figure_nu, **run.recorded())
+    check_counts(run, figures)
     if not 0 <= figure_nu <= 100:
         raise UserError(f"--figure-nu {figure_nu:g}: expected a percentile in [0, 100]")
     if targets.strip() == "untargeted":
@@ -140,35 +113,39 @@ def explain(*, attacks: str, sets: List[str], model: str, weights: Optional[str]
                         "CAM of t); use random, all or class indices")
     nu_values = parse_nus(nus)
     requested = parse_maps(maps)
-    names = split_list(attacks, "--attacks")
-    overrides = attack_sets(list(sets), names)
-    specs = [load_spec(a, o) for a, o in zip(names, overrides)]
-    labels = attack_labels(specs)
+    chosen = choose_attacks(attacks, list(sets))
 
-    ready = prepare(model=model, weights=weights, normalize=normalize, data=data, n=n,
-                    device=device, threads=threads, grid=grid, options=options)
-    chosen_attacks = [spec_attack(ready, s, seed) for s in specs]
+    ready = prepare(run, options)
+    chosen_attacks = [c.build(ready, run.seed) for c in chosen]
     # one check and one set of targets for every attack (a bad --targets fails here)
     examples = checked_examples(ready, chosen_attacks[0], parse_targets(targets, ready.labels),
                                 targets)
-    for name, s in zip(names, specs):
-        fits(s.spec, tuple(ready.images.shape[1:]), f"--spec {name}")
-    chosen = resolve_maps(requested, chosen_attacks[0].classifier.model, ready.images, model)
-    batch = batch_size_for(batch_size, DEFAULT_BATCH_SIZE)
+    for c in chosen:
+        fits(c.spec, tuple(ready.images.shape[1:]), f"--spec {c.given}")
+    maps_used = resolve_maps(requested, chosen_attacks[0].classifier.model, ready.images,
+                             run.model)
+    batch = batch_size_for(run.batch_size, DEFAULT_BATCH_SIZE)
 
     record = {**run_record("admm-attack explain", examples.size, int(ready.images.shape[0]),
                            **ready.context),
-              "status": "running", "seed": seed, "maps": chosen, "nus": nu_values,
+              "status": "running", "seed": run.seed, "maps": maps_used, "nus": nu_values,
               "started": now(),
-              "attacks": {lab: {"spec": name, "set": o, "spec_origin": s.origin,
-                                "run": f"attacks/{lab}", "spec_toml": s.spec.to_toml()}
-                          for lab, name, o, s in zip(labels, names, overrides, specs)}}
-    root = RunDir(out, kind="explain")
-    ready.ranks.run_on_main(lambda: root.start(record, restart=restart))
+              "attacks": {c.label: {"spec": c.given, "set": list(c.loaded.overrides),
+                                    "spec_origin": c.origin, "run": f"attacks/{c.label}",
+                                    "spec_toml": c.spec.to_toml()}
+                          for c in chosen}}
+    root = RunDir(run.out, kind="explain")
+    ready.ranks.run_on_main(lambda: root.start(record, restart=run.restart))
     try:
-        return _compare(root, ready, examples, batch, chosen_attacks, specs, labels, record,
-                        chosen, nu_values, targets=targets, seed=seed, restart=restart,
-                        quiet=quiet, figures=figures, figure_nu=figure_nu)
+        return _compare(root, ready, examples, batch, chosen_attacks, chosen, record,
+                        maps_used, nu_values, targets=targets, seed=run.seed,
+                        restart=run.restart, quiet=run.quiet, figures=figures,
+                        figure_nu=figure_nu)
+    except BaseException as e:  # Ctrl-C, SIGTERM, or a model that raised (or exited)
+        if ready.ranks.main:
+            status, fields = stopped(e)
+            root.write_json(PROVENANCE, {**record, "status": status, **fields})
+        raise
     finally:
         root.unlock()
 
@@ -178,25 +155,20 @@ REPORT_FILES = ("is_curve.csv", "is_per_example.csv", "is_curve.png", "summary.j
                 PROVENANCE)
 
 
-def _compare(root: RunDir, ready, examples, batch, chosen_attacks, specs, labels, record,
-             chosen, nu_values, *, targets, seed, restart, quiet, figures, figure_nu):
+def _compare(root: RunDir, ready, examples, batch, chosen_attacks, chosen, record, maps_used,
+             nu_values, *, targets, seed, restart, quiet, figures, figure_nu):
     out = root.root
 
     runs, attack_summaries = {}, {}
-    try:
-        for lab, attack, loaded in zip(labels, chosen_attacks, specs):
-            done = run_spec(out / "attacks" / lab, ready, attack, examples, loaded,
-                            "admm-attack explain", batch_size=batch, targets=targets,
-                            restart=restart, quiet=quiet, figures=0)
-            runs[lab] = out / "attacks" / lab
-            if done is not None:  # None: a torchrun rank other than 0 (rank 0 reports)
-                attack_summaries[lab] = {k: done.summary.get(k) for k in (
-                    "examples", "successes", "asr", "l0", "l2", "groups_nonzero",
-                    "gradient_evals", "seconds_this_run", "batches_resumed")}
-    except KeyboardInterrupt:
-        if ready.ranks.main:
-            root.write_json(PROVENANCE, {**record, "status": "interrupted", "finished": now()})
-        raise
+    for c, attack in zip(chosen, chosen_attacks):
+        done = run_spec(out / "attacks" / c.label, ready, attack, examples, c.loaded,
+                        "admm-attack explain", batch_size=batch, targets=targets,
+                        restart=restart, quiet=quiet, figures=0)
+        runs[c.label] = out / "attacks" / c.label
+        if done is not None:  # None: a torchrun rank other than 0 (rank 0 reports)
+            attack_summaries[c.label] = {k: done.summary.get(k) for k in (
+                "examples", "successes", "asr", "l0", "l2", "groups_nonzero",
+                "gradient_evals", "seconds_this_run", "batches_resumed")}
     if not ready.ranks.main:
         return None
     net = chosen_attacks[0].classifier.model
@@ -204,7 +176,7 @@ def _compare(root: RunDir, ready, examples, batch, chosen_attacks, specs, labels
     comp = load_comparison(runs)
     root.own(REPORT_FILES)
     summary = write_report(
-        out, net, comp, maps=chosen, nus=nu_values, figures=figures, figure_nu=figure_nu,
+        out, net, comp, maps=maps_used, nus=nu_values, figures=figures, figure_nu=figure_nu,
         batch_size=batch, class_names=getattr(net, "class_names", None),
         title=f"{model} on {data}",
         extra={"model": model, "data": data, "targets": targets, "seed": seed,

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from attacks.builtin import BUILTIN, builtin_spec
 from attacks.catalogue import example_specs, load_spec, rewrite_toml
+from attacks.indicators import combine, unjudged_line
 from cli.errors import UserError
 
 
@@ -87,7 +88,8 @@ def print_datasets(long: bool = False) -> None:
         t.add_row(d.name, _shape(d.shape), str(d.num_classes), f"{d.size:,}", avail(d),
                   _brief(d.source))
     _console().print(t)
-    _console().print("--long for descriptions; files for the others: docs/data.md.")
+    _console().print("--long for descriptions and sources; a dataset that is not ready loads "
+                     "from a directory of its files: --data DIR.")
 
 
 def print_specs() -> None:
@@ -132,9 +134,12 @@ def _fmt(v) -> str:
 
 
 def print_summary(summary: Dict[str, object], out: Path) -> None:
+    unjudged = int(summary.get("not_judged", 0))
     t = Table(title=f"{escape(str(summary.get('attack')))}: "
-                    f"{summary['successes']}/{summary['examples']} "
-                    f"successful ({float(summary['asr']):.1f}% ASR)", show_header=False)
+                    f"{summary['successes']}/{summary.get('judged', summary['examples'])} "
+                    f"successful ({float(summary['asr']):.1f}% ASR)"
+                    + (f", {unjudged} of {summary['examples']} not judged" if unjudged else ""),
+              show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k in ("l0", "l1", "l2", "linf", "groups_nonzero", "groups_fraction", "gradient_evals",
@@ -143,29 +148,44 @@ def print_summary(summary: Dict[str, object], out: Path) -> None:
             t.add_row(k, _fmt(summary[k]))
     c = _console()
     c.print(t)
-    if summary.get("nonfinite"):
-        Console(stderr=True, highlight=False).print(
-            f"[bold red]warning:[/] {summary['nonfinite']} of {summary['examples']} examples: "
-            "the model returned NaN or infinite logits (a broken model, not a robust one); "
-            "they are counted as nonfinite, not as failures")
-    c.print(f"wrote {escape(str(out))}/: metrics.csv summary.json adversarial.npz figures/ "
-            "spec.toml provenance.json")
+    warn_unjudged(unjudged_line(summary))
+    c.print(escape(written(out)), soft_wrap=True)
 
 
+def written(out: Path, folders: Iterable[str] = ()) -> str:
+    """``wrote OUT/: ...``: every file and folder at the top of the run directory ``out`` that
+    its runs wrote (its manifest: batches/, png/, figures/ included), and ``folders``."""
+    from attacks.runs.store import RunDir
+    names = dict.fromkeys(n.split("/")[0] + ("/" if "/" in n else "")
+                          for n in RunDir(out).owned())
+    names.update(dict.fromkeys(f"{f}/" for f in folders))
+    return f"wrote {out}/: {' '.join(sorted(names, key=lambda n: (n.endswith('/'), n)))}"
+
+
+def warn_unjudged(line) -> None:
+    """The one warning line on examples not judged (attacks.indicators), on stderr."""
+    if line:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]warning:[/] {escape(line)}")
 
 
 def print_eval(summary: Dict[str, object], out: Path) -> None:
     """The eval's table: one row per attack and case (the Markdown file has the paper's
     wide layout)."""
-    from cli.eval import HEADERS, cell
+    from cli.eval import HEADERS, cell, unjudged_note
     t = Table(title=escape(str(summary["title"])), box=box.SIMPLE_HEAD)
     keys = ("asr", "l0", "l1", "l2", "linf")
     for col in ("attack", "case", "images", *[HEADERS[k] for k in keys]):
         t.add_column(col, justify="left" if col in ("attack", "case") else "right")
     for r in summary["rows"]:
-        t.add_row(escape(r["attack"]), r["case"], f"{r['successes']}/{r['images']}",
+        t.add_row(escape(r["attack"]), r["case"],
+                  f"{r['successes']}/{r.get('judged', r['images'])}" + unjudged_note(r),
                   *[cell(k, r[k]) for k in keys])
     c = _console()
     c.print(t)
-    c.print(f"wrote {escape(str(out))}/: table.md table.csv summary.json provenance.json and "
-            "one run directory per attack")
+    warn_unjudged(unjudged_line(combine(summary.get("cost", {}).values())))
+    from cli.eval import from_files
+    files = from_files(summary.get("origins", {}))
+    if files:
+        c.print(escape("specs read from files: " + "; ".join(files)), soft_wrap=True)
+    c.print(escape(written(out, summary["cost"])), soft_wrap=True)

@@ -1,45 +1,22 @@
 """The ``admm-attack`` command line (Typer): solve, eval, explain, specs, models, datasets.
 
-Every command is declared here, with the options they share declared once (the ``Annotated``
-aliases below) and one error wrapper (:func:`cli.errors.command`). The commands import their
-modules (and so torch) only when they run: ``--help`` stays quick.
+Every command is declared here, with one error wrapper (:func:`cli.errors.command`); the options
+of every run-making command (model, data, out, threads...) are declared once in
+:mod:`cli.options` and reach the commands as one :class:`~cli.options.RunOptions` record, the
+options several commands share otherwise as the ``Annotated`` aliases below. The commands
+import their modules (and so torch) only when they run: ``--help`` stays quick.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
-from cli.errors import UserError, command
+from cli.errors import command
+from cli.options import RunOptions, shared_options
 
-
-def normalization(mean: Optional[str], std: Optional[str]):
-    """``--mean``/``--std`` as ``(mean, std)`` tuples of floats, or None for neither."""
-    if mean is None and std is None:
-        return None
-    parse = lambda text, option: tuple(_floats(text, option)) if text is not None else (0.0,)
-    return parse(mean, "--mean"), parse(std, "--std") if std is not None else (1.0,)
-
-
-def _floats(text: str, option: str):
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UserError(f"{option} {text!r}: expected a number or a comma list of numbers, one "
-                        "per channel") from None
-    if option == "--std" and any(not v > 0 for v in values):
-        raise UserError(f"{option} {text!r}: expected positive numbers")
-    return values
-
-
-def out_dir(text: str) -> Path:
-    """``--out`` as a path; an empty one (an unset shell variable) is refused."""
-    if not text.strip():
-        raise UserError(f"--out {text!r}: expected a directory path (an unset variable?)")
-    return Path(text).expanduser()
 
 app = typer.Typer(
     name="admm-attack",
@@ -64,50 +41,7 @@ specs_app = typer.Typer(
 )
 app.add_typer(specs_app, name="specs")
 
-# -- options shared by the commands -------------------------------------------------------------
-Model = Annotated[str, typer.Option(
-    "--model", "-m", metavar="MODEL",
-    help="Zoo name (mnist-cw, cifar10-cnn...), a TorchScript file, or "
-         "package.module:factory (with --weights).")]
-Data = Annotated[str, typer.Option(
-    "--data", "-d", metavar="DATA",
-    help="Dataset name (mnist-test20, cifar10-test20, mnist-heldout...), a "
-         "dataset directory or an image folder.")]
-Out = Annotated[str, typer.Option(
-    "--out", "-o", metavar="DIR",
-    help="Run directory (new, empty, or one of this command's own runs: "
-         "re-running into it resumes).")]
-Weights = Annotated[Optional[str], typer.Option(
-    metavar="FILE", help="State-dict file for a zoo model or a module:factory model.")]
-Count = Annotated[Optional[int], typer.Option(
-    "-n", "--num-images", metavar="N", help="Use only the first N images (default: all).")]
-Mean = Annotated[Optional[str], typer.Option(
-    metavar="M[,M...]",
-    help="The model expects normalised inputs (x - mean) / std: the per-channel mean (one "
-         "value, or one per channel), as normalize=(mean, std) in Python. Images stay in "
-         "[0, 1]; a model taking [0, 255] pixels is --mean 0 --std 0.00392156862745098.",
-    show_default=False)]
-Std = Annotated[Optional[str], typer.Option(
-    metavar="S[,S...]", help="The per-channel std of --mean (default 1 when --mean is given).",
-    show_default=False)]
-Device = Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda or cuda:N.")]
-BatchSize = Annotated[Optional[int], typer.Option(
-    metavar="N",
-    help="Examples per batch, the unit of progress and of resuming (default: the command's, "
-         "lowered so that every torchrun rank gets a batch).", show_default=False)]
-Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the random targets (and torch).")]
-Grid = Annotated[Optional[bool], typer.Option(
-    "--grid/--no-grid", help="Round the final examples to the 8-bit grid (multiples of 1/255), "
-                             "re-verify them (failures to repair count as failed) and write "
-                             "them as PNG files. Default: on when the images are 8-bit.",
-    show_default=False)]
-Restart = Annotated[bool, typer.Option(
-    "--restart", help="Discard the files of a previous run in --out instead of resuming it.")]
-Threads = Annotated[Optional[int], typer.Option(
-    metavar="N", help="CPU threads for torch. Default: 1 (or OMP_NUM_THREADS when set), "
-                      "never slow on a busy machine; 0: torch's own default, one per core.",
-    show_default=False)]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+# -- options of several commands (the run options: cli.options) --------------------------------
 Targets = Annotated[str, typer.Option(
     metavar="TARGETS",
     help="untargeted, random (one seeded class per image), all (every other class, the "
@@ -126,19 +60,39 @@ ScopedSets = Annotated[List[str], typer.Option(
 
 
 # -- attacking -----------------------------------------------------------------------------------
-@app.command(epilog="More: docs/cli.md in the source repository. Outputs: metrics.csv, "
-                    "summary.json, adversarial.npz, "
-                    "figures/, png/ (8-bit grid runs), spec.toml, provenance.json, batches/.")
+EXIT_CODES = ("Exit status: 0 done; 1 the attack failed (a model or factory raised: one line, "
+              "--debug for the traceback); 2 a user error (one line naming the option); 130 "
+              "interrupted (Ctrl-C or SIGTERM: run the same command again to resume).")
+SOLVE_FILES = ("Writes to --out: metrics.csv (one row per example: index, source_index, label, "
+               "target, success, the l0 l1 l2 linf distortions, groups_nonzero, "
+               "groups_fraction, c, gradient_evals, refined, targeted, forward_evals, "
+               "nonfinite), summary.json (ASR, mean distortions over the successes, counts, "
+               "cost), adversarial.npz (examples, deltas, originals, labels, targets), png/ "
+               "(each example as an 8-bit PNG; grid runs), figures/ (example figures), "
+               "spec.toml (the resolved spec, runnable with --spec), provenance.json "
+               "(options, versions, resume key, history), batches/ (finished batches, kept for "
+               "resuming). Resuming: the same command again continues; a different run in "
+               "--out is refused (use another --out, or --restart).")
+Attacks = Annotated[str, typer.Option(
+    "--attacks", "-a", metavar="LIST",
+    help="Comma list of attacks: spec names (strattack, strattack-overlap, cw-l2, ead, linf, "
+         "refined...; admm-attack specs list), shipped examples or TOML files (a file is "
+         "labelled by its spec's name, or by its file name where that name is a built-in's "
+         "or another entry's); eval also takes the gradient baselines fgm, ifgsm, fgm-l2, "
+         "ifgsm-l2.")]
+
+
+@app.command(epilog=f"{SOLVE_FILES} {EXIT_CODES}")
 @command
+@shared_options
 def solve(
+    run: RunOptions,
     spec: Annotated[str, typer.Option(
-        "--spec", "-s", metavar="SPEC", help="Built-in name (strattack, cw-l2...), shipped example "
-                                             "(sparse-group-lasso...) or a TOML file.")],
-    model: Model, data: Data, out: Out, sets: Sets = [], weights: Weights = None,
-    mean: Mean = None, std: Std = None, n: Count = None, targets: Targets = "untargeted",
-    device: Device = "auto",
-    batch_size: BatchSize = None, seed: Seed = 0, figures: Figures = 4, grid: Grid = None,
-    restart: Restart = False, threads: Threads = None, quiet: Quiet = False,
+        "--spec", "-s", metavar="SPEC",
+        help="Built-in name (strattack, cw-l2...; admm-attack specs list), shipped example "
+             "(sparse-group-lasso...) or a TOML file (admm-attack specs show strattack > "
+             "my.toml prints one to edit).")],
+    sets: Sets = [], targets: Targets = "untargeted", figures: Figures = 4,
 ):
     """Run an attack spec on a model and a dataset; write metrics, examples, figures and
     provenance to --out.
@@ -157,30 +111,24 @@ def solve(
     Default batch size 16.
     """
     from cli.solve import solve as run_solve
-    summ = run_solve(spec=spec, sets=sets, model=model, weights=weights,
-                     normalize=normalization(mean, std), data=data, n=n,
-                     targets=targets, device=device, batch_size=batch_size, seed=seed,
-                     out=out_dir(out), figures=figures, restart=restart, threads=threads,
-                     grid=grid, quiet=quiet)
+    summ = run_solve(run, spec=spec, sets=sets, targets=targets, figures=figures)
     if summ is not None:  # None: a torchrun rank other than 0 (rank 0 prints)
         from cli import listing
-        listing.print_summary(summ, out)
+        listing.print_summary(summ, run.out)
 
 
-@app.command("eval", epilog="More: docs/cli.md in the source repository. Outputs: table.md, "
-                            "table.csv, summary.json, "
-                            "provenance.json, one solve-like run directory per attack.")
+@app.command("eval", epilog="Writes to --out: table.md (the paper's layout: one row per "
+                            "attack, a column group per case), table.csv (one row per attack "
+                            "and case), summary.json (every number of the tables, each "
+                            "attack's cost and origin), provenance.json, and one solve-like "
+                            "run directory per attack (resumed independently: adding an "
+                            f"attack runs only the new one). {EXIT_CODES}")
 @command
+@shared_options
 def eval_command(
-    model: Model, data: Data, out: Out,
-    attacks: Annotated[str, typer.Option(
-        "--attacks", "-a", metavar="LIST",
-        help="Comma list of spec names or TOML files (strattack, "
-             "strattack-overlap, cw-l2, ead, linf, refined...) and "
-             "gradient baselines (fgm, ifgsm, fgm-l2, ifgsm-l2).")
-    ] = "strattack,cw-l2,ead,ifgsm,fgm",
-    sets: ScopedSets = [], weights: Weights = None, mean: Mean = None, std: Std = None,
-    n: Count = None,
+    run: RunOptions,
+    attacks: Attacks = "strattack,cw-l2,ead,ifgsm,fgm",
+    sets: ScopedSets = [],
     cases: Annotated[str, typer.Option(
         metavar="LIST",
         help="Comma list of best, average, worst. best/worst attack every image towards all "
@@ -190,10 +138,7 @@ def eval_command(
         metavar="NORM",
         help="The distortion that decides the easiest (best case) and hardest (worst case) "
              "target: l0, l1, l2 or linf.")] = "l2",
-    device: Device = "auto", batch_size: BatchSize = None,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the average case's targets.")] = 0,
-    figures: Figures = 0, grid: Grid = None, restart: Restart = False, threads: Threads = None,
-    quiet: Quiet = False,
+    figures: Figures = 0,
 ):
     """Evaluate attacks by the paper's protocol (appendix F): targeted, each image against
     every other class; best case (easiest target), average case (one seeded random target),
@@ -214,27 +159,22 @@ def eval_command(
     batches are kept. Default batch size 45.
     """
     from cli.eval import evaluate
-    summ = evaluate(attacks=attacks, sets=sets, model=model, weights=weights,
-                    normalize=normalization(mean, std), data=data, n=n,
-                    cases=cases, rank_by=rank_by, device=device, batch_size=batch_size,
-                    seed=seed, out=out_dir(out), restart=restart, quiet=quiet,
-                    threads=threads, grid=grid, figures=figures)
+    summ = evaluate(run, attacks=attacks, sets=sets, cases=cases, rank_by=rank_by,
+                    figures=figures)
     if summ is not None:
         from cli.listing import print_eval
-        print_eval(summ, out)
+        print_eval(summ, run.out)
 
 
-@app.command("explain", epilog="More: docs/interpretability.md in the source repository. "
-                               "Outputs: is_curve.csv, "
-                               "is_per_example.csv, is_curve.png, figures/, summary.json, "
-                               "provenance.json, attacks/NAME/ (one solve run per attack).")
+@app.command("explain", epilog="Writes to --out: is_curve.csv (mean IS per map, attack and ν), "
+                               "is_per_example.csv, is_curve.png, figures/ (overlays), "
+                               "summary.json, provenance.json, and attacks/NAME/ (one solve "
+                               f"run per attack, resumable). {EXIT_CODES}")
 @command
+@shared_options
 def explain(
-    model: Model, data: Data, out: Out,
-    attacks: Annotated[str, typer.Option(
-        "--attacks", "-a", metavar="LIST",
-        help="Attacks to compare, comma-separated: built-in names, shipped "
-             "examples or TOML files.")] = "strattack,cw-l2",
+    run: RunOptions,
+    attacks: Attacks = "strattack,cw-l2",
     sets: ScopedSets = [],
     maps: Annotated[str, typer.Option(
         metavar="LIST",
@@ -246,7 +186,6 @@ def explain(
         "--nus", metavar="LIST",
         help="Percentiles ν of the map used as thresholds (B = map > its ν-th "
              "percentile), comma-separated.")] = "30,40,50,60,70,80,90",
-    weights: Weights = None, mean: Mean = None, std: Std = None, n: Count = None,
     targets: Annotated[str, typer.Option(
         metavar="TARGETS",
         help="random (one seeded class per image, shared by every attack), all, or class "
@@ -256,8 +195,6 @@ def explain(
         help="How many example overlays to draw (examples every attack fooled first).")] = 4,
     figure_nu: Annotated[float, typer.Option(
         metavar="NU", help="The percentile ν of the B outlines in the example overlays.")] = 90.0,
-    device: Device = "auto", batch_size: BatchSize = None, seed: Seed = 0, grid: Grid = None,
-    restart: Restart = False, threads: Threads = None, quiet: Quiet = False,
 ):
     """Interpretability: compare where attacks put their perturbation (paper section 6).
 
@@ -280,16 +217,12 @@ def explain(
     resumes. Default batch size 16 (attacks and maps).
     """
     from cli.explain import explain as run_explain, format_table
-    summ = run_explain(attacks=attacks, sets=sets, model=model, weights=weights,
-                       normalize=normalization(mean, std), data=data,
-                       n=n, targets=targets, maps=maps, nus=nus, figures=figures,
-                       figure_nu=figure_nu, device=device, batch_size=batch_size, seed=seed,
-                       out=out_dir(out), restart=restart, quiet=quiet, threads=threads,
-                       grid=grid)
+    summ = run_explain(run, attacks=attacks, sets=sets, targets=targets, maps=maps, nus=nus,
+                       figures=figures, figure_nu=figure_nu)
     if summ is not None:
+        from cli.listing import written
         typer.echo(format_table(summ))
-        typer.echo(f"wrote {out}/is_curve.csv, is_per_example.csv, is_curve.png, figures/, "
-                   "summary.json, provenance.json")
+        typer.echo(written(run.out))
 
 
 # -- listing -------------------------------------------------------------------------------------
@@ -299,8 +232,9 @@ def models(long: Annotated[bool, typer.Option("--long", "-l", help="Full details
     """List the model zoo: name, input shape, classes, measured accuracy, weights.
 
     Example: admm-attack models, then admm-attack solve --model mnist-cw ...
-    Your own models: --model net.pt (TorchScript) or
-    --model pkg.mod:factory --weights w.pt.
+    Your own models: --model net.pt2 (a torch.export program, recommended:
+    torch.export.save(torch.export.export(net.eval(), (x,)), "net.pt2")),
+    --model net.pt (TorchScript) or --model pkg.mod:factory --weights w.pt.
     """
     from cli import listing
     listing.print_models(long)

@@ -6,6 +6,7 @@ does not resolve is a :class:`UserError` naming the option.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -13,7 +14,11 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from attacks.api import Attack
 from attacks.base import AttackBase, Examples
+from attacks.baselines import BASELINES, baseline
+from attacks.builtin import BUILTIN
+from attacks.catalogue import LoadedSpec, example_specs, load_spec
 from attacks.checks import ModelOutputError
 from attacks.classifier import InputError
 from attacks.data import DataFilesMissing, load_dataset
@@ -26,6 +31,7 @@ from attacks.runtime import set_threads
 from attacks.spec import AttackSpec, SpecError
 from attacks.targets import TargetChoice
 from cli.errors import one_line
+from cli.options import RunOptions
 
 TARGET_MODES = ("untargeted", "random", "all")
 
@@ -79,7 +85,7 @@ def resolve_data(name: str, n: Optional[int]) -> Tuple[Tensor, Tensor]:
         raise UserError(f"--data {name}: the standard files are not in {e.where}; give the "
                         "directory that holds them as --data DIR, or download them once "
                         f"(python -c \"from attacks.data import load_dataset; "
-                        f"load_dataset('{name}', download=True)\"; docs/data.md)") from None
+                        f"load_dataset('{name}', download=True)\")") from None
     except (ValueError, FileNotFoundError, OSError) as e:
         raise UserError(f"--data {name}: {e}") from None
 
@@ -115,18 +121,18 @@ def parse_targets(text: str, labels: Tensor) -> TargetChoice:
     if len(values) != labels.shape[0]:
         raise UserError(f"--targets {text!r}: {len(values)} targets for "
                         f"{labels.shape[0]} images; give one per image or a single class")
+    if any(abs(v) >= 2 ** 63 for v in values):  # beyond a class index tensor (int64)
+        raise UserError(f"--targets: a class index of {max(len(str(v)) for v in values)} "
+                        "digits; expected class indices of the model")
     return torch.tensor(values, dtype=torch.long)
 
 
-def check_counts(*, batch_size: Optional[int] = None, threads: Optional[int] = None,
-                 figures: int = 0) -> None:
-    """The numeric options every command shares."""
-    if batch_size is not None and batch_size <= 0:
-        raise UserError(f"--batch-size {batch_size}: expected a positive integer")
+def check_counts(run: RunOptions, figures: int = 0) -> None:
+    """The numeric options every command shares that the record does not range-check."""
+    if run.batch_size is not None and run.batch_size <= 0:
+        raise UserError(f"--batch-size {run.batch_size}: expected a positive integer")
     if figures < 0:
         raise UserError(f"--figures {figures}: expected 0 or more")
-    if threads is not None and threads < 0:
-        raise UserError(f"--threads {threads}: expected 0 (torch's default) or more")
 
 
 def fits(spec: AttackSpec, shape, label: str) -> None:
@@ -173,21 +179,30 @@ class Prepared:
                           identity=identity, context=self.context, ranks=self.ranks, **kw)
 
 
-def prepare(*, model: str, weights: Optional[str], data: str, n: Optional[int], device: str,
-            normalize: Optional[tuple] = None, threads: Optional[int], grid: Optional[bool],
-            options: Dict[str, Any]) -> Prepared:
-    """Threads, ranks, device, model, data and the grid option, once."""
-    set_threads(threads)
+def prepare(run: RunOptions, options: Dict[str, Any]) -> Prepared:
+    """Threads, ranks, device, model, data and the grid option of ``run``, once; ``options``
+    (every option of the command) go into each provenance record."""
+    set_threads(run.threads)
     ranks = distributed.current()
-    dev = resolve_device(distributed.rank_device(device, ranks))
-    net = resolve_model(model, weights, dev)
-    images, labels = resolve_data(data, n)
-    if grid and not on_grid(images):
-        raise UserError(f"--grid needs 8-bit images (multiples of 1/255); --data {data} is not")
+    dev = resolve_device(distributed.rank_device(run.device, ranks))
+    net = resolve_model(run.model, run.weights, dev)
+    images, labels = resolve_data(run.data, run.n)
+    if run.grid and not on_grid(images):
+        raise UserError(f"--grid needs 8-bit images (multiples of 1/255); --data {run.data} is "
+                        "not")
     context = {"options": options, "argv": sys.argv, "device": describe_device(dev),
                "processes": ranks.world}
-    return Prepared(ranks, dev, net, normalize, images, labels, grid, model, weights, data, n,
-                    context)
+    return Prepared(ranks, dev, net, run.normalize, images, labels, run.grid, run.model,
+                    run.weights, run.data, run.n, context)
+
+
+def split_list(text: str, option: str) -> List[str]:
+    """A comma list of ``option``, refused when empty or with an empty entry."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise UserError(f"{option} {text!r}: expected a comma-separated list without empty "
+                        "entries")
+    return items
 
 
 def attack_sets(sets: List[str], names: List[str]) -> List[List[str]]:
@@ -208,3 +223,76 @@ def attack_sets(sets: List[str], names: List[str]) -> List[List[str]]:
             if name == who.strip():
                 per[i].append(rest)
     return per
+
+
+@attrs.frozen
+class ChosenAttack:
+    """One entry of ``--attacks``: its label (its folder and its name in tables), the entry
+    as given, and its spec (``None``: a gradient baseline of that name)."""
+
+    label: str
+    given: str
+    loaded: Optional[LoadedSpec] = None
+
+    @property
+    def spec(self) -> Optional[AttackSpec]:
+        return None if self.loaded is None else self.loaded.spec
+
+    @property
+    def origin(self) -> str:
+        """Where the attack comes from: ``builtin:NAME``, ``example:NAME``, the file read, or
+        ``baseline:NAME``."""
+        return f"baseline:{self.given}" if self.loaded is None else self.loaded.origin
+
+    @property
+    def from_file(self) -> bool:
+        return self.loaded is not None and self.loaded.origin == str(self.loaded.path)
+
+    def build(self, ready: Prepared, seed: int) -> AttackBase:
+        """The attack on the invocation's model (with its --mean/--std and --grid)."""
+        kw = dict(normalize=ready.normalize, seed=seed, grid=ready.grid)
+        if self.loaded is None:
+            return baseline(self.given, ready.net, **kw)
+        return Attack(ready.net, self.loaded.spec, **kw)
+
+
+def choose_attacks(text: str, sets: List[str], *, baselines: bool = False,
+                   reserved: Tuple[str, ...] = ()) -> List[ChosenAttack]:
+    """``--attacks`` (spec names, TOML files and, with ``baselines``, the gradient baselines)
+    with their ``--set`` overrides (:func:`attack_sets`; a baseline takes none), labelled.
+
+    A name is its own label; a file is labelled by its spec's name, or by its file name
+    (``my.toml``: ``my``) where that spec name is a built-in's, a shipped example's, a
+    baseline's or another entry's (an edited copy of ``strattack`` runs beside it). Two
+    entries with one label, a hidden label or one of ``reserved`` (the files beside the
+    attacks' folders) are refused."""
+    names = split_list(text, "--attacks")
+    scoped = {item.partition(":")[0].strip() for item in sets  # the NAMEs of NAME:KEY=VALUE
+              if ":" in item.partition("=")[0]}
+    chosen = []
+    for name, own in zip(names, attack_sets(list(sets), names)):
+        if baselines and name in BASELINES:
+            if name in scoped:
+                raise UserError(f"--set {name}:…: {name} is a gradient baseline without a spec; "
+                                "--set applies to spec attacks only")
+            chosen.append(ChosenAttack(name, name))
+            continue
+        loaded = load_spec(name, own)
+        chosen.append(ChosenAttack(name, name, loaded))
+    first = [c.spec.name if c.from_file else c.label for c in chosen]
+    taken = set(BUILTIN) | set(example_specs()) | set(BASELINES)
+    chosen = [attrs.evolve(c, label=re.sub(r"[^\w.+-]", "_", c.loaded.path.stem)
+                           if label in taken or first.count(label) > 1 else label)
+              if c.from_file else c for c, label in zip(chosen, first)]
+    labels = [c.label for c in chosen]
+    for c in chosen:
+        if labels.count(c.label) > 1:
+            given = [d.given for d in chosen if d.label == c.label]
+            raise UserError(f"--attacks: {c.label} given twice" if len(set(given)) == 1 else
+                            f"--attacks: {' and '.join(given)} would both be labelled "
+                            f"{c.label!r}; rename one")
+        if c.label.startswith(".") or c.label.casefold() in {r.casefold() for r in reserved}:
+            raise UserError(f"--attacks {c.given}: its label {c.label!r} names a file of the "
+                            f"run's own ({', '.join(reserved)}, hidden files); rename the "
+                            "spec or the file")
+    return chosen

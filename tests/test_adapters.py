@@ -2,7 +2,10 @@
 .cache/compat, see the ``compat`` and ``art`` fixtures), saved results, DataLoader input,
 defaults and progress."""
 
+import io
 import json
+import sys
+import types
 
 import benchutil
 import numpy as np
@@ -11,11 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from attacks import CWL2, Attack, AttackResult, StrAttack
+from attacks import CWL2, FGM, Attack, AttackResult, Refine, StrAttack, progress
+from attacks.base import DEFAULT_BATCH_SIZE
 from attacks.adapters import ArtAttack, FoolboxAttack, TorchattacksAdapter
 from attacks.data import load_dataset
 from attacks.grid import on_grid
 from attacks.models import load_model
+from attacks.runtime import TORCH_DEFAULT_THREADS
 from attacks.spec import SearchSpec
 
 SEARCH = SearchSpec(iterations=20, rescue_iterations=0)
@@ -353,13 +358,14 @@ def test_save_load_round_trip_and_cli_readers(mnist, tmp_path):
 
 
 def test_cli_run_directory_loads_equal_to_the_python_result(mnist, tmp_path):
+    from cli.options import RunOptions
     from cli.solve import solve
     from attacks.catalogue import load_spec
     model, x, y = mnist
     sets = ["search.binary.steps=2", "search.iterations=15", "search.rescue_iterations=0"]
-    solve(spec="cw-l2", sets=sets, model="mnist-cw", weights=None, data="mnist-test20", n=3,
-          targets="random", device="cpu", batch_size=16, seed=0, out=tmp_path / "run",
-          figures=0, restart=False, quiet=True)
+    run = RunOptions(model="mnist-cw", data="mnist-test20", out=tmp_path / "run", n=3,
+                     device="cpu", batch_size=16, seed=0, quiet=True)
+    solve(run, spec="cw-l2", sets=sets, targets="random", figures=0)
     cli = AttackResult.load(tmp_path / "run")
     python = Attack(model, load_spec("cw-l2", sets).spec, seed=0)(x[:3], y[:3], "random")
     assert cli.equals(python)
@@ -403,3 +409,111 @@ def test_progress_callback_and_verbose_bar(mnist, capsys):
     assert "strattack" in err and "ASR" in err
     with pytest.raises(TypeError, match="progress must be a callable"):
         StrAttack(model, progress=True)
+
+
+def test_progress_by_default_only_where_a_person_is_watching(mnist, monkeypatch):
+    """``verbose=None``: a bar on an interactive stderr, none in a script; the default batch
+    size splits 18 examples into two batches, so the bar advances."""
+    model, x, y = mnist
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        seen = []
+        StrAttack(model, progress=lambda d, t, p: seen.append((d, t, len(p))),
+                  **TINY)(x[:2], y[:2], "all")
+        assert seen == [(1, 2, DEFAULT_BATCH_SIZE), (2, 2, 18 - DEFAULT_BATCH_SIZE)]
+        assert ("ASR" in stream.getvalue()) == shown
+        quiet = io.StringIO() if shown else Terminal()
+        monkeypatch.setattr(sys, "stderr", quiet)
+        StrAttack(model, verbose=not shown, **TINY)(x[:1], y[:1])
+        assert ("ASR" in quiet.getvalue()) != shown
+    with pytest.raises(ValueError, match="verbose must be"):
+        StrAttack(model, verbose="yes")
+
+
+def test_a_notebook_counts_as_watched(monkeypatch):
+    class ZMQInteractiveShell:  # what a Jupyter kernel's get_ipython() returns
+        pass
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not progress.watched()
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = ZMQInteractiveShell
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert progress.watched()
+    fake.get_ipython = lambda: None  # plain python with IPython imported
+    assert not progress.watched()
+
+
+# -- the thread policy -------------------------------------------------------------------------
+class ThreadsSeen(nn.Module):
+    """A model that records torch's thread count in every forward (and fails when asked)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.seen, self.fail = net, set(), False
+
+    def forward(self, x):
+        self.seen.add(torch.get_num_threads())
+        if self.fail:
+            raise RuntimeError("the model failed")
+        return self.net(x)
+
+
+def attack_calls(x, y):
+    """Every kind of our attack's call, each ``(name, call(model, **threads))``."""
+    delta = torch.zeros_like(x)
+    return [
+        ("StrAttack", lambda m, **kw: StrAttack(m, **TINY, **kw)(x, y)),
+        ("StrAttack.run", lambda m, **kw: StrAttack(m, **TINY, **kw).run(TensorDataset(x, y))),
+        ("Refine", lambda m, **kw: Refine(m, iterations=5, **kw)(x, y, delta, (y + 1) % 10)),
+        ("FGM", lambda m, **kw: FGM(m, search_steps=2, **kw)(x, y)),
+        ("TorchattacksAdapter", lambda m, **kw: TorchattacksAdapter(CWL2(m, **TINY, **kw))(x, y)),
+        ("FoolboxAttack", lambda m, **kw: FoolboxAttack(CWL2, **TINY, **kw)(m, x, y,
+                                                                            epsilons=None)),
+    ]
+
+
+def test_every_attack_call_runs_on_the_thread_policy_and_restores_torchs(mnist, monkeypatch):
+    net, x, y = mnist
+    x, y = x[:1], y[:1]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for name, call in attack_calls(x, y):
+        for kw, expected in (({}, 1), ({"threads": 2}, 2), ({"threads": 0}, TORCH_DEFAULT_THREADS)):
+            model = ThreadsSeen(net)
+            torch.set_num_threads(3)
+            call(model, **kw)
+            assert model.seen == {expected}, (name, kw)
+            assert torch.get_num_threads() == 3, (name, kw)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the policy's default respects it
+        model = ThreadsSeen(net)
+        call(model)
+        assert model.seen == {2}, name
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        model.fail = True
+        with pytest.raises(Exception, match="the model failed"):  # (re-worded by the check)
+            call(model)
+        assert torch.get_num_threads() == 3, name
+    torch.set_num_threads(1)
+    with pytest.raises(ValueError, match="threads must be"):
+        StrAttack(net, threads=-1)
+
+
+def test_art_adapter_runs_on_the_thread_policy(art, mnist, monkeypatch):
+    net, x, y = mnist
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    model = ThreadsSeen(net)
+    classifier = art_classifier(art, model)
+    torch.set_num_threads(3)
+    try:
+        ArtAttack(classifier, CWL2, **TINY).generate(x[:1].numpy())
+        assert model.seen == {1} and torch.get_num_threads() == 3
+        model.seen.clear()
+        ArtAttack(classifier, CWL2, threads=2, **TINY).generate(x[:1].numpy())
+        assert model.seen == {2} and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(1)

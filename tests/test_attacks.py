@@ -149,6 +149,9 @@ def test_refine_any_attack_keeps_successes_and_support():
     grew = (refined.delta != 0) & (cw.delta == 0)
     assert not grew.any()  # refine never leaves the given support
     assert (refined.metrics["l0"] <= cw.metrics["l0"]).all()
+    failed = Refine(model, iterations=5)(x, y, torch.zeros_like(x), t)  # nothing to refine
+    assert not failed.success.any() and torch.isnan(failed.c).all()  # as the engine's attacks
+    assert torch.equal(failed.adversarial, x)
 
 
 def test_linf_attack_respects_eps():

@@ -7,11 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import benchutil  # noqa: E402
+import indicators  # noqa: E402
 import memory  # noqa: E402
 import run  # noqa: E402
 import solver_overhead  # noqa: E402
@@ -93,6 +95,15 @@ def test_solver_overhead_report():
     assert row["spec"] == "cw-l2" and row["batch"] == 4
     assert finite_positive(row["model_fwd_bwd_ms"])
     assert r["ratios"]["cw-l2: solver only / model fwd+bwd"] == row["solver_over_model"]
+
+
+def test_indicators_cost_compares_the_same_attack_with_and_without_them():
+    r = indicators.bench(n=2, iterations=3, rounds=1)
+    off, on = r["rows"]
+    assert (off["indicators"], on["indicators"]) == ("off", "on") and r["same_examples"]
+    assert off["gradient_evals_per_example"] == on["gradient_evals_per_example"]
+    ratio = r["ratios"]["seconds per example, indicators on / off"]
+    assert ratio == pytest.approx(on["seconds"] / off["seconds"]) and ratio > 0
 
 
 def test_vs_torchattacks_skips_cleanly_without_torchattacks(tmp_path, capsys):
@@ -301,3 +312,78 @@ def test_resnet18_shaped_model_is_scriptable_and_imagenet_sized():
     net = torch.jit.script(budget.ResNet18Shaped().eval())
     assert net(torch.rand(1, 3, 224, 224)).shape == (1, 1000)
     assert sum(p.numel() for p in net.parameters()) == 11_689_512  # torchvision's resnet18
+
+
+def test_adv_lib_peers_count_the_models_evals_and_recheck_success():
+    """One image × 2 targets through two adv_lib peers (.cache/compat, as the benchmark loads
+    it): every step is one forward+backward per example, counted on the model."""
+    import peers_adv_lib as peers
+    model = load_model("mnist-cw")
+    x, y = load_dataset("mnist-heldout", n=1)
+    xs, targets = x.repeat(2, 1, 1, 1), (y.repeat(2) + torch.tensor([1, 2])) % 10
+    chosen = {"fmn-l2": peers.AdvLibPeer("fmn", "steps", 7, {"norm": 2}),
+              "pdpgd-l0": attrs.evolve(peers.PEERS["pdpgd-l0"], steps=5)}
+    with peers.adv_lib() as (lib, why):
+        if lib is None:
+            pytest.skip(why)
+        rows = {r["attack"]: r for r in peers.peers(lib, model, xs, targets, torch.device("cpu"),
+                                                    chosen)}
+    assert rows["fmn-l2"]["settings"] == "norm=2, steps=7"
+    assert rows["pdpgd-l0"]["settings"] == "norm=0, proximal_operator=23, num_steps=5"
+    assert rows["fmn-l2"]["evals_per_example"] == 7
+    assert rows["pdpgd-l0"]["evals_per_example"] == 5
+    for row in rows.values():
+        assert row["examples"] == 2
+        assert row["asr"] == 50 * row["successes"]
+        assert 0 <= row["grid_ok"] <= row["successes"]
+        assert math.isnan(row["l2"]) == (row["successes"] == 0)
+    compat = str(benchutil.COMPAT)  # afterwards nothing imported from there, no stand-in
+    assert compat not in sys.path
+    assert not [n for n, m in sys.modules.items()
+                if str(getattr(m, "__file__", None) or "").startswith(compat)]
+    assert not [n for n in peers.STAND_INS
+                if n in sys.modules and sys.modules[n].__doc__.startswith("stand-in")]
+
+
+def test_adv_lib_absent_and_stand_ins_leave_nothing_behind(tmp_path):
+    import peers_adv_lib as peers
+    with peers.adv_lib(tmp_path / "absent") as (lib, why):
+        assert lib is None and "absent" in why
+    with peers.stand_ins(("json", "no_such_module_here")) as added:
+        assert added == ["no_such_module_here"]  # json is importable: left alone
+        with pytest.raises(RuntimeError, match="no_such_module_here.Visdom is a stand-in"):
+            __import__("no_such_module_here").Visdom()
+    assert "no_such_module_here" not in sys.modules
+
+
+def test_frontier_marks_peers_dominated_only_at_fewer_evals_and_full_asr():
+    import peers_adv_lib as peers
+    row = lambda name, groups, l2, evals, asr=100.0: {
+        "attack": name, "groups": groups, "l2": l2, "evals_per_example": evals, "asr": asr}
+    rows = [row("strattack tau=1", 20, 2.0, 450), row("strattack tau=4", 10, 3.0, 450),
+            row("strattack-overlap tau=8", 5, 2.5, 450, asr=90.0),
+            row("fmn-l2", 150, 2.1, 1000), row("fmn-l0", 9, 3.5, 1000),
+            row("cheap", 150, 2.1, 100), row("sparse", 5, 3.5, 1000)]
+    peers.mark_dominated(rows)
+    got = {r["attack"]: r["dominated_by"] for r in rows}
+    assert got["fmn-l2"] == "strattack tau=1" and got["cheap"] == ""  # fewer evals than ours
+    assert got["fmn-l0"] == "" and got["sparse"] == ""  # fewer groups; 90% ASR does not count
+    assert peers.pareto([(20, 2.0), (10, 3.0), (15, 3.5), (5, 2.5)]) == [3, 0]
+
+
+def test_adv_lib_budget_curves_give_each_peer_the_budget_in_steps():
+    import peers_adv_lib as peers
+    model = load_model("mnist-cw")
+    x, y = load_dataset("mnist-heldout", n=1)
+    with peers.adv_lib() as (lib, why):
+        if lib is None:
+            pytest.skip(why)
+        rows = peers.curves(lib, model, x, y, (6,), torch.device("cpu"),
+                            chosen={"alma-l2": peers.PEERS["alma-l2"]},
+                            attacks={"cw-l2": lambda m, b: CWL2(m, budget=b)})
+    got = {r["attack"]: r for r in rows}
+    assert list(got) == ["cw-l2", "alma-l2"]
+    assert got["alma-l2"]["settings"] == "distance=l2, num_steps=6"
+    assert got["alma-l2"]["evals_per_example"] == 6 and got["alma-l2"]["examples"] == 9
+    assert 0 < got["cw-l2"]["evals_per_example"] <= 6
+    assert got["alma-l2"]["cw_budget"] == 6

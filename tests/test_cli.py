@@ -238,6 +238,7 @@ def test_resume_refused_when_the_run_differs(tmp_path, finished_run, change, fie
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "--restart" in lines[0]
+    assert "(it differs in " in lines[0]
     assert "Traceback" not in r.output
     assert read_json(out / "provenance.json") == read_json(finished_run / "provenance.json")
 

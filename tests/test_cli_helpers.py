@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -19,6 +21,15 @@ TINY = ["--set", "search.binary.steps=2", "--set", "search.iterations=30"]
 TINY_REFINE = TINY + ["--set", "refine.iterations=20"]
 FAST = ["--model", "mnist-cw", "--data", "mnist-test20", "--targets", "random",
         "--threads", "1", "-q"]
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """--threads sets torch's process-wide thread count; give it back after each test (autouse
+    in a test module that imports it)."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
 
 
 def invoke(*args: str):

@@ -10,10 +10,8 @@ from torch import nn
 from attacks.data import load_dataset
 from attacks.models import defences, list_models, load_model, model_info, train
 from attacks.models.defences import (
-    DEFENDED,
     PGD,
     AdversarialAugmentation,
-    CraftingAttack,
     Distillation,
     PGDTraining,
     augmented_dataset,
@@ -22,6 +20,7 @@ from attacks.models.defences import (
     robust_accuracy,
     soft_labels,
 )
+from attacks.models.train import DEFENDED, CraftingAttack
 
 
 def _linear(classes: int = 3, side: int = 4, seed: int = 0) -> nn.Module:
@@ -221,7 +220,15 @@ def test_adversarial_augmentation_recipe_trains_on_clean_plus_adversarial():
         got.update(images=images, labels=labels, seed=seed)
         return _linear()
 
-    AdversarialAugmentation(CraftingAttack("cw-l2", steps=3, iterations=30), 3).fit(fake_train, x, y, seed=4, log=None)
+    handed = []
+
+    def factory(model, seed):  # the defence is handed its attack
+        handed.append((model, seed))
+        return CraftingAttack("cw-l2", steps=3, iterations=30)(model, seed)
+
+    AdversarialAugmentation(factory, 3).fit(fake_train, x, y, seed=4, log=None)
+    assert [seed for _, seed in handed] == [4]
+    assert torch.equal(handed[0][0](x), load_model("mnist-lenet")(x))  # the source model
     n = len(got["labels"])
     assert 8 < n <= 11 and got["seed"] == 4
     assert torch.equal(got["images"][:8], x) and torch.equal(got["labels"][:8], y)

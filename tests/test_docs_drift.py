@@ -94,3 +94,22 @@ def test_the_help_reads_cleanly_at_80_columns():
         long = [line for line in r.output.splitlines() if len(line) > 80]
         assert not long, (command, long)
         assert "<bool>" not in r.output and "…" not in r.output, command
+
+
+def listed(file: str) -> list:
+    """The comma list in the first backticks of the row of ``file`` in docs/cli.md's table of
+    what a run writes."""
+    row = next(r for r in table_rows(CLI_MD, "| file | content |") if r[0] == f"`{file}`")
+    return re.search(r"`([^`]*,[^`]*)`", row[1]).group(1).split(", ")
+
+
+def test_the_docs_list_every_column_of_metrics_csv_and_key_of_summary_json(tmp_path):
+    from test_cli_helpers import FAST, TINY, invoke, read_json
+
+    from attacks.runs.outputs import CSV_COLUMNS
+    out = tmp_path / "run"
+    r = invoke("solve", "--spec", "cw-l2", *FAST, *TINY, "-n", 1, "--figures", 0, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert listed("metrics.csv") == list(CSV_COLUMNS)
+    assert (out / "metrics.csv").read_text().splitlines()[0].split(",") == list(CSV_COLUMNS)
+    assert listed("summary.json") == list(read_json(out / "summary.json"))

@@ -68,7 +68,8 @@ def test_a_declared_field_flows_through_concat_files_csv_and_equals(tmp_path):
 def test_older_files_and_results_lacking_optional_fields_read_as_zeros(tmp_path):
     r = make()
     assert r.refined.dtype == torch.bool and not r.refined.any() and not r.nonfinite.any()
-    older = {k: v for k, v in to_arrays(r).items() if k not in ("refined", "nonfinite")}
+    older = {k: v for k, v in to_arrays(r).items()
+             if k not in ("refined", "nonfinite", "flags")}
     assert to_result(older, "toy").equals(r)
     plain = AttackResult.load(r.save(tmp_path / "plain"))         # a file before "cost"
     assert Costed.load(tmp_path / "plain").cost.tolist() == [0.0, 0.0, 0.0]
@@ -81,8 +82,8 @@ def test_the_formats_keep_their_columns_and_order():
     assert CSV_COLUMNS == ("index", "source_index", "label", "target", "success", "l0", "l1",
                            "l2", "linf", "groups_nonzero", "groups_fraction", "c",
                            "gradient_evals", "refined", "targeted", "forward_evals",
-                           "nonfinite")
+                           "nonfinite", "status", "reason")
     assert list(to_arrays(make())) == ["adversarial", "delta", "success", "labels", "targets",
                                        "targeted", "source_index", "c", "gradient_evals",
                                        "forward_evals", "refined", "nonfinite", "metric_l0",
-                                       "metric_l2"]
+                                       "metric_l2", "flags"]

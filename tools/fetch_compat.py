@@ -31,6 +31,8 @@ PINS = (
     "adversarial-robustness-toolbox==1.20.1", "scikit-learn==1.9.1", "joblib==1.6.0",
     "cloudpickle==3.1.3", "threadpoolctl==3.8.0", "narwhals==2.29.0", "six==1.17.0",
     "tqdm==4.70.1",
+    # benchmarks/peers_adv_lib.py (it stands in for adv_lib's torchvision, visdom and tqdm)
+    "adv_lib==0.2.8",
 )
 STAMP = "PINS.txt"
 

@@ -225,7 +225,8 @@ class LinearizedADMM:
                 history.append(stats)
             if callback is not None:
                 stop = callback(IterationInfo(k=k, eta=eta, state=s, smooth_value=value,
-                                              aux=aux, stats=stats, rows=rows))
+                                              aux=aux, stats=stats, rows=rows,
+                                              grad=None if value is None else grad))
                 if stop is not None:
                     s.active = s.active & ~stop
             if caps is not None:  # a row still active has run k iterations of this solve

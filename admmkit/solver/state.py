@@ -89,8 +89,10 @@ class IterationStats:
 class IterationInfo:
     """Handed to callbacks after every iteration (cheap: no host-device sync is implied).
 
-    ``smooth_value``/``aux`` are those of the linearization point ``z^k`` that this
-    iteration used; ``state`` holds the updated iterates ``z^{k+1}``, ``x_b^{k+1}``, ``u_b^{k+1}``.
+    ``smooth_value``/``aux``/``grad`` are those of the linearization point ``z^k`` that this
+    iteration used (``grad`` = ∇f(z^k), the tensor the z-step used, not a copy: read it, do not
+    change it; None without a smooth term); ``state`` holds the updated iterates ``z^{k+1}``,
+    ``x_b^{k+1}``, ``u_b^{k+1}``.
     Once the solver has compacted the batch (``ADMMSettings.compact_below``), ``state`` holds
     the rows ``rows`` of the solve's batch only (None: all rows), and so must a callback's
     returned stop mask.
@@ -103,6 +105,7 @@ class IterationInfo:
     aux: object
     stats: Optional[IterationStats]
     rows: Optional[Tensor] = None
+    grad: Optional[Tensor] = None
 
 
 @attrs.frozen

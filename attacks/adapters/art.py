@@ -9,16 +9,21 @@ and any PyTorch preprocessing defence) as ART sends them to its model. ``targete
 ``y`` (labels, one-hot or indices) defaults to the classifier's predictions, as in ART;
 ``targeted=True``: ``y`` are the target classes (required). Where the attack fails (or the
 prediction already is the target) the input comes back unchanged. ``last_result`` is the
-full :class:`AttackResult` of the last call.
+full :class:`AttackResult` of the last call; ``last_status`` and ``last_reasons`` say per input
+whether its outcome can be trusted ("success", "failed" or "not judged", and why:
+:mod:`attacks.indicators`). Each call runs on the attack's ``threads`` (a
+parameter: default one CPU thread, or ``OMP_NUM_THREADS``) and gives torch's setting back.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from attacks.adapters.common import check_attack, verdicts
 
 
 class _ArtModel(nn.Module):
@@ -67,7 +72,10 @@ class ArtAttack:
                             f"{type(attack).__name__}")
         self.estimator, self.targeted = classifier, bool(targeted)
         self.wrapped = attack(_ArtModel(classifier), **params)
+        check_attack(self.wrapped)
         self.last_result = None
+        self.last_status: List[str] = []   # per input of the last call (attacks.indicators)
+        self.last_reasons: List[str] = []
 
     def __repr__(self) -> str:
         return f"ArtAttack({type(self.wrapped).__name__}, targeted={self.targeted})"
@@ -84,24 +92,26 @@ class ArtAttack:
         if x.min() < lo or x.max() > hi:
             raise ValueError(f"x must lie in the classifier's clip_values ({lo}, {hi}); got "
                              f"values in [{x.min():.4g}, {x.max():.4g}]")
-        x01 = torch.from_numpy(((x - lo) / (hi - lo)).astype(np.float32)).clamp(0, 1)
-        x01 = x01.to(model.device)
-        predicted = model.predict(x01)
-        if y is None and self.targeted:
-            raise ValueError("y (the target classes) is required for a targeted attack")
-        given = predicted if y is None else _classes(y, len(x)).to(model.device)
-        labels, targets = (predicted, given) if self.targeted else (given, None)
-        todo = torch.arange(len(x), device=model.device)
-        if self.targeted:  # where the prediction is the target already, x is the answer
-            todo = todo[labels != targets]
-        adv01 = x01.clone()
-        self.last_result = None
-        if todo.numel():
-            self.last_result = self.wrapped(x01[todo], labels[todo],
-                                            None if targets is None else targets[todo])
-            adv01[todo] = self.last_result.adversarial.to(adv01.dtype)
-        adv = (lo + adv01 * (hi - lo)).cpu().numpy().astype(x.dtype)
-        return np.where((adv01 == x01).cpu().numpy(), x, adv)  # untouched entries exact
+        with self.wrapped.using_threads():
+            x01 = torch.from_numpy(((x - lo) / (hi - lo)).astype(np.float32)).clamp(0, 1)
+            x01 = x01.to(model.device)
+            predicted = model.predict(x01)
+            if y is None and self.targeted:
+                raise ValueError("y (the target classes) is required for a targeted attack")
+            given = predicted if y is None else _classes(y, len(x)).to(model.device)
+            labels, targets = (predicted, given) if self.targeted else (given, None)
+            todo = torch.arange(len(x), device=model.device)
+            if self.targeted:  # where the prediction is the target already, x is the answer
+                todo = todo[labels != targets]
+            adv01 = x01.clone()
+            self.last_result = None
+            if todo.numel():
+                self.last_result = self.wrapped(x01[todo], labels[todo],
+                                                None if targets is None else targets[todo])
+                adv01[todo] = self.last_result.adversarial.to(adv01.dtype)
+            self.last_status, self.last_reasons = verdicts(self.last_result, len(x), todo)
+            adv = (lo + adv01 * (hi - lo)).cpu().numpy().astype(x.dtype)
+            return np.where((adv01 == x01).cpu().numpy(), x, adv)  # untouched entries exact
 
 
 def _classes(y: Any, n: int) -> Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import attrs
 import torch
@@ -48,3 +48,18 @@ def run_attack(attack: AttackBase, images: Tensor, labels: Tensor, targets: Opti
     adversarial[todo] = r.adversarial.to(adversarial.dtype)
     success[todo] = r.success
     return adversarial, success, attrs.evolve(r, source_index=todo[r.source_index])
+
+
+def verdicts(result: Optional[AttackResult], n: int, rows: Optional[Tensor] = None
+             ) -> Tuple[List[str], List[str]]:
+    """``(status, reasons)`` of each of ``n`` inputs (:mod:`attacks.indicators`): those of
+    ``result``'s examples at their ``source_index`` (through ``rows``, the inputs the result's
+    images were taken from; None: the same), "success" and "" for an input not attacked (its
+    label was its target already)."""
+    status, reasons = ["success"] * n, [""] * n
+    if result is not None:
+        index = result.source_index.cpu()
+        index = index if rows is None else rows.cpu()[index]
+        for i, st, why in zip(index.tolist(), result.status, result.reasons):
+            status[i], reasons[i] = st, why
+    return status, reasons

@@ -11,18 +11,21 @@
 treats minimization attacks: ``raw`` is the attack's answer (the clean input where it failed),
 ``clipped`` that answer with its perturbation clipped to each ε by ``attack.distance``
 (``None``: unclipped), ``success`` re-checked through ``fmodel`` on ``clipped``; a list of
-epsilons gives lists and a (K, N) success, one ε an (N,) success.
+epsilons gives lists and a (K, N) success, one ε an (N,) success. After a call,
+``last_status`` and ``last_reasons`` say per input whether its outcome can be trusted
+("success", "failed" or "not judged", and why: :mod:`attacks.indicators`): a False
+``success`` that is "not judged" says nothing about robustness.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 from torch import Tensor, nn
 
-from attacks.adapters.common import check_attack, run_attack
+from attacks.adapters.common import check_attack, run_attack, verdicts
 
 #: The foolbox distance an attack class is measured (and clipped) in; all others: ℓ2.
 DISTANCES = {"EAD": "l1", "LinfAttack": "linf"}
@@ -54,6 +57,10 @@ class FoolboxAttack:
                             f"{type(attack).__name__}")
         self.attack, self.params, self._distance = attack, params, distance
         self.last_result = None
+        #: per input of the last call: "success", "failed" or "not judged", and the reasons
+        #: (attacks.indicators): a False ``success`` that is "not judged" is no robustness
+        self.last_status: List[str] = []
+        self.last_reasons: List[str] = []
 
     def __repr__(self) -> str:
         name = getattr(self.attack, "__name__", type(self.attack).__name__)
@@ -90,25 +97,27 @@ class FoolboxAttack:
                             f"torch.nn.Module; got {type(model).__name__}")
         ours = self.attack(net, **self.params)
         check_attack(ours)
-        x = x.to(ours.classifier.device)
-        x01 = ((x - lo) / (hi - lo)).clamp(0, 1)
-        labels, targets = _criterion(criterion, x.shape[0])
-        labels = ours.classifier.predict(x01) if labels is None else labels.to(x.device)
-        targets = None if targets is None else targets.to(x.device)
-        adv01, _, self.last_result = run_attack(ours, x01, labels, targets)
-        raw = torch.where(adv01 == x01, x, lo + adv01 * (hi - lo))  # untouched entries exact
+        with ours.using_threads():
+            x = x.to(ours.classifier.device)
+            x01 = ((x - lo) / (hi - lo)).clamp(0, 1)
+            labels, targets = _criterion(criterion, x.shape[0])
+            labels = ours.classifier.predict(x01) if labels is None else labels.to(x.device)
+            targets = None if targets is None else targets.to(x.device)
+            adv01, _, self.last_result = run_attack(ours, x01, labels, targets)
+            self.last_status, self.last_reasons = verdicts(self.last_result, x.shape[0])
+            raw = torch.where(adv01 == x01, x, lo + adv01 * (hi - lo))  # untouched entries exact
 
-        was_iterable = isinstance(epsilons, Iterable)
-        eps_list = list(epsilons) if was_iterable else [epsilons]
-        clipped = [raw if e is None else self.distance.clip_perturbation(x, raw, e)
-                   for e in eps_list]
-        score = ours.classifier if net is model else model  # the user's model, in its bounds
-        with torch.no_grad():  # success as foolbox decides it: the model on the clipped inputs
-            preds = [score(c).argmax(-1) for c in clipped]
-        ok = torch.stack([p == targets if targets is not None else p != labels for p in preds])
-        if was_iterable:
-            return [restore(raw)] * len(eps_list), [restore(c) for c in clipped], restore(ok)
-        return restore(raw), restore(clipped[0]), restore(ok[0])
+            was_iterable = isinstance(epsilons, Iterable)
+            eps_list = list(epsilons) if was_iterable else [epsilons]
+            clipped = [raw if e is None else self.distance.clip_perturbation(x, raw, e)
+                       for e in eps_list]
+            score = ours.classifier if net is model else model  # the user's model, in its bounds
+            with torch.no_grad():  # success as foolbox decides it: the model on the clipped inputs
+                preds = [score(c).argmax(-1) for c in clipped]
+            ok = torch.stack([p == targets if targets is not None else p != labels for p in preds])
+            if was_iterable:
+                return [restore(raw)] * len(eps_list), [restore(c) for c in clipped], restore(ok)
+            return restore(raw), restore(clipped[0]), restore(ok[0])
 
 
 def _criterion(criterion: Any, n: int):

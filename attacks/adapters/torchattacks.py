@@ -11,18 +11,22 @@ rule). ``save(loader, path)`` writes torchattacks' file (``torchattacks.Attack.l
 ``set_model_training_mode(model_training, batchnorm_training, dropout_training)``: the modes
 the model runs in during the attack (default: eval). ``get_logits(inputs)``: the model's logits
 for inputs as ``atk(...)`` takes them; ``set_device(device)``: where inputs are put.
-``last_result`` is the full :class:`AttackResult` of the last call (success, distortions).
+``last_result`` is the full :class:`AttackResult` of the last call (success, distortions);
+``last_status`` and ``last_reasons`` say per input whether its outcome can be trusted
+("success", "failed" or "not judged", and why: :mod:`attacks.indicators`).
+Each call runs on the wrapped attack's ``threads`` (default: one CPU thread, or
+``OMP_NUM_THREADS``) and gives torch's setting back afterwards.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor, nn
 
-from attacks.adapters.common import check_attack, predict, run_attack
+from attacks.adapters.common import check_attack, predict, run_attack, verdicts
 from attacks.classifier import Classifier
 from attacks.progress import BatchProgress
 
@@ -66,6 +70,8 @@ class TorchattacksAdapter:
         self.targeted = False
         self.normalization_used: Optional[dict] = None
         self.last_result = None
+        self.last_status: List[str] = []   # per input of the last call (attacks.indicators)
+        self.last_reasons: List[str] = []
         self._target_map_function: Optional[Callable] = None
         self._kth_min = 1
         self._model_training = self._batchnorm_training = self._dropout_training = False
@@ -188,13 +194,15 @@ class TorchattacksAdapter:
         if not isinstance(inputs, Tensor):
             raise TypeError(f"inputs must be a tensor (B, C, H, W); got {type(inputs).__name__}")
         normalized = self.normalization_used is not None
-        x = inputs.detach().to(self.device)
-        x = self.inverse_normalize(x).clamp(0, 1) if normalized else x
-        given = None if labels is None else torch.as_tensor(labels).to(self.device)
-        by_label = self.attack_mode == "targeted(label)"
-        true = predict(self.wrapped, x) if given is None or by_label else given
-        targets = self._targets(x, true if given is None else given)
-        adv, _, self.last_result = run_attack(self.wrapped, x, true, targets)
+        with self.wrapped.using_threads():
+            x = inputs.detach().to(self.device)
+            x = self.inverse_normalize(x).clamp(0, 1) if normalized else x
+            given = None if labels is None else torch.as_tensor(labels).to(self.device)
+            by_label = self.attack_mode == "targeted(label)"
+            true = predict(self.wrapped, x) if given is None or by_label else given
+            targets = self._targets(x, true if given is None else given)
+            adv, _, self.last_result = run_attack(self.wrapped, x, true, targets)
+            self.last_status, self.last_reasons = verdicts(self.last_result, x.shape[0])
         return self.normalize(adv) if normalized else adv
 
     # -- torchattacks' save file -------------------------------------------------------------
@@ -214,7 +222,7 @@ class TorchattacksAdapter:
         start = time.perf_counter()
         total_batches = len(data_loader) if hasattr(data_loader, "__len__") else None
         with BatchProgress(f"{self.attack} → {save_path or 'memory'}", total_batches,
-                           verbose) as bar:
+                           verbose) as bar, self.wrapped.using_threads():
             for inputs, labels in data_loader:
                 adv = self(inputs, labels)
                 x01 = adv if self.normalization_used is None else self.inverse_normalize(adv)

@@ -23,6 +23,7 @@ from attacks.data.download import (ChecksumError, DownloadError, cifar10_dir, fe
 from attacks.data.folder import LABELS_FILE, load_image_folder
 from attacks.data.idx import (MNIST_FILES, find_mnist_files, load_mnist_idx, read_idx,
                                read_mnist_pair)
+from attacks.errors import lookup
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -144,10 +145,7 @@ def list_datasets(*, cache_dir: Optional[Union[str, Path]] = None) -> List[Datas
 
 def dataset_info(name: str) -> DatasetInfo:
     """Metadata of one registered name (``available`` left as None)."""
-    try:
-        return _REGISTRY[name].info
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known names: {', '.join(_REGISTRY)}") from None
+    return lookup(_REGISTRY, name, "dataset").info
 
 
 class DataFilesMissing(FileNotFoundError):

@@ -2,18 +2,20 @@
 
 Two conventions (checked in this order):
 
-1. ``labels.csv`` in the folder: one ``filename,label`` row per image (a first row
-   ``filename,label`` is treated as a header); filenames are relative to the folder, labels
-   are integers. Images are returned in the file's row order.
+1. ``labels.csv`` in the folder (UTF-8, with or without a byte-order mark): one
+   ``filename,label`` row per image (a first row ``filename,label`` is treated as a header);
+   filenames are relative to the folder, labels are integers. Images are returned in the
+   file's row order.
 2. Class sub-folders: ``<folder>/<class>/<image>``. If every sub-folder name is an integer,
    that integer is the label (``3/cat01.png`` -> 3); otherwise the sorted sub-folder names
    are numbered 0, 1, ... (the torchvision ``ImageFolder`` rule). Images are sorted by
    (label, file name).
 
-All images must have the same size. They are returned with 1 channel if every image is
-greyscale, else as RGB (an alpha channel is dropped). 16-bit greyscale PNGs keep their depth
-(pixel / 65535: such images are not on the 8-bit grid); an image larger than
-:data:`MAX_PIXELS` is refused before it is decoded.
+Either way an image must lie inside the folder: a name or a symbolic link (an image's, or a
+class sub-folder's) that leads out of it is refused. All images must have the same size.
+They are returned with 1 channel if every image is greyscale, else as RGB (an alpha channel
+is dropped). 16-bit greyscale PNGs keep their depth (pixel / 65535: such images are not on
+the 8-bit grid); an image larger than :data:`MAX_PIXELS` is refused before it is decoded.
 """
 
 from __future__ import annotations
@@ -39,10 +41,19 @@ GREY_MODES = ("L", "1", "I;16", "I;16B", "I;16L", "I")
 DEEP_MODES = ("I;16", "I;16B", "I;16L", "I")  # 16-bit greyscale (Pillow reads some as "I")
 
 
+def _inside(folder: Path, file: Path, label: str) -> Path:
+    """``file`` resolved, refused (``label`` names it) when it leads outside ``folder``: a
+    name with ``..`` or a symbolic link out of it."""
+    resolved = file.resolve()
+    if folder.resolve() not in resolved.parents:
+        raise ValueError(f"{label} points outside {folder}")
+    return resolved
+
+
 def _read_labels_csv(folder: Path) -> List[Tuple[Path, int]]:
     path = folder / LABELS_FILE
     items = []
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:   # a byte-order mark is skipped
         for lineno, row in enumerate(csv.reader(fh), start=1):
             if not row or all(not cell.strip() for cell in row):
                 continue
@@ -51,19 +62,21 @@ def _read_labels_csv(folder: Path) -> List[Tuple[Path, int]]:
             name, label = row[0].strip(), row[1].strip()
             if lineno == 1 and name.lower() == "filename" and label.lower() == "label":
                 continue
+            shown = label if len(label) <= 24 else f"{label[:20]}... ({len(label)} characters)"
+            if label.lstrip("+-").isdigit() and len(label) > 18:   # beyond any class index
+                raise ValueError(f"{path}:{lineno}: label {shown} is not a class index "
+                                 f"(expected 0 <= label < {MAX_LABEL})")
             try:
                 value = int(label)
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: label {label!r} is not an integer") from None
+                raise ValueError(f"{path}:{lineno}: label {shown!r} is not an integer") \
+                    from None
             if value < 0:
                 raise ValueError(f"{path}:{lineno}: negative label {value}")
             if value >= MAX_LABEL:
                 raise ValueError(f"{path}:{lineno}: label {value} is not a class index "
                                  f"(expected 0 <= label < {MAX_LABEL})")
-            file = (folder / name).resolve()
-            if folder.resolve() not in file.parents:
-                raise ValueError(f"{path}:{lineno}: {name!r} points outside {folder}")
-            items.append((file, value))
+            items.append((_inside(folder, folder / name, f"{path}:{lineno}: {name!r}"), value))
     if not items:
         raise ValueError(f"{path}: no 'filename,label' rows")
     return items
@@ -84,7 +97,7 @@ def _scan_class_dirs(folder: Path) -> List[Tuple[Path, int]]:
     items = []
     for d in sorted(subdirs, key=lambda p: labels[p]):
         files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        items.extend((f, labels[d]) for f in files)
+        items.extend((_inside(folder, f, str(f)), labels[d]) for f in files)
     if not items:
         raise ValueError(f"{folder}: class sub-folders hold no {'/'.join(IMAGE_SUFFIXES)} images")
     return items

@@ -14,26 +14,29 @@
   train a fresh model on clean + adversarial images (:func:`craft_examples`,
   :func:`augmented_dataset`).
 
-The recipes (which model, how many examples, which budget) are :data:`DEFENDED`; the training
-loop is ``attacks.models.train`` (``python -m attacks.models.train mnist-distill-t100 ...``).
-See docs/defences.md.
+The recipes (which model, how many examples, which attack and budget) are
+``attacks.models.train.DEFENDED``, next to the training loop (``python -m attacks.models.train
+mnist-distill-t100 ...``): this module is handed its attack and imports none. See
+docs/defences.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable
+import time
+from typing import Any, Callable, Optional, Tuple, Union
 
 import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# attacks.models (the package) never imports this module, so attacks is fully loaded here
-from attacks import Attack, builtin
-from attacks.spec import BinarySearch, RefineSpec, SearchSpec
+from attacks.models.zoo import load_model
 
-TrainFn = Callable[..., nn.Module]  # train_classifier with the architecture and hyper-parameters bound
+TrainFn = Callable[..., nn.Module]  # train_classifier, architecture and hyper-parameters bound
+#: what adversarial augmentation is handed: ``(source_model, seed) -> attack``, the attack a
+#: callable ``(images, labels, targets) -> AttackResult`` (``attacks.models.train.CraftingAttack``
+#: builds this project's C&W-ℓ2 or StrAttack)
+AttackFactory = Callable[[nn.Module, int], Callable[..., Any]]
 
 
 # ----------------------------------------------------------------------------- distillation
@@ -57,25 +60,27 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class Distillation:
     """Defensive distillation at ``temperature``: teacher (seed) then student (seed + 1)."""
 
     temperature: float
 
-    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int, log=print) -> nn.Module:
+    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int,
+            log=print) -> nn.Module:
         if log is not None:
             log(f"teacher at T = {self.temperature}")
         teacher = train(images, labels, temperature=self.temperature, seed=seed, log=log)
         if log is not None:
             log(f"student at T = {self.temperature} on the teacher's soft labels")
-        return train(images, labels, temperature=self.temperature, teacher=teacher, seed=seed + 1, log=log)
+        return train(images, labels, temperature=self.temperature, teacher=teacher,
+                     seed=seed + 1, log=log)
 
 
 # ----------------------------------------------------------------------------- PGD
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class PGD:
     """Untargeted ℓ∞ projected gradient ascent (Madry et al. 2017):
 
@@ -94,7 +99,7 @@ class PGD:
     random_start: bool = True
     loss: str = "ce"
 
-    def __post_init__(self) -> None:
+    def __attrs_post_init__(self) -> None:
         if not self.eps >= 0:
             raise ValueError(f"eps must be >= 0, got {self.eps!r}")
         if not self.alpha > 0:
@@ -112,8 +117,8 @@ class PGD:
         other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
         return (other - true).sum()
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: float | None = None,
-                 generator: torch.Generator | None = None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, eps: Optional[float] = None,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
         """Adversarial examples (B, ...) for [0, 1] images ``x`` with labels ``y`` (B,); ``eps``
         overrides ``self.eps`` (α is scaled alike, so ramps keep the step count meaningful);
         ``generator`` seeds the random start (drawn on the generator's device)."""
@@ -124,7 +129,8 @@ class PGD:
         xk = x
         if self.random_start and eps > 0:
             dev = generator.device if generator is not None else x.device
-            noise = torch.rand(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
+            noise = torch.rand(x.shape, generator=generator, device=dev, dtype=x.dtype)
+            noise = noise.to(x.device)
             xk = torch.min(torch.max(x + (2 * noise - 1) * eps, lo), hi)
         for _ in range(self.steps):
             xk = xk.detach().requires_grad_(True)
@@ -138,10 +144,11 @@ def _correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return model(x).argmax(1) == y
 
 
-def robust_accuracy(model: nn.Module, images: Tensor, labels: Tensor, pgd: PGD | None = None, *,
-                    seed: int = 0, batch_size: int = 250) -> float:
+def robust_accuracy(model: nn.Module, images: Tensor, labels: Tensor,
+                    pgd: Optional[PGD] = None, *, seed: int = 0, batch_size: int = 250) -> float:
     """Fraction of images classified correctly both clean and after ``pgd`` (default
-    ``EVAL_PGD["pgd-ce"]``); the random starts come from ``torch.Generator().manual_seed(seed)``."""
+    ``EVAL_PGD["pgd-ce"]``); the random starts come from
+    ``torch.Generator().manual_seed(seed)``."""
     pgd = pgd or EVAL_PGD["pgd-ce"]
     if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
         raise ValueError(f"images and labels must be non-empty and of one length; got "
@@ -170,7 +177,7 @@ EVAL_DATASET = "mnist-heldout"
 EVAL_PGD_IMAGES = 500
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class PGDTraining:
     """Madry et al.'s adversarial training: every batch replaced by ``pgd`` examples of the
     model being trained (eval mode during the attack); ε ramps linearly from 0 to ``pgd.eps``
@@ -179,7 +186,8 @@ class PGDTraining:
     pgd: PGD
     warmup: float = 0.0
 
-    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int, log=print) -> nn.Module:
+    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int,
+            log=print) -> nn.Module:
         gen = torch.Generator().manual_seed(seed + 1)
 
         def adversary(model: nn.Module, x: Tensor, y: Tensor, progress: float) -> Tensor:
@@ -192,49 +200,21 @@ class PGDTraining:
 # ----------------------------------------------------------------------------- data augmentation
 
 
-@dataclasses.dataclass(frozen=True)
-class CraftingAttack:
-    """The attack a recipe crafts its examples with: this project's ``attack`` ("cw-l2" or
-    "strattack") at a reduced budget (``steps`` × ``iterations`` of the paper's binary search,
-    no rescue; StrAttack refined for ``refine_iterations``), one seeded random target per image.
-    Calling it with a model gives the attack, ``(images, labels, targets) -> AttackResult``."""
-
-    attack: str
-    steps: int
-    iterations: int
-    refine_iterations: int = 200
-    batch_size: int = 100
-
-    def __post_init__(self) -> None:
-        if self.attack not in ("cw-l2", "strattack"):
-            raise ValueError(f'attack must be "cw-l2" or "strattack", got {self.attack!r}')
-
-    def __call__(self, model: nn.Module, seed: int = 0):
-        search = SearchSpec(mode="binary", iterations=self.iterations, rescue_iterations=0,
-                            sections=[BinarySearch(steps=self.steps)])
-        if self.attack == "cw-l2":
-            spec = builtin.cw_l2(search=search)
-        else:
-            spec = attrs.evolve(builtin.strattack(search=search),
-                                refine=RefineSpec(iterations=self.refine_iterations))
-        return Attack(model, spec, seed=seed, batch_size=self.batch_size)
-
-
-def craft_examples(attack, images: Tensor, labels: Tensor):
+def craft_examples(attack: Callable[..., Any], images: Tensor, labels: Tensor) -> Any:
     """Targeted adversarial examples of ``images`` by ``attack`` (any callable
     ``(images, labels, targets) -> AttackResult`` built on the source model, e.g.
-    ``CraftingAttack("strattack", 4, 100)(model)``), one seeded random target per image.
-    Returns the :class:`attacks.AttackResult` (failures flagged, returned clean)."""
+    ``attacks.models.train.CraftingAttack("strattack", 4, 100)(model)``), one seeded random
+    target per image. Returns the ``AttackResult`` (failures flagged, returned clean)."""
     return attack(images, labels, "random")
 
 
 def augmented_dataset(images: Tensor, labels: Tensor, adversarial: Tensor, adv_labels: Tensor,
-                      success: Tensor) -> tuple[Tensor, Tensor]:
+                      success: Tensor) -> Tuple[Tensor, Tensor]:
     """Clean images followed by the *successful* adversarial examples, each with its true label:
     ``(cat(images, adversarial[success]), cat(labels, adv_labels[success]))``."""
     if adversarial.shape[1:] != images.shape[1:]:
-        raise ValueError(f"adversarial examples must have the images' shape {tuple(images.shape[1:])} "
-                         f"per example; got {tuple(adversarial.shape)}")
+        raise ValueError(f"adversarial examples must have the images' shape "
+                         f"{tuple(images.shape[1:])} per example; got {tuple(adversarial.shape)}")
     n = adversarial.shape[0]
     if adv_labels.shape != (n,) or success.shape != (n,) or success.dtype != torch.bool:
         raise ValueError(f"adv_labels must be ({n},) labels and success a ({n},) bool mask; got "
@@ -242,21 +222,18 @@ def augmented_dataset(images: Tensor, labels: Tensor, adversarial: Tensor, adv_l
     return torch.cat([images, adversarial[success]]), torch.cat([labels, adv_labels[success]])
 
 
-@dataclasses.dataclass(frozen=True)
+@attrs.frozen
 class AdversarialAugmentation:
     """Appendix H: attack the first ``images`` training digits of ``source`` (a zoo name) with
-    ``attack`` (a :class:`CraftingAttack`, or any callable ``(model, seed) -> attack``), then
-    train a fresh model on clean + successful adversarial examples."""
+    the attack ``attack(source_model, seed)`` builds (:data:`AttackFactory`), then train a
+    fresh model on clean + successful adversarial examples."""
 
-    attack: CraftingAttack
+    attack: AttackFactory
     images: int
     source: str = "mnist-lenet"
 
-    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int, log=print) -> nn.Module:
-        import time
-
-        from .zoo import load_model
-
+    def fit(self, train: TrainFn, images: Tensor, labels: Tensor, *, seed: int,
+            log=print) -> nn.Module:
         source = load_model(self.source)
         t0 = time.perf_counter()
         result = craft_examples(self.attack(source, seed), images[: self.images],
@@ -265,16 +242,10 @@ class AdversarialAugmentation:
             s = result.summary()
             log(f"{self.attack} on {self.source}: {s['successes']}/{s['examples']} successful "
                 f"(l0 {s['l0']:.1f}, l2 {s['l2']:.3f}) in {time.perf_counter() - t0:.0f} s")
-        x, y = augmented_dataset(images, labels, result.adversarial, result.labels, result.success)
+        x, y = augmented_dataset(images, labels, result.adversarial, result.labels,
+                                 result.success)
         return train(x, y, seed=seed, log=log)
 
 
-Defence = Distillation | PGDTraining | AdversarialAugmentation
-
-# zoo name -> (architecture of train.ARCHITECTURES, defence)
-DEFENDED: dict[str, tuple[str, Defence]] = {
-    **{f"mnist-distill-t{t}": ("mnist-lenet", Distillation(float(t))) for t in (1, 10, 50, 100)},
-    "mnist-pgd": ("mnist-lenet", PGDTraining(PGD(eps=0.3, alpha=0.1, steps=7), warmup=0.25)),
-    "mnist-advtrain-cw": ("mnist-lenet", AdversarialAugmentation(CraftingAttack("cw-l2", steps=4, iterations=100), 600)),
-    "mnist-advtrain-str": ("mnist-lenet", AdversarialAugmentation(CraftingAttack("strattack", steps=4, iterations=100), 600)),
-}
+#: a defence: a frozen record with ``fit(train, images, labels, *, seed, log) -> model``
+Defence = Union[Distillation, PGDTraining, AdversarialAugmentation]

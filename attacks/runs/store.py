@@ -6,7 +6,18 @@ runs wrote there, so ``--restart`` deletes exactly those and a directory that is
 the same kind is refused. Every path written is resolved and checked to stay inside the
 directory. A lock file (``.admm-attack.lock``, created with ``O_EXCL``, holding the owner's PID
 and host; a dead owner's lock on this host is taken over) keeps two runs out of one directory.
-Each batch file carries the fingerprint of its run, so a batch of another run is refused.
+The marker and the lock are read only when they are regular files, without blocking (a FIFO or
+a device in their place is refused, never opened for a wait). Each batch file carries the
+fingerprint of its run, so a batch of another run is refused, and a SHA-256 of its content
+(:func:`content_checksum`): on resume a batch whose content no longer matches is recomputed,
+never merged unverified. A batch written before the checksums existed (none stored) is
+recomputed on resume too; reading a run back (:meth:`RunDir.examples`) still accepts it.
+
+Files are written through temporaries ``.<name>.<8 characters>.tmp`` beside them
+(:func:`atomic_write`); the run's own (beside a file of its manifest, or of the marker) are
+what a process killed mid-write leaves behind: a new directory holding nothing else is still
+claimed, ``--restart`` deletes them with the run's files, a finished run removes them
+(:meth:`RunDir.tidy`); a user's ``.summary.json.notes.tmp`` is not of that shape and stays.
 
 Layout of a run (``solve``, and each attack of ``eval`` and ``explain``)::
 
@@ -25,11 +36,13 @@ import io
 import json
 import math
 import os
+import re
+import secrets
 import socket
-import tempfile
+import stat
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -41,28 +54,88 @@ LOCK = ".admm-attack.lock"
 #: the kinds of run directory: a run (solve, Python runs, each attack of eval/explain), an
 #: eval's and an explain's top directory
 KINDS = ("run", "eval", "explain")
+#: the temporary :func:`atomic_write` writes ``name`` through (group 1: ``name``); the random
+#: part is 8 characters of ``[a-z0-9_]`` (as older versions' ``mkstemp`` names)
+TEMPORARY = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
+#: the largest marker, lock and JSON file read back (a manifest lists a run's every file)
+MAX_JSON_BYTES = 64 << 20
+#: the array of a batch file holding its :func:`content_checksum`
+CHECKSUM = "content_sha256"
+#: process ids are C ints: a lock naming anything else names no process
+MAX_PID = 2**31 - 1
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _temporary_of(name: str) -> Optional[str]:
+    """The name of the file ``name`` is a temporary of (:data:`TEMPORARY`), else ``None``."""
+    m = TEMPORARY.fullmatch(name)
+    return m.group(1) if m else None
+
+
+class NotRegularFile(OSError):
+    """A path that holds something else than a regular file (a FIFO, a device, a link)."""
+
+
+def read_regular(path: Path, limit: Optional[int] = None) -> Optional[bytes]:
+    """The bytes of the regular file ``path`` (at most ``limit`` + 1 of them), ``None`` when
+    nothing is there. Never blocks and never follows a symbolic link: anything but a regular
+    file (a FIFO, a device, a link) raises :class:`NotRegularFile`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if os.path.islink(path):
+            raise NotRegularFile(f"{path} is a symbolic link") from None
+        raise e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(f"{path} is not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        return f.read() if limit is None else f.read(limit + 1)
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON document in the regular file ``path`` (``None`` when absent); a
+    :class:`UserError` naming ``what`` (e.g. ``--out DIR``) when it is not one."""
+    try:
+        raw = read_regular(path, MAX_JSON_BYTES)
+        if raw is None:
+            return None
+        if len(raw) > MAX_JSON_BYTES:
+            raise ValueError(f"larger than {MAX_JSON_BYTES >> 20} MiB")
+        return json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise UserError(f"{what}: cannot read {path.name} ({e})") from None
+
+
+def _temporary(path: Path) -> Tuple[int, Path]:
+    """A new temporary beside ``path`` (:data:`TEMPORARY`), opened for writing; the mode is
+    what the umask gives a new file."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                           | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it; the file
-    gets the permissions the umask gives a new file (not ``mkstemp``'s 0600)."""
+    """Write ``data`` to a temporary file beside ``path`` (:data:`TEMPORARY`), then
+    ``os.replace`` it; the file gets the permissions the umask gives a new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir() and not path.is_symlink():
+        raise UserError(f"{path}: a directory is where this file goes; remove it, or use "
+                        "another --out")
+    fd, tmp = _temporary(path)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -105,7 +178,21 @@ def run_fingerprint(key: Dict[str, Any]) -> str:
     return hashlib.sha256(json_bytes(key)).hexdigest()[:16]
 
 
-def _pid_alive(pid: int) -> bool:
+def content_checksum(arrays: Dict[str, np.ndarray]) -> str:
+    """SHA-256 of ``arrays``: every array's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json_bytes([name, a.dtype.str, list(a.shape)]))
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` exists; a value no process can have (not an int in
+    1..:data:`MAX_PID`: 0 and -1 would address process groups) is no process."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= MAX_PID:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -153,17 +240,21 @@ class RunDir:
         return self.write(name, json_bytes(obj))
 
     def _marker(self) -> Optional[Dict[str, Any]]:
-        p = self.root / MARKER
-        if not p.is_file():
+        """The marker (kind, manifest), ``None`` when there is none; refused unless it is a
+        regular file holding a JSON object whose ``files`` are names inside the directory."""
+        data = read_json_file(self.root / MARKER, f"--out {self.root}")
+        if data is None:
             return None
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise UserError(f"--out {self.root}: cannot read {MARKER} ({e}); choose a new or "
-                            "empty directory") from None
-        if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        files = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(files, list):
             raise UserError(f"--out {self.root}: {MARKER} is not an admm-attack marker; "
                             "choose a new or empty directory")
+        for name in files:
+            if (not isinstance(name, str) or not name or "\0" in name
+                    or Path(name).is_absolute() or ".." in Path(name).parts):
+                shown = repr(name)[:80] if isinstance(name, str) else type(name).__name__
+                raise UserError(f"--out {self.root}: {MARKER} lists {shown}, not a file name "
+                                "inside the directory; choose a new or empty directory")
         return data
 
     def owned(self) -> List[str]:
@@ -197,10 +288,14 @@ class RunDir:
                             f"({e.strerror or e})") from None
         marker = self._marker()
         if marker is None:
-            if any(root.iterdir()):
+            # what a process killed while writing the first marker leaves is ours to continue
+            leftovers = [p for p in root.iterdir() if _temporary_of(p.name) == MARKER]
+            if len(leftovers) < sum(1 for _ in root.iterdir()):
                 raise UserError(f"--out {root}: not empty and not an admm-attack "
                                 f"{self.kind} directory; choose a new or empty directory")
             try:
+                for p in leftovers:
+                    p.unlink()
                 atomic_write(root / MARKER, json_bytes({"kind": self.kind, "files": []}))
             except OSError as e:
                 raise UserError(f"--out {root}: cannot write there ({e.strerror or e})") \
@@ -210,23 +305,45 @@ class RunDir:
                             f"not {self.kind}; choose a new or empty directory")
         self.lock()
         if restart:
-            self.clear()
+            try:
+                self.clear()
+            except BaseException:   # a refused restart leaves the directory unlocked
+                self.unlock()
+                raise
         return self
 
     def clear(self) -> None:
-        """Delete the files the manifest lists (and their half-written temporaries), then the
-        emptied folders; nothing else."""
+        """Delete the files the manifest lists and the run's own temporaries
+        (:meth:`temporaries`), then the emptied folders; nothing else."""
         names = self.owned()
         for name in names:
             p = self.path(name)
+            if p.is_dir() and not p.is_symlink():
+                raise UserError(f"--restart: {p} is a directory, not the file the run wrote "
+                                "there; remove it, or use another --out")
             p.unlink(missing_ok=True)
-            for tmp in p.parent.glob(f".{p.name}.*.tmp"):
-                tmp.unlink()
+        self.tidy()
         for folder in sorted({self.path(n).parent for n in names}, key=lambda d: -len(d.parts)):
             if folder != self.root:
                 with contextlib.suppress(OSError):
                     folder.rmdir()   # only when empty
         atomic_write(self.root / MARKER, json_bytes({"kind": self.kind, "files": []}))
+
+    def temporaries(self) -> List[Path]:
+        """The run's own temporaries: those :func:`atomic_write` makes for the marker and
+        for every file of the manifest (left behind by a process killed mid-write)."""
+        folders: Dict[Path, set] = {self.root: {MARKER}}
+        for name in self.owned():
+            p = self.path(name)
+            folders.setdefault(p.parent, set()).add(p.name)
+        return [p for folder, names in folders.items() if folder.is_dir()
+                for p in folder.iterdir() if _temporary_of(p.name) in names]
+
+    def tidy(self) -> None:
+        """Remove the run's own temporaries (:meth:`temporaries`); the caller holds the lock
+        and no write of the run is under way."""
+        for p in self.temporaries():
+            p.unlink(missing_ok=True)
 
     def lock(self) -> None:
         """Take the directory's lock (see the module docstring) or refuse with who holds it."""
@@ -236,15 +353,20 @@ class RunDir:
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(2):
             try:
-                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask())
+                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             except FileExistsError:
                 try:
-                    holder = json.loads(p.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    holder = {}
+                    holder = json.loads(read_regular(p, 4096) or b"{}")
+                except NotRegularFile:
+                    raise UserError(f"--out {self.root}: the lock file {p} is not a regular "
+                                    "file; remove it if no run is using the directory") \
+                        from None
+                except (OSError, ValueError, RecursionError):
+                    holder = {}   # being written by its owner, or garbage: held
+                holder = holder if isinstance(holder, dict) else {}
                 pid, host = holder.get("pid"), holder.get("host")
                 if host == me["host"] and isinstance(pid, int) and not _pid_alive(pid):
-                    p.unlink(missing_ok=True)   # its owner died: a stale lock
+                    p.unlink(missing_ok=True)   # its owner is gone: a stale lock
                     continue
                 raise UserError(f"--out {self.root} is in use by process {pid} on {host} "
                                 f"(lock file {p}); wait for it, or delete the lock file if "
@@ -262,14 +384,15 @@ class RunDir:
 
     # -- starting / resuming ------------------------------------------------------------------
     def stored_provenance(self) -> Optional[Dict[str, Any]]:
-        p = self.path(PROVENANCE)
-        if not p.is_file():
-            return None
+        what = f"--out {self.root}"
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise UserError(f"--out {self.root}: cannot read {p.name} ({e}); use another --out "
-                            "or --restart") from None
+            data = read_json_file(self.path(PROVENANCE), what)
+        except UserError as e:
+            raise UserError(f"{e}; use another --out or --restart") from None
+        if data is not None and not isinstance(data, dict):
+            raise UserError(f"{what}: {PROVENANCE} is not a JSON object; use another --out or "
+                            "--restart")
+        return data
 
     def check_resume(self, key: Dict[str, Any]) -> bool:
         """True when DIR holds the same run (resume); False when it holds none yet.
@@ -282,12 +405,16 @@ class RunDir:
                 raise UserError(f"--out {self.root}: holds batch files but no {PROVENANCE}; "
                                 "use another --out or --restart")
             return False
-        old = stored.get("resume_key", {})
+        old = stored.get("resume_key")
+        if not isinstance(old, dict):
+            raise UserError(f"--out {self.root}: {PROVENANCE} holds no resume key; use another "
+                            "--out or --restart")
         new = json_ready(key)
         differ = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if differ:
-            raise UserError(f"--out {self.root} holds a different run ({', '.join(differ)} "
-                            "differ); use another --out, or --restart to discard it")
+            raise UserError(f"--out {self.root} holds a different run (it differs in "
+                            f"{', '.join(differ)}); use another --out, or --restart to discard "
+                            "it")
         return True
 
     def start(self, record: Dict[str, Any], *, restart: bool = False,
@@ -303,6 +430,7 @@ class RunDir:
             resuming = self.check_resume(key) if key is not None else True
             history = (self.stored_provenance() or {}).get("history", []) \
                 if resuming and entry is not None else []
+            history = history if isinstance(history, list) else []   # not ours: started anew
             self.own(self.batch_name(i) for i in range(batches))
             for name, text in (files or {}).items():
                 self.write(name, text.encode("utf-8"))
@@ -321,28 +449,45 @@ class RunDir:
         return self.path(self.batch_name(i))
 
     def save_batch(self, i: int, arrays: Dict[str, np.ndarray]) -> None:
-        """Store batch ``i`` stamped with the run's fingerprint (any rank; rank 0 lists the
-        batch names in the manifest when the run starts)."""
+        """Store batch ``i`` stamped with the run's fingerprint and its content checksum (any
+        rank; rank 0 lists the batch names in the manifest when the run starts)."""
+        arrays = {**arrays, "run_fingerprint": np.array(self.fingerprint)}
         atomic_write(self.batch_path(i),
-                     npz_bytes({**arrays, "run_fingerprint": np.array(self.fingerprint)}))
+                     npz_bytes({**arrays, CHECKSUM: np.array(content_checksum(arrays))}))
+
+    def _read_batch(self, p: Path) -> Tuple[Dict[str, np.ndarray], Optional[bool]]:
+        """The arrays of the batch file ``p`` (a regular file; never a pickle), with its
+        checksum (``None`` when it has none) under :data:`CHECKSUM` and ``verified`` telling
+        whether the content matches it."""
+        raw = read_regular(p)
+        if raw is None:
+            raise FileNotFoundError(f"{p}: no such file")
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        stamp = arrays.pop(CHECKSUM, None)
+        return arrays, (None if stamp is None else str(stamp) == content_checksum(arrays))
+
+    def _check_fingerprint(self, p: Path, arrays: Dict[str, np.ndarray],
+                           fingerprint: str) -> None:
+        stamp = arrays.pop("run_fingerprint", None)
+        if stamp is None or str(stamp) != fingerprint:
+            raise UserError(f"{p}: a batch file of another run (fingerprint "
+                            f"{'none' if stamp is None else str(stamp)}, this run's "
+                            f"{fingerprint}); remove it, or use --restart")
 
     def load_batch(self, i: int, source_index: np.ndarray, targets: np.ndarray
                    ) -> Optional[Dict[str, np.ndarray]]:
-        """The stored batch ``i`` if it exists, reads, and covers these examples; else None.
-        A batch file of another run (another fingerprint) is refused, never merged."""
+        """The stored batch ``i`` if it exists, reads, matches its content checksum and covers
+        these examples; else None (it is recomputed). A batch file of another run (another
+        fingerprint) is refused, never merged."""
         p = self.batch_path(i)
-        if not p.is_file():
-            return None
         try:
-            with np.load(p) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays, verified = self._read_batch(p)
         except (OSError, ValueError, zipfile.BadZipFile, EOFError):
             return None
-        stamp = arrays.pop("run_fingerprint", None)
-        if stamp is None or str(stamp) != self.fingerprint:
-            raise UserError(f"{p}: a batch file of another run (fingerprint "
-                            f"{'none' if stamp is None else str(stamp)}, this run's "
-                            f"{self.fingerprint}); remove it, or use --restart")
+        self._check_fingerprint(p, arrays, self.fingerprint)
+        if not verified:   # changed since it was written, or written without a checksum
+            return None
         same = (np.array_equal(arrays.get("source_index"), source_index)
                 and np.array_equal(arrays.get("targets"), targets))
         return arrays if same else None
@@ -350,12 +495,26 @@ class RunDir:
     def examples(self) -> Dict[str, np.ndarray]:
         """Every stored batch's arrays concatenated in batch order (``source_index``,
         ``targets``, ``labels``, ``success``, ``delta``, ``adversarial``, ``metric_*``...):
-        what experiments read back from a finished (or partly finished) run."""
+        what experiments read back from a finished (or partly finished) run.
+
+        Every batch file must be a regular file of the directory (no link), of one run (the
+        run's fingerprint when known, else the first batch's) and match its checksum (a batch
+        written before checksums existed has none and is read as it is)."""
         parts = sorted(self.batches.glob("batch-*.npz"))
         if not parts:
             raise UserError(f"{self.root}: no finished batches (run the attack first)")
-        arrays = []
+        arrays, fingerprint = [], self.fingerprint
         for p in parts:
-            with np.load(p) as z:
-                arrays.append({k: z[k] for k in z.files if k != "run_fingerprint"})
+            try:
+                a, verified = self._read_batch(p)
+            except NotRegularFile as e:
+                raise UserError(f"{e}: a run's batches are its own regular files") from None
+            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+                raise UserError(f"{p}: not a readable batch file ({e})") from None
+            if verified is False:
+                raise UserError(f"{p}: its content does not match its checksum (changed "
+                                "after it was written)")
+            fingerprint = fingerprint or str(a.get("run_fingerprint", ""))
+            self._check_fingerprint(p, a, fingerprint)
+            arrays.append(a)
         return merge(arrays)
