@@ -34,7 +34,7 @@ import torch
 
 from attacks.errors import UserError
 from attacks.filenames import ADVERSARIAL, METRICS_CSV, PROVENANCE, SUMMARY
-from attacks.runs.store import RunDir, npz_bytes, read_json_file, run_fingerprint
+from attacks.store import RunDir, npz_bytes, read_json_file, run_fingerprint
 
 _KEY = "per_example"
 #: adversarial.npz's own array (not a field of the result): the clean image, at this position

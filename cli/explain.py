@@ -21,7 +21,7 @@ import torch
 from attacks.interpret.report import Comparison, map_settings, write_report
 from attacks.interpret.score import MAPS
 from attacks.runs.provenance import now, run_record, stopped
-from attacks.runs.store import PROVENANCE, RunDir
+from attacks.store import PROVENANCE, RunDir
 from cli.errors import UserError
 from cli.options import RunOptions
 from cli.setup import (batch_size_for, check_counts, checked_examples, choose_attacks, fits,

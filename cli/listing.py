@@ -155,7 +155,7 @@ def print_summary(summary: Dict[str, object], out: Path) -> None:
 def written(out: Path, folders: Iterable[str] = ()) -> str:
     """``wrote OUT/: ...``: every file and folder at the top of the run directory ``out`` that
     its runs wrote (its manifest: batches/, png/, figures/ included), and ``folders``."""
-    from attacks.runs.store import RunDir
+    from attacks.store import RunDir
     names = dict.fromkeys(n.split("/")[0] + ("/" if "/" in n else "")
                           for n in RunDir(out).owned())
     names.update(dict.fromkeys(f"{f}/" for f in folders))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from attacks.data import load_dataset
-from attacks.runs.store import RunDir
+from attacks.store import RunDir
 
 
 def eval_setup(eval_dir: Path) -> Tuple[dict, torch.Tensor, torch.Tensor]:

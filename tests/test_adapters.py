@@ -341,7 +341,7 @@ def test_art_targeted_clip_values_and_dtype(art, mnist):
 # -- saved results ------------------------------------------------------------------------------
 def test_save_load_round_trip_and_cli_readers(mnist, tmp_path):
     from attacks.runs.outputs import csv_bytes, result_arrays, to_result
-    from attacks.runs.store import RunDir
+    from attacks.store import RunDir
     model, x, y = mnist
     r = CWL2(model, search=SEARCH)(x[:3], y[:3], targets="random")
     r.save(tmp_path / "res")

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from attacks.filenames import PROVENANCE
-from attacks.runs.store import LOCK
+from attacks.store import LOCK
 from cli.eval import TOP_FILES
 from test_cli_helpers import (FAST, ROOT, TINY, assert_user_error, invoke, read_json,
                               restore_threads)  # noqa: F401 (autouse)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import attacks.runs.store
+import attacks.store
 from test_cli_helpers import FAST, TINY, invoke, read_json
 from test_cli_helpers import assert_user_error as one_line_error
 
@@ -155,17 +155,17 @@ def test_a_batch_file_of_another_run_is_refused_not_merged(tmp_path):
 # -- the disk ------------------------------------------------------------------------------------
 def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real = attacks.runs.store.atomic_write
+    real = attacks.store.atomic_write
 
     def full(path, data):
         if path.name == "metrics.csv":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path, data)
 
-    monkeypatch.setattr(attacks.runs.store, "atomic_write", full)
+    monkeypatch.setattr(attacks.store, "atomic_write", full)
     one_line_error(solve(out), "No space left on device", "run the same command again")
     assert any((out / "batches").glob("batch-*.npz"))       # the attack's work is kept
-    monkeypatch.setattr(attacks.runs.store, "atomic_write", real)
+    monkeypatch.setattr(attacks.store, "atomic_write", real)
     r = solve(out)
     assert r.exit_code == 0 and "batches_resumed" in r.stdout, r.output
     assert not (out / ".admm-attack.lock").exists()

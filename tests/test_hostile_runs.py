@@ -16,7 +16,7 @@ import pytest
 
 from attacks.errors import UserError
 from attacks.result import AttackResult
-from attacks.runs.store import CHECKSUM, LOCK, MARKER, RunDir, content_checksum
+from attacks.store import CHECKSUM, LOCK, MARKER, RunDir, content_checksum
 from test_cli_helpers import FAST, TINY, invoke, read_json
 from test_cli_helpers import assert_user_error as one_line_error
 

@@ -24,7 +24,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from attacks.runs.store import write_json
+from attacks.store import write_json
 from attacks.interpret.cam import default_cam_layer, find_gap_head, module_name
 from attacks.interpret.score import (DEFAULT_NUS, MAPS, REFERENCE, ISCurve, check_aligned,
                                      example_maps, is_curve, write_csv)

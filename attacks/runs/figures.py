@@ -101,7 +101,7 @@ def draw_examples(run, a: dict, originals: np.ndarray, count: int, model, device
                   groups: Optional[SlidingGroups], attack: str) -> list:
     """Figures of up to ``count`` examples of a run's merged arrays ``a`` (successes first),
     each titled with the class the model gives the adversarial example, written into the
-    :class:`~attacks.runs.store.RunDir` ``run``; their paths."""
+    :class:`~attacks.store.RunDir` ``run``; their paths."""
     shape = tuple(originals.shape[1:])
     if groups is None:  # attacks without groups: the heatmap uses the dataset's default
         groups = GroupSpec().resolve(shape)

@@ -16,7 +16,7 @@ from attacks import result_io
 from attacks.result import AttackResult
 from attacks.result_io import summary
 from attacks.result_io import to_arrays as result_arrays
-from attacks.runs.store import RunDir
+from attacks.store import RunDir
 
 __all__ = ["CSV_COLUMNS", "csv_bytes", "result_arrays", "summary", "to_result",
            "write_outputs", "write_pngs"]

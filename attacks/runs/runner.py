@@ -25,7 +25,7 @@ from attacks.runs.figures import draw_examples
 from attacks.runs.job import Job
 from attacks.runs.outputs import result_arrays, summary, to_result, write_outputs, write_pngs
 from attacks.runs.provenance import now, stopped
-from attacks.runs.store import PROVENANCE, RunDir, merge, run_fingerprint
+from attacks.store import PROVENANCE, RunDir, merge, run_fingerprint
 
 
 def run_batch(attack: AttackBase, job: Job, sl: slice) -> AttackResult:
