@@ -33,7 +33,7 @@ from torch import Tensor
 
 from admmkit import batch_where
 from admmkit.solver import LinearizedADMM
-from attacks.base import GRID_ROUNDS, settle
+from attacks.base import GRID_ROUNDS, failed_nan, settle
 from attacks.indicators import SolveWatch
 from attacks.losses import is_adversarial
 from attacks.pgd import pgd, random_start
@@ -222,7 +222,7 @@ class Engine:
         best = self.search(x0, tg, evals, self.start(x0, tg, evals))
         refined = self.refine(x0, tg, best, evals)
         adv, success = self.finish(x0, tg, best, evals)
-        return Outcome(adversarial=adv, success=success, c=torch.where(success, best.c,
-                       torch.full_like(best.c, math.nan)), gradient_evals=evals.gradient,
-                       forward_evals=evals.forward, refined=refined & success,
+        return Outcome(adversarial=adv, success=success, c=failed_nan(best.c, success),
+                       gradient_evals=evals.gradient, forward_evals=evals.forward,
+                       refined=refined & success,
                        flags=evals.evidence.verdict(success))

@@ -53,10 +53,6 @@ def register(kind: TermKind) -> TermKind:
     return kind
 
 
-def term_kind(name: str) -> TermKind:
-    return TERM_KINDS[name]
-
-
 register(TermKind("squared_l2", SquaredL2, {"weight": Param(1.0, "multiplier of the term")},
                   doc="weight·||δ||₂²"))
 register(TermKind("l1", L1, {"weight": Param(1.0, "multiplier of the term")},
