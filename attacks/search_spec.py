@@ -4,7 +4,7 @@
 
     [search]
     mode = "lagrangian"          # which section's search runs
-    iterations = 250             # ADMM iterations of the solve (binary: of each step)
+    iterations = 130             # ADMM iterations of the solve (binary: of each step)
     [search.lagrangian]
     mu = 0.3
     [search.binary]
@@ -104,9 +104,9 @@ class SearchSpec:
     """
 
     mode: str = "lagrangian"
-    iterations: int = attrs.field(default=250, validator=positive_int)
-    track_every: int = attrs.field(default=5, validator=positive_int)
-    rescue_iterations: int = attrs.field(default=500, validator=non_negative_int)
+    iterations: int = attrs.field(default=130, validator=positive_int)
+    track_every: int = attrs.field(default=3, validator=positive_int)
+    rescue_iterations: int = attrs.field(default=200, validator=non_negative_int)
     budget: Optional[int] = attrs.field(default=None, validator=_budget)
     start: str = "auto"
     start_steps: int = attrs.field(default=100, validator=positive_int)
@@ -215,7 +215,7 @@ class BinarySearch:
 
 #: The paper's search (Sec. 4 and appendix F): binary search on c, 6 steps of 200 iterations
 #: with warm starts and a 400-iteration cold rescue.
-PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, rescue_iterations=400)
+PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, track_every=5, rescue_iterations=400)
 
 __all__ = ["SECTIONS", "BinarySearch", "LagrangianSearch", "PAPER_SEARCH", "SearchSpec",
            "register_section"]

@@ -283,7 +283,7 @@ class RefineSpec:
     (:data:`PAPER_REFINE`)."""
 
     quantile: float = attrs.field(default=0.15, validator=non_negative_number)
-    iterations: int = attrs.field(default=200, validator=positive_int)
+    iterations: int = attrs.field(default=110, validator=positive_int)
 
     def __attrs_post_init__(self):
         expect(self.quantile < 1, "refine.quantile", "a number in [0, 1)", self.quantile)
