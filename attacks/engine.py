@@ -25,6 +25,7 @@ Every gradient evaluation is counted in :class:`Evaluations` and no stage spends
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Optional
 
@@ -37,8 +38,9 @@ from attacks.base import GRID_ROUNDS, failed_nan, settle
 from attacks.indicators import SolveWatch
 from attacks.losses import is_adversarial
 from attacks.pgd import pgd, random_start
-from attacks.problems import (attack_problem, candidate, loss_term, projection, refine_problem,
-                              refine_terms, support_mask, term_blocks)
+from attacks.problems import (at_rows, attack_problem, boundary_distance, candidate, loss_term,
+                              projection, refine_problem, refine_terms, scaled_blocks,
+                              support_mask, term_blocks)
 from attacks.search import binary, lagrangian  # noqa: F401  (the built-in strategies register)
 from attacks.search.base import Best, Start, strategy_for
 from attacks.search.tracker import Tracker
@@ -69,6 +71,10 @@ def decision_score(spec: AttackSpec, terms, delta: Tensor) -> Tensor:
 
 
 class Engine:
+    """The attack of one spec on a model; :meth:`run` attacks one batch. Its ``terms`` are the
+    spec's term blocks, built once; with a term of ``scale = "boundary"`` each batch runs on
+    its own engine (:meth:`for_batch`) whose blocks carry the batch's per-example weights."""
+
     def __init__(self, model: Callable[[Tensor], Tensor], spec: AttackSpec, shape,
                  grid: bool = False, seed: int = 0):
         self.model = model
@@ -77,9 +83,19 @@ class Engine:
         self.grid = grid  # snap the final examples onto the 8-bit grid (attacks.grid)
         self.strategy = strategy_for(spec.search)  # the search over c
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
-        self.refined_terms = refine_terms(spec, self.terms)
-        self.dropped_terms = [b for b in self.terms  # by the refine: the group terms
-                              if not any(b is r for r in self.refined_terms)]
+        self.scaled = any(t.scale != "none" for t in spec.terms)
+
+    def for_batch(self, x0: Tensor, tg: Targets, evals: Evaluations) -> "Engine":
+        """This engine for the batch ``x0``: itself, or with a ``scale = "boundary"`` term a
+        copy whose term blocks are weighted per example by the distance to the boundary
+        (:func:`attacks.problems.boundary_distance`, one gradient evaluation counted)."""
+        if not self.scaled:
+            return self
+        s = boundary_distance(self.model, x0, tg, self.spec.loss.kappa)
+        evals.add_gradients(None, 1)
+        batch = copy.copy(self)
+        batch.terms = scaled_blocks(self.spec, self.terms, s)
+        return batch
 
     # -- how a budget is split ---------------------------------------------------------------
     def stage_limits(self):
@@ -89,7 +105,8 @@ class Engine:
         Each stage also gets what the earlier ones left unspent; the grid repair may spend up
         to the budget."""
         s = self.spec.search
-        search = s.planned + (s.start_steps if s.starts_with_pgd(self.spec.eps) else 0)
+        search = s.planned + (s.start_steps if s.starts_with_pgd(self.spec.eps) else 0) \
+            + (1 if self.scaled else 0)  # the boundary distance (for_batch)
         refine = self.spec.refine.iterations if self.spec.refine is not None else 0
         plan = search + refine + (GRID_ROUNDS if self.grid else 0)
         if s.budget is None or s.budget >= plan:
@@ -109,17 +126,21 @@ class Engine:
         samples succeeded at any check."""
         spec = self.spec
         x, t = x0.index_select(0, idx), tg.select(idx)
+        terms, n = at_rows(self.terms, idx, x0.shape[0]), idx.shape[0]
         rule = self.strategy.rule(c, stop_after)
         box = valid_box(x, spec.eps)  # validated once; the tracker projects with it
         project = projection(box, x.shape[0])
         smooth = loss_term(self.model, x, t, rule.c, spec.loss.kappa, rule.mu,
                            project if spec.loss.project else None)
         if support is None:
-            problem, out = attack_problem(spec, self.terms, box, smooth), spec.output_term
-            score = self._score
+            problem, out = attack_problem(spec, terms, box, smooth), spec.output_term
+            def score(cand, rows):  # the spec's decision rule
+                return decision_score(spec, at_rows(terms, rows, n), cand)
         else:  # the block that carries the fixed support is the last one
-            problem = refine_problem(spec, self.terms, box, smooth, support)
-            out, score = len(problem.blocks) - 1, self._distortion
+            problem = refine_problem(spec, terms, box, smooth, support)
+            refined, out = refine_terms(spec, terms), len(problem.blocks) - 1
+            def score(cand, rows):  # what the refine minimises on its support
+                return objective_score(at_rows(refined, rows, n), cand)
         tracker = Tracker(self.model, x, t, spec.loss.kappa,
                           lambda state, rows: candidate(problem, state, out, project, rows),
                           score, best, rule, cap, spec.search.track_every, stop_after)
@@ -130,14 +151,6 @@ class Engine:
         tracker.count(evals, idx, result.iterations)
         watch.report(result, cap)
         return result, tracker.hit
-
-    def _score(self, cand: Tensor) -> Tensor:
-        return decision_score(self.spec, self.terms, cand)
-
-    def _distortion(self, cand: Tensor) -> Tensor:
-        """The refine's ranking: what it minimises on its fixed support (its terms at δ; ℓ2
-        when the spec has none)."""
-        return objective_score(self.refined_terms, cand)
 
     # -- where the search starts -------------------------------------------------------------
     def start(self, x0: Tensor, tg: Targets, evals: Evaluations) -> Start:
@@ -162,7 +175,8 @@ class Engine:
             logits = self.model(x0 + run.delta)
         evals.add_forwards(None, 1)
         success = run.found | is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
-        start.best.offer(run.delta, success, self._score(run.delta), self.c0(x0))
+        start.best.offer(run.delta, success, decision_score(self.spec, self.terms, run.delta),
+                         self.c0(x0))
         return Start(start.best, run.delta)
 
     # -- the search over c -----------------------------------------------------------------
@@ -184,7 +198,7 @@ class Engine:
         """Re-solve on the support of each success (from its δ and, after this engine's search,
         its ``c`` as the strategy starts the refine (:meth:`refine_c`); with ``from_search``
         False, ``best.c`` as given); keep the refined answer where it succeeds with a lower
-        distortion (:meth:`_distortion`)."""
+        distortion (the refine's terms at δ)."""
         spec = self.spec
         refined = torch.zeros_like(best.found)
         if spec.refine is None:
@@ -194,21 +208,27 @@ class Engine:
         if idx.numel() == 0:
             return refined
         part = best.select(idx)
+        terms = at_rows(self.terms, idx, x0.shape[0])
         support = support_mask(part.delta, spec.refine.quantile)
         fresh = Best.empty(part.delta)
-        c = self.refine_c(part, support) if from_search else part.c.clone()
+        c = self.refine_c(part, support, terms) if from_search else part.c.clone()
         self.solve(idx, x0, tg, c, fresh, part.delta * support,
                     cap.index_select(0, idx), evals, support=support)
-        better = fresh.found & (fresh.score < self._distortion(part.delta))
+        better = fresh.found & (fresh.score < objective_score(refine_terms(spec, terms),
+                                                              part.delta))
         part.delta = batch_where(better, fresh.delta, part.delta)
         best.put(idx, part)
         refined.index_copy_(0, idx, better)
         return refined
 
-    def refine_c(self, part: Best, support: Tensor) -> Tensor:
+    def refine_c(self, part: Best, support: Tensor, terms=None) -> Tensor:
         """The refine's starting ``c`` after this engine's search: the strategy's rule
-        (:meth:`attacks.search.base.Strategy.refine_c`)."""
-        return self.strategy.refine_c(part, support, self.refined_terms, self.dropped_terms)
+        (:meth:`attacks.search.base.Strategy.refine_c`) with the refine's distortion terms and
+        the group terms it drops; ``terms``: the blocks of ``part``'s rows (default: all)."""
+        terms = self.terms if terms is None else terms
+        kept = refine_terms(self.spec, terms)
+        dropped = [b for b in terms if not any(b is k for k in kept)]
+        return self.strategy.refine_c(part, support, kept, dropped)
 
     # -- everything, verified ----------------------------------------------------------------
     def finish(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations):
@@ -219,9 +239,10 @@ class Engine:
 
     def run(self, x0: Tensor, tg: Targets) -> Outcome:
         evals = Evaluations.zeros(x0.shape[0], x0.device, self.spec.search.budget)
-        best = self.search(x0, tg, evals, self.start(x0, tg, evals))
-        refined = self.refine(x0, tg, best, evals)
-        adv, success = self.finish(x0, tg, best, evals)
+        engine = self.for_batch(x0, tg, evals)
+        best = engine.search(x0, tg, evals, engine.start(x0, tg, evals))
+        refined = engine.refine(x0, tg, best, evals)
+        adv, success = engine.finish(x0, tg, best, evals)
         return Outcome(adversarial=adv, success=success, c=failed_nan(best.c, success),
                        gradient_evals=evals.gradient, forward_evals=evals.forward,
                        refined=refined & success,

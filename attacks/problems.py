@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional
 
+import attrs
 import torch
 from torch import Tensor
 
 from admmkit.problem import Block, Identity, Problem
-from admmkit.prox import Constrained, FixedSupport, ProxFunction, Zero
+from admmkit.prox import Constrained, FixedSupport, ProxFunction, Scaled, Zero
 from admmkit.smooth import Smooth
 from attacks.losses import lagrangian_margin_loss, margin, margin_loss
 from attacks.spec import AttackSpec
@@ -69,6 +70,37 @@ def term_blocks(spec: AttackSpec, shape) -> List[Block]:
         blocks.append(Block(t.function(), coupling, name=t.name or f"{t.kind}_{i}",
                             copies=copies))
     return blocks
+
+
+def boundary_distance(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets,
+                      kappa: float) -> Tensor:
+    """``s = (margin(x₀) + κ)₊ / ||∇ₓ margin(x₀)||₂`` per example, (B,): the distance to the
+    decision boundary of the model linearised at ``x₀`` (DeepFool's first step), the length
+    that ``scale = "boundary"`` weights a term by (:data:`attacks.spec_values.SCALES`). One
+    gradient evaluation. 0 where it cannot be measured (a zero or non-finite gradient; the
+    indicators report such a model): the term then weighs nothing for that example."""
+    x = x0.detach().requires_grad_(True)
+    with torch.enable_grad():
+        m = margin(model(x), tg.labels, tg.targets, tg.targeted)
+        grad, = torch.autograd.grad(m.sum(), x)
+    s = (m.detach() + kappa).clamp_min(0) / grad.flatten(1).norm(dim=1)
+    return torch.nan_to_num(s, nan=0.0, posinf=0.0)
+
+
+def scaled_blocks(spec: AttackSpec, terms: List[Block], s: Tensor) -> List[Block]:
+    """The term ``blocks`` for examples at distances ``s`` (B,) from the boundary
+    (:func:`boundary_distance`): a term with ``scale = "boundary"`` weighted by
+    s^(2 − degree) per example (``Scaled``; a tiny positive floor where that is 0), the
+    others as they are."""
+    tiny = torch.finfo(s.dtype).tiny
+    return [b if t.scale == "none"
+            else attrs.evolve(b, fn=Scaled(b.fn, t.weight_factor(s).clamp_min(tiny)))
+            for b, t in zip(terms, spec.terms)]
+
+
+def at_rows(blocks: List[Block], rows: Rows, batch: int) -> List[Block]:
+    """The ``blocks`` of a batch of ``batch`` examples for its rows ``rows`` (None: all)."""
+    return list(blocks) if rows is None else [b.select(rows, batch) for b in blocks]
 
 
 def attack_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction,

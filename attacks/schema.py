@@ -43,7 +43,7 @@ from attacks.terms import TERM_KINDS
 
 TABLES = {"loss": LossSpec, "solver": SolverSpec, "search": SearchSpec, "refine": RefineSpec}
 TOP_KEYS = ("name", "description", "eps", "decision")
-TERM_KEYS = ("name", "kind", "role", "params", "groups")
+TERM_KEYS = ("name", "kind", "role", "scale", "params", "groups")
 _TYPES = {"float": "number", "int": "integer", "bool": "boolean", "str": "string"}
 #: how deep a spec document nests: top level > [[terms]] > a term > params > value is 4
 MAX_DEPTH = 8
@@ -172,7 +172,7 @@ def _term(i: int, data: Any) -> TermSpec:
                 raise SpecError(f"{label}: unknown key {k!r}; parameters of {kind} go in its "
                                 "params table ([terms.params])")
             raise _unknown(label, k, TERM_KEYS, v)
-    for k in ("name", "role"):
+    for k in ("name", "role", "scale"):
         if k in data:
             check_type(f"{label}.{k}", data[k], "string")
     check_type(f"{label}.params", data.get("params", {}), "table")
@@ -180,7 +180,8 @@ def _term(i: int, data: Any) -> TermSpec:
     if groups is not None and kind in TERM_KINDS and TERM_KINDS[kind].grouped:
         groups = _table(f"{label}.groups", GroupSpec, groups)
     term = dict(kind=kind, role=data.get("role", "regularizer"),
-                params=dict(data.get("params", {})), groups=groups, name=data.get("name", ""))
+                params=dict(data.get("params", {})), groups=groups, name=data.get("name", ""),
+                scale=data.get("scale", "none"))
     try:
         return TermSpec(**term)
     except SpecError as e:  # TermSpec names itself terms.<name or kind>; here: <name or index>
@@ -237,7 +238,7 @@ def spec_to_dict(spec) -> Dict[str, Any]:
     for t in spec.terms:
         defaults = TERM_KINDS[t.kind].defaults
         d = {"name": t.name} if t.name else {}
-        d.update(kind=t.kind, role=t.role, params={**defaults, **t.params})
+        d.update(kind=t.kind, role=t.role, scale=t.scale, params={**defaults, **t.params})
         if t.groups is not None:
             d["groups"] = _plain(t.groups)
         terms.append(d)

@@ -42,6 +42,7 @@ DOCS: Dict[str, str] = {
     "loss.project": "model sees x0 + P(z), the valid image (false: eq. 14)",
     "terms.name": "address for --set terms.<name>.…",
     "terms.role": "distortion (kept by refine) | regularizer",
+    "terms.scale": "none | boundary: × (distance to boundary)^(2−degree)",
     "terms.groups.size": "group side; absent: 2 (3 overlapping), 13 above 64 px",
     "terms.groups.stride": "absent: default for size (= size if size is set)",
     "terms.groups.copies": "local (general-form consensus) | full (paper eq. 16)",
@@ -155,7 +156,7 @@ def dumps_spec(spec) -> str:
     out += _table_lines("loss", LossSpec, d["loss"], "loss")
     for t in d["terms"]:
         out += ["", _header("[[terms]]", TABLE_DOCS["terms"])]
-        for k in ("name", "kind", "role"):
+        for k in ("name", "kind", "role", "scale"):
             if k in t:
                 out.append(_line(k, t[k], f"terms.{k}"))
         out.append("[terms.params]")

@@ -26,6 +26,15 @@ from attacks.errors import UserError, lookup, suggest
 from attacks.terms import TERM_KINDS
 
 ROLES = ("distortion", "regularizer")
+
+#: How a term's weight w applies to an example: "none", as written; "boundary", w·s^(2 − d)
+#: per example, with d the kind's degree (:attr:`attacks.terms.TermKind.degree`) and
+#: s = (margin(x₀) + κ)₊ / ||∇ₓ margin(x₀)||₂ the example's distance to the decision boundary
+#: linearised at x₀ (one gradient evaluation). Against the ℓ2² distortion (degree 2) the
+#: balance then no longer depends on the scale of the model's perturbations: a model whose
+#: adversarial distances are k× smaller (CIFAR-10 against MNIST) meets a k× smaller τ.
+SCALES = ("none", "boundary")
+
 #: upper bounds of the search's counts (far above any useful setting; beyond, a run never ends)
 MAX_STEPS = 1_000
 MAX_ITERATIONS = 1_000_000
@@ -177,6 +186,7 @@ class TermSpec:
     params: Dict[str, float] = attrs.field(factory=dict)
     groups: Optional[GroupSpec] = None
     name: str = ""
+    scale: str = "none"
 
     @staticmethod
     def label_of(name: str, kind: str) -> str:
@@ -185,7 +195,12 @@ class TermSpec:
 
     def __attrs_post_init__(self):
         check_term(self.label_of(self.name, self.kind), self.kind, self.role, self.params,
-                   self.groups)
+                   self.groups, self.scale)
+
+    def weight_factor(self, s: Tensor) -> Tensor:
+        """The per-example factor of the term's weight for distances ``s`` (B,) to the
+        boundary: s^(2 − degree) with ``scale = "boundary"`` (:data:`SCALES`)."""
+        return s ** (2 - TERM_KINDS[self.kind].degree)
 
     def function(self) -> ProxFunction:
         kind = TERM_KINDS[self.kind]
@@ -195,10 +210,12 @@ class TermSpec:
             raise SpecError(f"term {self.name or self.kind}: {e}") from None
 
 
-def check_term(label: str, kind: Any, role: Any, params: Mapping, groups: Any) -> None:
+def check_term(label: str, kind: Any, role: Any, params: Mapping, groups: Any,
+               scale: Any = "none") -> None:
     """The rules of a term, every error under ``label`` (``terms.groups.params.weight: ...``):
-    a registered kind, a known role, the kind's own parameters (finite, >= 0), and a groups
-    table exactly for the kinds that act on groups."""
+    a registered kind, a known role, the kind's own parameters (finite, >= 0), a groups
+    table exactly for the kinds that act on groups, and a ``scale`` that changes something
+    (:data:`SCALES`: "boundary" needs a homogeneous kind of degree other than 2)."""
     kinds = sorted(TERM_KINDS)
     lookup(TERM_KINDS, kind, "kind", where=f"{label}.kind", error=SpecError)
     if role not in ROLES:
@@ -215,6 +232,13 @@ def check_term(label: str, kind: Any, role: Any, params: Mapping, groups: Any) -
     if TERM_KINDS[kind].grouped and groups is None:
         raise SpecError(f"{label}.groups: missing; kind {kind} needs a groups table "
                         "([terms.groups], may be empty for the dataset defaults)")
+    expect(scale in SCALES, f"{label}.scale", f"one of {', '.join(SCALES)}", scale)
+    degree = TERM_KINDS[kind].degree
+    if scale == "boundary" and degree in (None, 2):
+        raise SpecError(f"{label}.scale: kind {kind} " + (
+            "is not homogeneous in δ, so no power of the distance scales it; use \"none\""
+            if degree is None else "has the ℓ2² distortion's degree 2: its balance does not "
+            "depend on the scale; use \"none\""))
     if not TERM_KINDS[kind].grouped and groups is not None:
         raise SpecError(f"{label}.groups: kind {kind} acts on single pixels and takes no "
                         "groups table; remove it (group kinds: "

@@ -12,7 +12,7 @@ so a new term is one :func:`register` call next to its operator::
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping
+from typing import Callable, Dict, Mapping, Optional
 
 import attrs
 
@@ -36,6 +36,9 @@ class TermKind:
     params: Mapping[str, Param]
     doc: str
     grouped: bool = False   # True: acts on sliding groups and needs a [terms.groups] table
+    #: d with f(aδ) = a^d f(δ) for a > 0 (None: not homogeneous); a term with ``scale =
+    #: "boundary"`` is weighted by s^(2 − d) (:data:`attacks.spec_values.SCALES`)
+    degree: Optional[int] = None
 
     @property
     def defaults(self) -> Dict[str, float]:
@@ -54,11 +57,11 @@ def register(kind: TermKind) -> TermKind:
 
 
 register(TermKind("squared_l2", SquaredL2, {"weight": Param(1.0, "multiplier of the term")},
-                  doc="weight·||δ||₂²"))
+                  doc="weight·||δ||₂²", degree=2))
 register(TermKind("l1", L1, {"weight": Param(1.0, "multiplier of the term")},
-                  doc="weight·||δ||₁"))
+                  doc="weight·||δ||₁", degree=1))
 register(TermKind("elastic_net", ElasticNet, {"l1": Param(1e-2, "β, weight of ||δ||₁"),
                                               "l2": Param(1.0, "weight of ||δ||₂²")},
                   doc="β·||δ||₁ + l2·||δ||₂²"))
 register(TermKind("group_l2", GroupL2, {"weight": Param(1.0, "multiplier of the term")},
-                  doc="weight·Σ_G ||δ_G||₂ over sliding groups", grouped=True))
+                  doc="weight·Σ_G ||δ_G||₂ over sliding groups", grouped=True, degree=1))

@@ -49,8 +49,12 @@ class Evaluations:
         limit = min(x for x in (self.budget, until, UNLIMITED) if x is not None)
         return (limit - spent).clamp(min=0)
 
-    def add_gradients(self, idx: Tensor, n: Tensor) -> None:
-        self.gradient.index_add_(0, idx, n)
+    def add_gradients(self, idx: Optional[Tensor], n) -> None:
+        """Count ``n`` gradient evaluations for the examples ``idx`` (None: all)."""
+        if idx is None:
+            self.gradient += n
+        else:
+            self.gradient.index_add_(0, idx, n)
 
     def flag_nonfinite(self, idx: Tensor, bad: Tensor) -> None:
         """Mark the examples ``idx[bad]``: the model gave them NaN or infinite logits."""

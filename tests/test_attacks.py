@@ -15,7 +15,7 @@ from attacks.targets import expand_targets
 
 D = torch.float64
 # a short search; the toy model's hardest targets need a longer rescue than the default 200
-FAST = dict(search=SearchSpec(iterations=60, track_every=5, rescue_iterations=300))
+FAST = dict(search=SearchSpec(iterations=60, track_every=5, rescue_iterations=500))
 
 
 def tiny_model(classes=3, dead_class=None):

@@ -33,8 +33,8 @@ class RowWise(nn.Module):
 def short(name, **kw):
     """``name`` with a short search (some examples go on into the rescue) and refine."""
     spec = builtin_spec(name, **kw)
-    return attrs.evolve(spec, search=attrs.evolve(spec.search, iterations=20, rescue_iterations=40),
-                        refine=attrs.evolve(spec.refine, iterations=30))
+    search = attrs.evolve(spec.search, iterations=20, rescue_iterations=40, track_every=5)
+    return attrs.evolve(spec, search=search, refine=attrs.evolve(spec.refine, iterations=30))
 
 
 @pytest.mark.parametrize("spec", [short("strattack"), short("strattack", budget=57),

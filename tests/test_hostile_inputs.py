@@ -95,7 +95,8 @@ def test_a_5000_digit_integer_is_one_line(tmp_path):
     one_line_error(check("strattack", "--set", f"solver.rho={FIVE_THOUSAND_DIGITS}"),
                    "--set solver.rho: not valid TOML", "5000 digits")
     path = tmp_path / "big.toml"
-    path.write_text(spec_text(**{"iterations = 250": f"iterations = {FIVE_THOUSAND_DIGITS}"}))
+    iterations = f"iterations = {SearchSpec().iterations}"
+    path.write_text(spec_text(**{iterations: f"iterations = {FIVE_THOUSAND_DIGITS}"}))
     one_line_error(check(path), str(path), "not valid TOML", "5000 digits")
     with pytest.raises(SpecError, match="5000 digits"):
         AttackSpec.from_toml(path.read_text())

@@ -24,12 +24,13 @@ class Tracker:
     evaluations spent on checks) and ``broken`` (NaN/inf logits seen). Once the solver has
     compacted the batch (``ADMMSettings.compact_below``) it holds the rows ``info.rows`` of
     the solve only: the tracker reads and writes its (n,) bookkeeping at those rows, and the
-    rows left behind, stopped, cost nothing more.
+    rows left behind, stopped, cost nothing more. ``candidate(state, rows)`` is the answer of
+    the rows held and ``score(cand, rows)`` its rank by the spec's decision rule.
     """
 
     def __init__(self, model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets,
-                 kappa: float, candidate: Callable, score: Callable[[Tensor], Tensor],
-                 best: Best, rule: FixedC, cap: Tensor, track_every: int, stop_after=None):
+                 kappa: float, candidate: Callable, score: Callable, best: Best, rule: FixedC,
+                 cap: Tensor, track_every: int, stop_after=None):
         self.model, self.x0, self.tg, self.kappa = model, x0, tg, kappa
         self.candidate, self.score, self.best, self.rule = candidate, score, best, rule
         self.track_every, self.stop_after = track_every, stop_after
@@ -58,10 +59,10 @@ class Tracker:
     def offer(self, cand: Tensor, rows: Optional[Tensor], success: Tensor) -> None:
         """Offer the candidates of ``rows`` to the best so far."""
         if rows is None:
-            self.best.offer(cand, success, self.score(cand), self.rule.c)
+            self.best.offer(cand, success, self.score(cand, None), self.rule.c)
             return
         part = self.best.select(rows)
-        part.offer(cand, success, self.score(cand), self.rule.c.index_select(0, rows))
+        part.offer(cand, success, self.score(cand, rows), self.rule.c.index_select(0, rows))
         self.best.put(rows, part)
 
     def _iterations(self, state, rows: Optional[Tensor]) -> Tensor:
