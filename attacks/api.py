@@ -205,7 +205,8 @@ class Refine(AttackBase):
         best = Best.empty(images)
         best.delta, best.found = start - images, found
         best.c = torch.full_like(best.score, self.c or self.spec.loss.c or default_c(shape))
-        engine = Engine(self.classifier, self.spec, shape, grid=grid, seed=self.seed)
+        engine = Engine(self.classifier, self.spec, shape, grid=grid,
+                        seed=self.seed).for_batch(images, tg, evals)
         refined = engine.refine(images, tg, best, evals, from_search=False)
         final, success = engine.finish(images, tg, best, evals)
         outcome = Outcome(adversarial=final, success=success, c=failed_nan(best.c, success),

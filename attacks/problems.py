@@ -82,7 +82,9 @@ def boundary_distance(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets
     x = x0.detach().requires_grad_(True)
     with torch.enable_grad():
         m = margin(model(x), tg.labels, tg.targets, tg.targeted)
-        grad, = torch.autograd.grad(m.sum(), x)
+        grad = (torch.autograd.grad(m.sum(), x, allow_unused=True)[0] if m.requires_grad
+                else None)  # a model whose output does not depend on x has no gradient
+    grad = torch.zeros_like(x0) if grad is None else grad
     s = (m.detach() + kappa).clamp_min(0) / grad.flatten(1).norm(dim=1)
     return torch.nan_to_num(s, nan=0.0, posinf=0.0)
 

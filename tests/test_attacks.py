@@ -9,7 +9,7 @@ from torch import nn
 from attacks import CWL2, EAD, LinfAttack, Refine, StrAttack
 from attacks.builtin import strattack
 from attacks.losses import is_adversarial, margin, max_other
-from attacks.problems import support_mask
+from attacks.problems import boundary_distance, support_mask
 from attacks.spec import RefineSpec, SearchSpec, SpecError
 from attacks.targets import expand_targets
 
@@ -210,3 +210,39 @@ def test_fgm_ifgsm_find_a_small_successful_eps_per_sample(norm, iterations):
     assert not ok.all()
     with pytest.raises(ValueError, match="norm must be one of"):
         GradientAttack(model, norm="1")
+
+
+def test_boundary_distance_is_the_linear_models_exact_distance():
+    """On a linear model the distance linearised at x₀ is the distance: margin / ||a||, where
+    a = w_label − w_target is the margin's gradient."""
+    model = tiny_model()
+    x, y = tiny_data()
+    _, tg = expand_targets(y, 3, "all")
+    x = x.repeat_interleave(2, 0)
+    s = boundary_distance(model, x, tg, kappa=0.5)
+    w, b = model[1].weight, model[1].bias
+    with torch.no_grad():
+        m = margin(model(x), tg.labels, tg.targets, tg.targeted) + 0.5
+    a = (w[tg.labels] - w[tg.targets]).detach()
+    torch.testing.assert_close(s, m / a.norm(dim=1))
+    # an example already past the boundary is at distance 0; a flat model gives 0, not inf
+    assert float(boundary_distance(model, x[:1], tg.select(torch.tensor([0])), -1e6)) == 0
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(64, 3).double())
+    nn.init.zeros_(flat[1].weight)
+    assert (boundary_distance(flat, x, tg, 0.0) == 0).all()
+
+
+def test_boundary_scaled_tau_is_tau_times_the_distance_per_example():
+    """scale = "boundary" is exactly StrAttack with τ = tau·s for each example alone (its own
+    distance s), plus the one gradient evaluation that measured s."""
+    model = tiny_model()
+    x, y = tiny_data(3)
+    t = (y + 1) % 3
+    scaled = StrAttack(model, tau=0.5, **FAST)(x, y, t)
+    s = boundary_distance(model, x, expand_targets(y, 3, t)[1], 0.0)
+    for i in range(3):
+        alone = StrAttack(model, tau=0.5 * float(s[i]), scale="none", **FAST)(
+            x[i:i + 1], y[i:i + 1], t[i:i + 1])
+        torch.testing.assert_close(scaled.delta[i:i + 1], alone.delta, rtol=0, atol=1e-9)
+        assert int(scaled.gradient_evals[i]) == int(alone.gradient_evals[0]) + 1
+    assert len(set(s.tolist())) == 3  # three different weights were in play

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import attacks.runs.runner
-from attacks.builtin import builtin_spec
+from attacks.builtin import TAU_PER_DISTANCE, builtin_spec
 from attacks.spec import AttackSpec
 import tomllib
 from test_cli_helpers import (FAST, ROOT, TINY, TINY_REFINE, check_run_dir, invoke, read_csv,
@@ -94,7 +94,7 @@ def test_solve_edited_toml_file(tmp_path):
     shown = invoke("specs", "show", "strattack")
     assert shown.exit_code == 0
     text = shown.stdout.replace('name = "strattack"', 'name = "my-strattack"')
-    text = text.replace("weight = 2.0", "weight = 3.5")  # τ of the group term
+    text = text.replace(f"weight = {TAU_PER_DISTANCE}", "weight = 3.5")  # τ of the group term
     default = builtin_spec("strattack").search
     text = text.replace(f"steps = {default.section('binary').steps} ", "steps = 2 ").replace(
         f"iterations = {default.iterations} ", "iterations = 30 ", 1)

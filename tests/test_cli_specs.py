@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attacks.builtin import BUILTIN, builtin_spec
+from attacks.builtin import BUILTIN, TAU_PER_DISTANCE, builtin_spec
 from attacks.spec import (SAFE_NAME, AttackSpec, BinarySearch, GroupSpec, LossSpec, RefineSpec,
                           SearchSpec, SolverSpec, SpecError, TermSpec)
 from attacks.schema import apply_overrides, parse_value
@@ -158,6 +158,7 @@ def test_override_on_absent_refine_is_refused():
 
 # -- validation of files ---------------------------------------------------------------------
 BASE = dumps_spec(builtin_spec("strattack"))
+TAU = f"weight = {TAU_PER_DISTANCE}"  # the group term's
 CASES = [
     # (replace, with, expected fragments of the message)
     ('kind = "group_l2"', 'kind = "group_l3"',
@@ -166,9 +167,10 @@ CASES = [
     ("rho = 1.0", "rho = -1.0", ["solver.rho", "positive", "-1.0"]),
     ("steps = 6", "steps = 2.5", ["search.binary.steps", "expected an integer", "2.5"]),
     ("quantile = 0.15", "quantile = 1.5", ["refine.quantile", "[0, 1)", "1.5"]),
-    ("weight = 2.0", "weight = -2.0", ["terms.groups.params.weight", ">= 0", "-2.0"]),
-    ("weight = 2.0", "weigth = 2.0", ["terms.groups.params", "unknown parameter 'weigth'",
-                                      "weight"]),
+    (TAU, "weight = -2.0", ["terms.groups.params.weight", ">= 0", "-2.0"]),
+    (TAU, "weigth = 2.0", ["terms.groups.params", "unknown parameter 'weigth'", "weight"]),
+    ('scale = "boundary"', 'scale = "everywhere"', ["terms.groups.scale", "'everywhere'"]),
+    ('scale = "none"', 'scale = "boundary"', ["terms.l2.scale", "degree 2"]),
     ("[search]", "[serch]", ["unknown table [serch]", "did you mean 'search'"]),
     ('name = "groups"', 'name = "groups"\nweight = 3', ["terms.groups", "params table"]),
     ('kind = "squared_l2"', "", ["terms.l2.kind: missing"]),

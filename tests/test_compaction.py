@@ -30,15 +30,16 @@ class RowWise(nn.Module):
         return torch.cat([self.model(x[i:i + 1]) for i in range(x.shape[0])])
 
 
-def short(name, **kw):
+def short(name, iterations=10, **kw):
     """``name`` with a short search (some examples go on into the rescue) and refine."""
     spec = builtin_spec(name, **kw)
-    search = attrs.evolve(spec.search, iterations=20, rescue_iterations=40, track_every=5)
+    search = attrs.evolve(spec.search, iterations=iterations, rescue_iterations=40,
+                          track_every=5)
     return attrs.evolve(spec, search=search, refine=attrs.evolve(spec.refine, iterations=30))
 
 
 @pytest.mark.parametrize("spec", [short("strattack"), short("strattack", budget=57),
-                                  short("strattack-paper", budget=130)],
+                                  short("strattack-paper", iterations=20, budget=130)],
                          ids=["lagrangian", "lagrangian-budget", "binary-budget"])
 def test_results_equal_with_and_without_compaction(spec):
     model = RowWise(load_model("mnist-cw", "cpu"))
