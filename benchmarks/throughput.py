@@ -20,6 +20,7 @@ searches do not depend on the batch) gives the extrapolated seconds per example.
 
 ``strattack-uncompacted`` is StrAttack with ``solver.compact_below = 0``: every solve runs its
 whole batch to the end (the model and the solver on the rows that have stopped too).
+``strattack-long`` is the previous round's defaults (about 450 evaluations per example).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def uncompacted(name: str):
 ATTACKS: Dict[str, Callable] = {
     "strattack": lambda m: StrAttack(m),
     "strattack-uncompacted": lambda m: Attack(m, uncompacted("strattack")),
+    # the previous round's defaults (τ = 2, search 250 + 500 rescue, refine 200)
+    "strattack-long": lambda m: Attack(m, builtin_spec("strattack-long")),
     # the previous defaults' algorithm (binary search, 3% refine for 400): the baseline
     "strattack-paper": lambda m: Attack(m, builtin_spec("strattack-paper")),
     "strattack-overlap": lambda m: StrAttack(m, overlapping=True),
