@@ -27,7 +27,7 @@ from attacks.spec import (PAPER_REFINE, PAPER_SEARCH, AttackSpec, GroupSpec, Los
 from attacks.spec_values import SCALES, expect
 
 #: C&W-ℓ2 and EAD have no refine stage: their one solve gets the refine's share
-DENSE_SEARCH = SearchSpec(iterations=230, track_every=3, rescue_iterations=100)
+DENSE_SEARCH = SearchSpec(iterations=230, rescue_iterations=100)
 
 #: StrAttack's group weight per unit of distance to the boundary (``scale = "boundary"``):
 #: τ = TAU_PER_DISTANCE · s per example: τ ≈ 2.4 on mnist-cw's digits (s ≈ 3), near the
@@ -39,7 +39,7 @@ TAU_PER_DISTANCE = 0.8
 PAPER_TAU = {"tau": 2.0, "scale": "none"}
 
 #: the previous round's plan (about 450 evaluations per example): ``strattack-long`` and linf
-LONG_SEARCH = SearchSpec(iterations=250, rescue_iterations=500)
+LONG_SEARCH = SearchSpec(iterations=250, track_every=5, rescue_iterations=500)
 LONG_REFINE = RefineSpec(iterations=200)
 
 

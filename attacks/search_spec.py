@@ -105,7 +105,7 @@ class SearchSpec:
 
     mode: str = "lagrangian"
     iterations: int = attrs.field(default=130, validator=positive_int)
-    track_every: int = attrs.field(default=5, validator=positive_int)
+    track_every: int = attrs.field(default=3, validator=positive_int)
     rescue_iterations: int = attrs.field(default=200, validator=non_negative_int)
     budget: Optional[int] = attrs.field(default=None, validator=_budget)
     start: str = "auto"
@@ -215,7 +215,7 @@ class BinarySearch:
 
 #: The paper's search (Sec. 4 and appendix F): binary search on c, 6 steps of 200 iterations
 #: with warm starts and a 400-iteration cold rescue.
-PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, rescue_iterations=400)
+PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, track_every=5, rescue_iterations=400)
 
 __all__ = ["SECTIONS", "BinarySearch", "LagrangianSearch", "PAPER_SEARCH", "SearchSpec",
            "register_section"]
