@@ -6,7 +6,7 @@ cost, everything counted). By default ``c`` is found inside one solve as the mul
 the constraint "adversarial" (``search.mode = "lagrangian"``,
 :class:`attacks.search_spec.LagrangianSearch`): StrAttack 130 iterations (+ up to 200 for
 examples with no success yet) and a 110-iteration refine on the support above the 15% quantile,
-about 245 gradient evaluations per example; C&W-ℓ2 and EAD 230 iterations (+ up to 100). These
+about 245 gradient evaluations per example; C&W-ℓ2 and EAD 230 iterations (+ up to 200). These
 were chosen on training digits and reported on held-out ones (docs/results.md, "Half the
 budget"). ``strattack-long`` keeps the previous round's plan (250 + 500 iterations, refine 200,
 about 450 evaluations) for comparisons and the throughput benchmark. ``strattack-paper`` pins
@@ -27,7 +27,7 @@ from attacks.spec import (PAPER_REFINE, PAPER_SEARCH, AttackSpec, GroupSpec, Los
 from attacks.spec_values import SCALES, expect
 
 #: C&W-ℓ2 and EAD have no refine stage: their one solve gets the refine's share
-DENSE_SEARCH = SearchSpec(iterations=230, rescue_iterations=100)
+DENSE_SEARCH = SearchSpec(iterations=230, rescue_iterations=200)
 
 #: StrAttack's group weight per unit of distance to the boundary (``scale = "boundary"``):
 #: τ = TAU_PER_DISTANCE · s per example: τ ≈ 2.4 on mnist-cw's digits (s ≈ 3), near the
