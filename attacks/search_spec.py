@@ -154,6 +154,9 @@ class LagrangianSearch:
     mu_growth_limit  μ grows to at most mu × this: a larger penalty makes the linearised steps
                  overshoot (on one held-out MNIST example μ grew 2^20-fold, the margin went
                  from oscillating near 0 to 6, and the example was lost)
+    grace        an example first adversarial at iteration k goes on until k + grace (at least
+                 ``search.iterations``), so that one found late, in the rescue, at a large c
+                 has iterations to bring c and its distortion back down
     """
 
     name: ClassVar[str] = "lagrangian"
@@ -163,8 +166,12 @@ class LagrangianSearch:
     mu_growth: float = setting(2.0, "mu ×= this where the margin stalls (rescue)",
                                positive_number)
     mu_growth_limit: float = setting(8.0, "mu grows to at most mu × this", positive_number)
+    grace: int = setting(60, "after a late first success, go on this many iterations",
+                         non_negative_int)
 
     def __attrs_post_init__(self):
+        expect(self.grace <= MAX_ITERATIONS, "search.lagrangian.grace",
+               f"at most {MAX_ITERATIONS:,}", self.grace)
         expect(self.mu_growth >= 1, "search.lagrangian.mu_growth", "a number >= 1",
                self.mu_growth)
         expect(self.mu_growth_limit >= 1, "search.lagrangian.mu_growth_limit", "a number >= 1",

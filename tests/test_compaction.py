@@ -12,6 +12,7 @@ from torch import nn
 
 from attacks import Attack
 from attacks.builtin import builtin_spec
+from attacks.spec import LagrangianSearch
 from attacks.data import load_dataset
 from attacks.models import load_model
 
@@ -34,7 +35,7 @@ def short(name, iterations=10, **kw):
     """``name`` with a short search (some examples go on into the rescue) and refine."""
     spec = builtin_spec(name, **kw)
     search = attrs.evolve(spec.search, iterations=iterations, rescue_iterations=40,
-                          track_every=5)
+                          track_every=5, sections=[LagrangianSearch(grace=10)])
     return attrs.evolve(spec, search=search, refine=attrs.evolve(spec.refine, iterations=30))
 
 

@@ -295,3 +295,26 @@ def test_the_multiplier_steps_by_mu_times_the_violation_and_grows_mu_where_it_st
         if k == 1:
             assert torch.equal(m.c, torch.tensor([1.5, 0.0, 1.5]))
     assert m.mu.tolist() == [2.0, 0.5, 0.5]  # grown twice (the cap), never, never (a success)
+
+
+def test_a_late_first_success_goes_on_for_grace_iterations(mnist):
+    """An example first adversarial at check k after ``search.iterations`` stops at k + grace
+    (capped by the plan) instead of at once; one found in time stops at
+    max(iterations, k + grace). Before its first success nothing changes, so the success is
+    the same and the best ℓ2 can only get lower."""
+    model, x, y = mnist
+    x, y = x.repeat(3, 1, 1, 1), y.repeat(3)
+    t = (y + torch.arange(9) % 3 + 1) % 10  # three targets per image
+    runs = {}
+    for grace in (0, 40):
+        search = SearchSpec(iterations=10, track_every=5, rescue_iterations=200,
+                            sections=[LagrangianSearch(grace=grace)])
+        runs[grace] = CWL2(model, search=search, grid=False)(x, y, t)
+    plain, graced = runs[0], runs[40]
+    assert torch.equal(plain.success, graced.success) and plain.success.all()
+    late = plain.gradient_evals > 10  # first adversarial in the rescue, at check k
+    assert late.any() and (~late).any()
+    k = plain.gradient_evals[late]
+    assert torch.equal(graced.gradient_evals[late], torch.clamp(k + 40, max=210))
+    assert set((graced.gradient_evals[~late] - 40).tolist()) <= {5, 10}
+    assert (graced.metrics["l2"] <= plain.metrics["l2"] + 1e-6).all()

@@ -74,6 +74,9 @@ class FixedC:
     (eq. 3, :func:`attacks.losses.margin_loss`; ``mu`` None: no augmented Lagrangian)."""
 
     mu: Optional[Tensor] = None
+    #: a sample that first succeeds at iteration k stops no earlier than k + grace
+    #: (:class:`attacks.search.tracker.Tracker`, in solves that stop samples after success)
+    grace: int = 0
 
     def __init__(self, c: Tensor):
         self.c = c

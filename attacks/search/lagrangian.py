@@ -1,8 +1,10 @@
 """The lagrangian search (the default, ``[search.lagrangian]``): one solve of the augmented
 Lagrangian of the constraint ``margin + κ ≤ 0``; ``c`` is each sample's multiplier, updated at
 every check by the method of multipliers ``c ← max(0, c + μ·(margin + κ))``. Samples that
-succeeded stop after ``search.iterations``; the others go on for up to ``rescue_iterations``
-more, where a stalled violation grows their penalty μ."""
+succeeded stop after ``search.iterations``, or ``grace`` iterations after their first success
+if that came later (past the boundary, the multiplier goes back down and the distortion with
+it); the others go on for up to ``rescue_iterations`` more, where a stalled violation grows
+their penalty μ."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class Multiplier(FixedC):
     def __init__(self, c: Tensor, settings: LagrangianSearch, stop_after: Optional[int]):
         super().__init__(c)
         self.settings, self.stop_after = settings, stop_after
+        self.grace = settings.grace  # the multiplier of a late success comes back down
         self.mu = torch.full_like(c, settings.mu)
         self.stalled_from = torch.full_like(c, math.inf)
 

@@ -38,6 +38,8 @@ class Tracker:
         self.hit = torch.zeros(n, dtype=torch.bool, device=device)
         self.checks = torch.zeros(n, dtype=torch.long, device=device)
         self.broken = torch.zeros(n, dtype=torch.bool, device=device)
+        # with stop_after: the iteration after which each sample, once it has succeeded, stops
+        self.stop_at = torch.full((n,), stop_after or 0, dtype=torch.long, device=device)
         self.caps = set(cap.unique().tolist())  # each sample is checked at its last iteration
 
     def __call__(self, info) -> Optional[Tensor]:
@@ -49,12 +51,16 @@ class Tracker:
         if k % self.track_every == 0 or k in self.caps:
             cand = self.candidate(state, rows)
             success, excess = self.check(cand, rows, state.active)
+            iterations = self._iterations(state, rows)
+            if self.stop_after is not None:  # max(stop_after, first success + the rule's grace)
+                late = torch.clamp(iterations + self.rule.grace, min=self.stop_after)
+                self.stop_at = torch.where(success & ~self.hit, late, self.stop_at)
             self.hit.logical_or_(success)
             self.offer(cand, rows, at(success))
-            self.rule.update(excess, self.hit, self.checks, self._iterations(state, rows))
+            self.rule.update(excess, self.hit, self.checks, iterations)
         if self.stop_after is None:
             return None
-        return at(self.hit) & (state.iterations >= self.stop_after)
+        return at(self.hit) & (state.iterations >= at(self.stop_at))
 
     def offer(self, cand: Tensor, rows: Optional[Tensor], success: Tensor) -> None:
         """Offer the candidates of ``rows`` to the best so far."""
