@@ -14,8 +14,10 @@ step count:
 - ``pdpgd-l1``, ``pdpgd-l0``: PDPGD (Matyasko & Chau 2021), 500 steps; ℓ0 with the ℓ2/3
   proximal operator (``proximal_operator=23``, which adv_lib's docstring prefers for ℓ0).
 
-Ours: strattack, cw-l2, ead at their defaults, and StrAttack (and its overlapping variant)
-swept over τ, every one on the same examples (each image against every other class) and the
+Ours: strattack, cw-l2, ead at their defaults, StrAttack (and its overlapping variant) swept
+over τ, and two shipped specs (attacks/specs): ``strattack-group-l0`` (StrAttack with the
+number of groups touched as a penalty, a block hard threshold) and ``l1-attack`` (c·margin +
+||δ||₁, refined), every one on the same examples (each image against every other class) and the
 same counters as budget.py's peers: the peers run in one batch on benchutil.CountingModel
 (gradient evaluations = rows run with autograd on / examples), their success re-verified by
 budget.verified (our forward pass: in [0, 1], finite, argmax == target); ``grid_ok``: the
@@ -25,8 +27,10 @@ the default 2×2 groups (so the overlapping variant is counted in the same group
 over the successes.
 
 The front: x = mean 2×2 groups touched, y = mean ℓ2. A peer is dominated when one
-StrAttack point of the sweep has 100% ASR, groups ≤ and ℓ2 ≤ the peer's, at ≤ its
-evaluations per example (``dominated_by``). Written: ``frontier.csv`` and ``frontier.png``.
+StrAttack point (the τ sweeps and strattack-group-l0) has 100% ASR, groups ≤ and ℓ2 ≤ the
+peer's, at ≤ its evaluations per example (``dominated_by``). The ℓ1 goal
+(:func:`l1_ratio`): l1-attack's mean ℓ1 over the better of FMN-ℓ1's and PDPGD-ℓ1's. Written:
+``frontier.csv`` and ``frontier.png``.
 
 The budget curves (:func:`curves`): budget.py's rows (ASR, medians, ratios to cw-l2) for our
 attacks at each budget and each peer at as many steps, in ``curves.csv`` and ``curves.png``.
@@ -55,7 +59,8 @@ import torch
 from torch import Tensor
 
 import benchutil as common
-from attacks import CWL2, EAD, StrAttack
+from attacks import CWL2, EAD, Attack, StrAttack
+from attacks.catalogue import load_spec
 from attacks.data import load_dataset
 from attacks.metrics import distortions
 from attacks.models import load_model
@@ -69,6 +74,10 @@ ADV_LIB = {"adv_lib": "0.2.8"}
 STAND_INS = ("torchvision", "visdom", "tqdm")
 TAUS = (0.5, 1.0, 2.0, 4.0, 8.0)
 CURVE_BUDGETS = (100, 250, 500, 1000)
+#: our shipped example specs in the frontier: a group-ℓ0 StrAttack (on the front) and our ℓ1
+#: attack (against FMN-ℓ1 and PDPGD-ℓ1)
+SPECS = ("strattack-group-l0", "l1-attack")
+L1_ATTACK, L1_PEERS = "l1-attack", ("fmn-l1", "pdpgd-l1")
 COLUMNS = ("attack", "settings", "examples", "asr", "l0", "l1", "l2", "groups",
            "evals_per_example", "grid_ok", "seconds_per_example", "dominated_by")
 
@@ -160,9 +169,11 @@ def _row(name: str, settings: str, x: Tensor, adv: Tensor, ok: Tensor, evals: fl
             "seconds_per_example": seconds / n}
 
 
-def ours(model, x: Tensor, y: Tensor, device, taus: Sequence[float] = TAUS) -> List[dict]:
-    """cw-l2 and ead at their defaults, and StrAttack (both variants) at each τ (its other
-    settings the defaults): one row each, on every image × every other target."""
+def ours(model, x: Tensor, y: Tensor, device, taus: Sequence[float] = TAUS,
+         specs: Sequence[str] = SPECS) -> List[dict]:
+    """cw-l2 and ead at their defaults, StrAttack (both variants) at each τ (its other
+    settings the defaults) and the shipped ``specs`` as written: one row each, on every
+    image × every other target."""
     default_tau = next(t.params["weight"] for t in StrAttack(model).spec.terms
                        if t.name == "groups")
     runs: Dict[str, Tuple[str, Callable]] = {"cw-l2": ("defaults", lambda: CWL2(model)),
@@ -172,6 +183,8 @@ def ours(model, x: Tensor, y: Tensor, device, taus: Sequence[float] = TAUS) -> L
             name = f"strattack{'-overlap' if overlapping else ''} tau={tau:g}"
             runs[name] = (f"tau={tau:g}" + (" (the default)" if tau == default_tau else ""),
                           lambda t=tau, o=overlapping: StrAttack(model, tau=t, overlapping=o))
+    for name in specs:
+        runs[name] = ("shipped spec", lambda n=name: Attack(model, load_spec(n).spec))
     rows = []
     for name, (settings, attack) in runs.items():
         result, sec, _ = common.timed(lambda: attack()(x, y, targets="all"), device)
@@ -229,6 +242,14 @@ def mark_dominated(rows: List[dict]) -> None:
                                   and p["evals_per_example"] <= r["evals_per_example"]), "")
 
 
+def l1_ratio(rows: List[dict]) -> float:
+    """The ℓ1 goal: l1-attack's mean ℓ1 over the lower of FMN-ℓ1's and PDPGD-ℓ1's (nan when
+    either side is missing)."""
+    l1 = {r["attack"]: r["l1"] for r in rows}
+    peers_l1 = [l1[p] for p in L1_PEERS if p in l1]
+    return l1[L1_ATTACK] / min(peers_l1) if L1_ATTACK in l1 and peers_l1 else math.nan
+
+
 def pareto(points: Sequence[Tuple[float, float]]) -> List[int]:
     """Indices of the points no other point beats in both coordinates (lower is better),
     sorted by the first."""
@@ -259,16 +280,15 @@ def plot(rows: List[dict], path: Path, title: str) -> bool:
         for r in sweep:
             ax.annotate(f"τ={r['attack'][len(prefix):]}", (r["groups"], r["l2"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
-    sweep = [r for r in rows if r["attack"].startswith("strattack") and " tau=" in r["attack"]
-             and r["asr"] == 100.0]
-    front = [sweep[i] for i in pareto([(r["groups"], r["l2"]) for r in sweep])]
+    ours = [r for r in rows if r["attack"].startswith("strattack") and r["asr"] == 100.0]
+    front = [ours[i] for i in pareto([(r["groups"], r["l2"]) for r in ours])]
     ax.plot([r["groups"] for r in front], [r["l2"] for r in front], "-", color="black",
             linewidth=2.5, alpha=0.35, label="StrAttack front (100% ASR)")
     markers = iter("s^vD<>pP*Xh")
     for r in rows:
         if r["attack"].startswith("strattack") and " tau=" in r["attack"]:
             continue
-        peer = "ours: " if r["attack"] in ("cw-l2", "ead") else "adv_lib "
+        peer = "adv_lib " if r["attack"] in PEERS else "ours: "
         ax.plot(r["groups"], r["l2"], linestyle="none", marker=next(markers), markersize=9,
                 label=f"{peer}{r['attack']} ({r['evals_per_example']:.0f} evals/ex, "
                       f"ASR {r['asr']:.0f}%)")
@@ -328,6 +348,7 @@ def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnis
                 notes.append(f"curves: the first {curve_images} images, medians (budget.py's "
                              "rows), each peer at as many steps as the budget")
     mark_dominated(rows)
+    ratios = {"l1-attack l1 / best adv_lib l1": l1_ratio(rows)} if rows else {}
     files = {}
     if out_dir:
         out = Path(out_dir)
@@ -345,7 +366,7 @@ def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnis
             files["curves_csv"] = str(out / "curves.csv")
             if budget.plot(curve_rows, out / "curves.png", dashed=tuple(chosen)):
                 files["curves_png"] = str(out / "curves.png")
-    return {"benchmark": "peers_adv_lib", "rows": rows + curve_rows, "ratios": {},
+    return {"benchmark": "peers_adv_lib", "rows": rows + curve_rows, "ratios": ratios,
             "notes": notes, "files": files, "provenance": common.provenance(dev, threads)}
 
 
