@@ -16,7 +16,7 @@ from typing import Callable, Dict, Mapping, Optional
 
 import attrs
 
-from admmkit.prox import ElasticNet, GroupL2, L1, ProxFunction, SquaredL2
+from admmkit.prox import L0, L1, ElasticNet, GroupL0, GroupL2, ProxFunction, SquaredL2
 
 
 @attrs.frozen
@@ -65,3 +65,9 @@ register(TermKind("elastic_net", ElasticNet, {"l1": Param(1e-2, "β, weight of |
                   doc="β·||δ||₁ + l2·||δ||₂²"))
 register(TermKind("group_l2", GroupL2, {"weight": Param(1.0, "multiplier of the term")},
                   doc="weight·Σ_G ||δ_G||₂ over sliding groups", grouped=True, degree=1))
+register(TermKind("l0", L0, {"weight": Param(1.0, "multiplier of the term")},
+                  doc="weight·||δ||₀, the pixels changed (non-convex: hard threshold, "
+                      "a heuristic under ADMM)", degree=0))
+register(TermKind("group_l0", GroupL0, {"weight": Param(1.0, "multiplier of the term")},
+                  doc="weight·#{G : δ_G ≠ 0}, the sliding groups touched (non-convex: block "
+                      "hard threshold, a heuristic under ADMM)", grouped=True, degree=0))

@@ -14,28 +14,33 @@ step count:
 - ``pdpgd-l1``, ``pdpgd-l0``: PDPGD (Matyasko & Chau 2021), 500 steps; ℓ0 with the ℓ2/3
   proximal operator (``proximal_operator=23``, which adv_lib's docstring prefers for ℓ0).
 
-Ours: strattack, cw-l2, ead at their defaults, and StrAttack (and its overlapping variant)
-swept over τ, every one on the same examples (each image against every other class) and the
-same counters as budget.py's peers: the peers run in one batch on benchutil.CountingModel
-(gradient evaluations = rows run with autograd on / examples), their success re-verified by
-budget.verified (our forward pass: in [0, 1], finite, argmax == target); ``grid_ok``: the
-successes that still reach their target once rounded to the 8-bit grid (ours are on the grid
-already). Distortions of every row by attacks.metrics.distortions on the perturbation with
-the default 2×2 groups (so the overlapping variant is counted in the same groups); means
-over the successes.
+Ours: strattack, cw-l2, ead at their defaults, StrAttack (and its overlapping variant) swept
+over τ, and two shipped specs (attacks/specs): ``strattack-group-l0`` (StrAttack with the
+number of groups touched as a penalty λ·#{G : δ_G ≠ 0}, a block hard threshold) swept over λ,
+and ``l1-attack`` (c·margin + ||δ||₁, refined), every one on the same examples (each image
+against every other class) and the same counters as budget.py's peers: the peers run in one
+batch on benchutil.CountingModel (gradient evaluations = rows run with autograd on /
+examples), their success re-verified by budget.verified (our forward pass: in [0, 1], finite,
+argmax == target); ``grid_ok``: the successes that still reach their target once rounded to
+the 8-bit grid (ours are on the grid already). Distortions of every row by
+attacks.metrics.distortions on the perturbation with the default 2×2 groups (so the
+overlapping variant is counted in the same groups); means over the successes.
 
 The front: x = mean 2×2 groups touched, y = mean ℓ2. A peer is dominated when one
-StrAttack point of the sweep has 100% ASR, groups ≤ and ℓ2 ≤ the peer's, at ≤ its
-evaluations per example (``dominated_by``). Written: ``frontier.csv`` and ``frontier.png``.
+StrAttack point (the τ sweeps and the λ sweep of strattack-group-l0) has 100% ASR, groups ≤
+and ℓ2 ≤ the peer's, at ≤ its evaluations per example (``dominated_by``). The ℓ1 goal
+(:func:`l1_ratio`): l1-attack's mean ℓ1 over the better of FMN-ℓ1's and PDPGD-ℓ1's.
+Written: ``frontier.csv`` and ``frontier.png``.
 
 The budget curves (:func:`curves`): budget.py's rows (ASR, medians, ratios to cw-l2) for our
 attacks at each budget and each peer at as many steps, in ``curves.csv`` and ``curves.png``.
 
     python benchmarks/peers_adv_lib.py [--images N] [--data mnist-heldout] [--taus T ...]
-                                       [--curve-images N] [--curve-budgets [B ...]]
-                                       [--out-dir DIR] [--png PATH] [--threads 1]
-    default: the frontier on 10 images x 9 targets, τ in 0.5 1 2 4 8 (both variants); the
-             curves on 4 images x 9 targets at budgets 100 250 500 1000
+                                       [--lambdas L ...] [--curve-images N]
+                                       [--curve-budgets [B ...]] [--out-dir DIR] [--png PATH]
+                                       [--threads 1]
+    default: the frontier on 10 images x 9 targets, τ in 0.5 1 2 4 8 (both variants), λ in
+             0.15 0.25 0.5; the curves on 4 images x 9 targets at budgets 100 250 500 1000
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ import torch
 from torch import Tensor
 
 import benchutil as common
-from attacks import CWL2, EAD, StrAttack
+from attacks import CWL2, EAD, Attack, StrAttack
+from attacks.catalogue import load_spec
 from attacks.data import load_dataset
 from attacks.metrics import distortions
 from attacks.models import load_model
@@ -69,6 +75,15 @@ ADV_LIB = {"adv_lib": "0.2.8"}
 STAND_INS = ("torchvision", "visdom", "tqdm")
 TAUS = (0.5, 1.0, 2.0, 4.0, 8.0)
 CURVE_BUDGETS = (100, 250, 500, 1000)
+#: our shipped example specs in the frontier: the group-ℓ0 StrAttack, swept over its count's
+#: weight λ (``LAMBDA_KEY``; the spec's own is 0.5), on the front; our ℓ1 attack against
+#: FMN-ℓ1 and PDPGD-ℓ1
+GROUP_L0, LAMBDA_KEY, LAMBDAS = "strattack-group-l0", "terms.count.params.weight", (0.15, 0.25,
+                                                                                   0.5)
+L1_ATTACK, L1_PEERS = "l1-attack", ("fmn-l1", "pdpgd-l1")
+#: the sweeps drawn as lines: (row name prefix, colour, the swept parameter)
+SWEEPS = (("strattack tau=", "tab:blue", "τ"), ("strattack-overlap tau=", "tab:cyan", "τ"),
+          (f"{GROUP_L0} lambda=", "tab:green", "λ"))
 COLUMNS = ("attack", "settings", "examples", "asr", "l0", "l1", "l2", "groups",
            "evals_per_example", "grid_ok", "seconds_per_example", "dominated_by")
 
@@ -160,9 +175,11 @@ def _row(name: str, settings: str, x: Tensor, adv: Tensor, ok: Tensor, evals: fl
             "seconds_per_example": seconds / n}
 
 
-def ours(model, x: Tensor, y: Tensor, device, taus: Sequence[float] = TAUS) -> List[dict]:
-    """cw-l2 and ead at their defaults, and StrAttack (both variants) at each τ (its other
-    settings the defaults): one row each, on every image × every other target."""
+def ours(model, x: Tensor, y: Tensor, device, taus: Sequence[float] = TAUS,
+         lambdas: Sequence[float] = LAMBDAS) -> List[dict]:
+    """cw-l2 and ead at their defaults, StrAttack (both variants) at each τ (its other
+    settings the defaults), the group-ℓ0 StrAttack at each λ and l1-attack as shipped: one
+    row each, on every image × every other target."""
     default_tau = next(t.params["weight"] for t in StrAttack(model).spec.terms
                        if t.name == "groups")
     runs: Dict[str, Tuple[str, Callable]] = {"cw-l2": ("defaults", lambda: CWL2(model)),
@@ -172,6 +189,13 @@ def ours(model, x: Tensor, y: Tensor, device, taus: Sequence[float] = TAUS) -> L
             name = f"strattack{'-overlap' if overlapping else ''} tau={tau:g}"
             runs[name] = (f"tau={tau:g}" + (" (the default)" if tau == default_tau else ""),
                           lambda t=tau, o=overlapping: StrAttack(model, tau=t, overlapping=o))
+    default_lambda = next(t.params["weight"] for t in load_spec(GROUP_L0).spec.terms
+                          if t.kind == "group_l0")
+    for lam in lambdas:
+        runs[f"{GROUP_L0} lambda={lam:g}"] = (
+            f"lambda={lam:g}" + (" (the shipped spec)" if lam == default_lambda else ""),
+            lambda v=lam: Attack(model, load_spec(GROUP_L0, [f"{LAMBDA_KEY}={v}"]).spec))
+    runs[L1_ATTACK] = ("the shipped spec", lambda: Attack(model, load_spec(L1_ATTACK).spec))
     rows = []
     for name, (settings, attack) in runs.items():
         result, sec, _ = common.timed(lambda: attack()(x, y, targets="all"), device)
@@ -229,6 +253,14 @@ def mark_dominated(rows: List[dict]) -> None:
                                   and p["evals_per_example"] <= r["evals_per_example"]), "")
 
 
+def l1_ratio(rows: List[dict]) -> float:
+    """The ℓ1 goal: l1-attack's mean ℓ1 over the lower of FMN-ℓ1's and PDPGD-ℓ1's (nan when
+    either side is missing)."""
+    l1 = {r["attack"]: r["l1"] for r in rows}
+    peers_l1 = [l1[p] for p in L1_PEERS if p in l1]
+    return l1[L1_ATTACK] / min(peers_l1) if L1_ATTACK in l1 and peers_l1 else math.nan
+
+
 def pareto(points: Sequence[Tuple[float, float]]) -> List[int]:
     """Indices of the points no other point beats in both coordinates (lower is better),
     sorted by the first."""
@@ -238,9 +270,9 @@ def pareto(points: Sequence[Tuple[float, float]]) -> List[int]:
 
 
 def plot(rows: List[dict], path: Path, title: str) -> bool:
-    """Groups touched against ℓ2: each StrAttack variant's τ sweep as a line (τ at each point),
-    its front in bold, every other row a labelled marker; evaluations per example in the
-    legend."""
+    """Groups touched against ℓ2: each StrAttack sweep (:data:`SWEEPS`) as a line (τ or λ at
+    each point), their front in bold, every other row a labelled marker; evaluations per
+    example in the legend."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -248,27 +280,25 @@ def plot(rows: List[dict], path: Path, title: str) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(9, 6))
-    for prefix, colour in (("strattack tau=", "tab:blue"), ("strattack-overlap tau=",
-                                                             "tab:cyan")):
+    for prefix, colour, symbol in SWEEPS:
         sweep = [r for r in rows if r["attack"].startswith(prefix)]
         if not sweep:
             continue
         evals = sum(r["evals_per_example"] for r in sweep) / len(sweep)
         ax.plot([r["groups"] for r in sweep], [r["l2"] for r in sweep], "-o", color=colour,
-                label=f"ours: {prefix.split()[0]} over τ ({evals:.0f} evals/ex)")
+                label=f"ours: {prefix.split()[0]} over {symbol} ({evals:.0f} evals/ex)")
         for r in sweep:
-            ax.annotate(f"τ={r['attack'][len(prefix):]}", (r["groups"], r["l2"]),
+            ax.annotate(f"{symbol}={r['attack'][len(prefix):]}", (r["groups"], r["l2"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
-    sweep = [r for r in rows if r["attack"].startswith("strattack") and " tau=" in r["attack"]
-             and r["asr"] == 100.0]
-    front = [sweep[i] for i in pareto([(r["groups"], r["l2"]) for r in sweep])]
+    ours = [r for r in rows if r["attack"].startswith("strattack") and r["asr"] == 100.0]
+    front = [ours[i] for i in pareto([(r["groups"], r["l2"]) for r in ours])]
     ax.plot([r["groups"] for r in front], [r["l2"] for r in front], "-", color="black",
             linewidth=2.5, alpha=0.35, label="StrAttack front (100% ASR)")
     markers = iter("s^vD<>pP*Xh")
     for r in rows:
-        if r["attack"].startswith("strattack") and " tau=" in r["attack"]:
+        if any(r["attack"].startswith(prefix) for prefix, _, _ in SWEEPS):
             continue
-        peer = "ours: " if r["attack"] in ("cw-l2", "ead") else "adv_lib "
+        peer = "adv_lib " if r["attack"] in PEERS else "ours: "
         ax.plot(r["groups"], r["l2"], linestyle="none", marker=next(markers), markersize=9,
                 label=f"{peer}{r['attack']} ({r['evals_per_example']:.0f} evals/ex, "
                       f"ASR {r['asr']:.0f}%)")
@@ -292,7 +322,8 @@ def plot(rows: List[dict], path: Path, title: str) -> bool:
 
 
 def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnist-cw",
-          taus: Sequence[float] = TAUS, curve_images: int = 4,
+          taus: Sequence[float] = TAUS, lambdas: Sequence[float] = LAMBDAS,
+          curve_images: int = 4,
           curve_budgets: Sequence[int] = CURVE_BUDGETS, device: str = "cpu", threads: int = 1,
           out_dir: Optional[str] = "runs/bench-frontier", png: Optional[str] = None,
           chosen: Dict[str, AdvLibPeer] = PEERS) -> dict:
@@ -311,7 +342,7 @@ def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnis
                      "grid_ok: successes that survive 8-bit rounding")
     with adv_lib() as (lib, why):
         if images:
-            rows = ours(model, x[:images], y[:images], dev, taus)
+            rows = ours(model, x[:images], y[:images], dev, taus, lambdas)
         if lib is None:
             notes.append(f"adv_lib peers not run: {why}")
         else:
@@ -328,6 +359,7 @@ def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnis
                 notes.append(f"curves: the first {curve_images} images, medians (budget.py's "
                              "rows), each peer at as many steps as the budget")
     mark_dominated(rows)
+    ratios = {"l1-attack l1 / best adv_lib l1": l1_ratio(rows)} if rows else {}
     files = {}
     if out_dir:
         out = Path(out_dir)
@@ -345,7 +377,7 @@ def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnis
             files["curves_csv"] = str(out / "curves.csv")
             if budget.plot(curve_rows, out / "curves.png", dashed=tuple(chosen)):
                 files["curves_png"] = str(out / "curves.png")
-    return {"benchmark": "peers_adv_lib", "rows": rows + curve_rows, "ratios": {},
+    return {"benchmark": "peers_adv_lib", "rows": rows + curve_rows, "ratios": ratios,
             "notes": notes, "files": files, "provenance": common.provenance(dev, threads)}
 
 
@@ -354,6 +386,8 @@ if __name__ == "__main__":
     p.add_argument("--images", type=int, default=10, help="the frontier's (0: no frontier)")
     p.add_argument("--data", default="mnist-heldout")
     p.add_argument("--taus", type=float, nargs="+", default=list(TAUS))
+    p.add_argument("--lambdas", type=float, nargs="*", default=list(LAMBDAS),
+                   help=f"{GROUP_L0}'s group-count weights (none: not run)")
     p.add_argument("--curve-images", type=int, default=4)
     p.add_argument("--curve-budgets", type=int, nargs="*", default=list(CURVE_BUDGETS),
                    help="the curves' budgets (none: no curves)")
@@ -362,6 +396,7 @@ if __name__ == "__main__":
     p.add_argument("--out-dir", default="runs/bench-frontier")
     p.add_argument("--png", default=None, help="where the plot goes (default: in --out-dir)")
     a = p.parse_args()
-    common.emit(bench(a.images, a.data, taus=a.taus, curve_images=a.curve_images,
+    common.emit(bench(a.images, a.data, taus=a.taus, lambdas=a.lambdas,
+                      curve_images=a.curve_images,
                       curve_budgets=a.curve_budgets, device=a.device, threads=a.threads,
                       out_dir=a.out_dir, png=a.png), COLUMNS + ("budget",))

@@ -371,6 +371,27 @@ def test_frontier_marks_peers_dominated_only_at_fewer_evals_and_full_asr():
     assert peers.pareto([(20, 2.0), (10, 3.0), (15, 3.5), (5, 2.5)]) == [3, 0]
 
 
+def test_frontier_runs_the_shipped_specs_and_the_l1_goal_is_against_the_better_peer():
+    import peers_adv_lib as peers
+    from attacks.catalogue import load_spec
+    for name in (peers.GROUP_L0, peers.L1_ATTACK):
+        assert load_spec(name).origin == f"example:{name}"
+    swept = load_spec(peers.GROUP_L0, [f"{peers.LAMBDA_KEY}=0.25"]).spec  # the key λ sweeps
+    assert [t.params["weight"] for t in swept.terms if t.kind == "group_l0"] == [0.25]
+    assert set(peers.L1_PEERS) <= set(peers.PEERS)
+    row = lambda name, l1, groups=10, l2=3.0, evals=240: {
+        "attack": name, "l1": l1, "groups": groups, "l2": l2, "evals_per_example": evals,
+        "asr": 100.0}
+    rows = [row("l1-attack", 13.0), row("fmn-l1", 12.5), row("pdpgd-l1", 14.0),
+            row("strattack-group-l0 lambda=0.5", 30.0),
+            row("fmn-l0", 20.0, groups=12, l2=4.0, evals=1000)]
+    assert peers.l1_ratio(rows) == 13.0 / 12.5
+    assert math.isnan(peers.l1_ratio([r for r in rows if r["attack"] != "l1-attack"]))
+    peers.mark_dominated(rows)  # the group-l0 StrAttack is a point of our front
+    assert {r["attack"]: r["dominated_by"] for r in rows}["fmn-l0"] == \
+        "strattack-group-l0 lambda=0.5"
+
+
 def test_adv_lib_budget_curves_give_each_peer_the_budget_in_steps():
     import peers_adv_lib as peers
     model = load_model("mnist-cw")

@@ -79,7 +79,8 @@ def test_absent_values_are_commented_out():
 def test_specs_list_names_builtins_and_examples():
     r = invoke("specs", "list")
     assert r.exit_code == 0
-    for name in [*BUILTIN, "sparse-group-lasso", "l1-overlapping-groups"]:
+    for name in [*BUILTIN, "sparse-group-lasso", "l1-overlapping-groups", "strattack-group-l0",
+                 "l1-attack"]:
         assert name in r.stdout
 
 

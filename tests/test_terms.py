@@ -55,3 +55,25 @@ def test_an_unregistered_kind_is_refused_with_the_known_ones():
 def test_a_kind_is_registered_once(zero_kind):
     with pytest.raises(ValueError, match="already registered"):
         register(zero_kind)
+
+
+@pytest.mark.parametrize("kind", sorted(TERM_KINDS))
+def test_every_kind_round_trips_through_toml_and_specs_show(kind, tmp_path):
+    from test_cli_helpers import invoke
+    term = {"name": "t", "kind": kind, "role": "regularizer",
+            "params": {p: 2 * d for p, d in TERM_KINDS[kind].defaults.items()}}
+    if TERM_KINDS[kind].grouped:
+        term["groups"] = {"size": 2, "stride": 2}
+    spec = AttackSpec.from_dict({"name": f"with-{kind}", "terms": [
+        {"name": "l2", "kind": "squared_l2", "role": "distortion", "params": {"weight": 1.0}},
+        term]})
+    text = spec.to_toml()
+    assert f'kind = "{kind}"' in text
+    assert AttackSpec.from_toml(text) == spec
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    shown = invoke("specs", "show", str(path), "--resolved")
+    assert shown.exit_code == 0, shown.output
+    assert AttackSpec.from_toml(shown.stdout) == spec
+    spec.check_fits((1, 28, 28))
+    assert type(spec.terms[1].function()) is TERM_KINDS[kind].operator

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from torch import Tensor
 
-from admmkit.prox import (L1, Box, BoxLinf, Constrained, ElasticNet, FixedSupport, GroupL2,
-                          LinfBall, ProxFunction, Scaled, SeparableSum, SquaredL2, Zero)
+from admmkit.prox import (L0, L1, Box, BoxLinf, Constrained, ElasticNet, FixedSupport, GroupL0,
+                          GroupL2, LinfBall, ProxFunction, Scaled, SeparableSum, SquaredL2, Zero)
 
 Shape = Tuple[int, ...]
 OperatorStrategy = Callable[[Shape, torch.dtype], st.SearchStrategy]
@@ -141,6 +141,15 @@ def group_l2s(shape: Shape, dtype: torch.dtype) -> st.SearchStrategy:
     return weights(shape[0], dtype).map(GroupL2)
 
 
+def l0s(shape: Shape, dtype: torch.dtype) -> st.SearchStrategy:
+    return weights(shape[0], dtype).map(L0)
+
+
+def group_l0s(shape: Shape, dtype: torch.dtype) -> st.SearchStrategy:
+    """:class:`GroupL0`; ``shape`` must be ``(B, G, m)``."""
+    return weights(shape[0], dtype).map(GroupL0)
+
+
 def zeros(shape: Shape, dtype: torch.dtype) -> st.SearchStrategy:
     return st.just(Zero())
 
@@ -224,10 +233,12 @@ OPERATORS: Dict[str, OperatorStrategy] = {
     "L1": l1s, "SquaredL2": squared_l2s, "ElasticNet": elastic_nets, "GroupL2": group_l2s,
     "Zero": zeros, "Box": boxes, "LinfBall": linf_balls, "BoxLinf": box_linfs,
     "FixedSupport": fixed_supports, "Scaled": scaleds, "Constrained": constraineds,
-    "SeparableSum": separable_sums,
+    "SeparableSum": separable_sums, "L0": l0s, "GroupL0": group_l0s,
 }
 #: Operators that need grouped ``(B, G, m)`` inputs.
-GROUPED = frozenset({"GroupL2"})
+GROUPED = frozenset({"GroupL2", "GroupL0"})
+#: Operators of non-convex functions: their (exact) prox is not firmly non-expansive.
+NONCONVEX = frozenset({"L0", "GroupL0"})
 
 
 # -- cases --------------------------------------------------------------------------------------
