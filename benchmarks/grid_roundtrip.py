@@ -49,7 +49,7 @@ def png_round_trip(images: torch.Tensor, folder: Path) -> torch.Tensor:
 
 def measure(name: str, model, x: torch.Tensor, y: torch.Tensor) -> dict:
     t = time.perf_counter()
-    r = ATTACKS[name](model, seed=0)(x, y, targets="random")
+    r = ATTACKS[name](model, seed=0, grid=False)(x, y, targets="random")  # continuous
     attack_s = time.perf_counter() - t
     x0, tg, ok = x[r.source_index], Targets(r.labels, r.targets, r.targeted), r.success
     adversarial = lambda img: is_adversarial(model(img), r.labels, r.targets, r.targeted)

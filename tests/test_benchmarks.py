@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import benchutil  # noqa: E402
+import grid_roundtrip  # noqa: E402
 import indicators  # noqa: E402
 import memory  # noqa: E402
 import run  # noqa: E402
@@ -408,3 +409,14 @@ def test_adv_lib_budget_curves_give_each_peer_the_budget_in_steps():
     assert got["alma-l2"]["evals_per_example"] == 6 and got["alma-l2"]["examples"] == 9
     assert 0 < got["cw-l2"]["evals_per_example"] <= 6
     assert got["alma-l2"]["cw_budget"] == 6
+
+
+def test_grid_roundtrip_starts_from_the_continuous_answer():
+    """The benchmark compares the continuous attack with its grid version: the attack it runs
+    must not be on the grid already (8-bit data turns the grid on by default), so C&W's tiny
+    entries are there before rounding drops them."""
+    model = load_model("mnist-cw")
+    x, y = load_dataset("mnist-test20", n=2)
+    row = grid_roundtrip.measure("cw-l2", model, x, y)
+    assert row["successes"] == 2 and row["grid_png_survive_pct"] == 100.0
+    assert row["l0_continuous"] > row["l0_grid"] and row["l0_grew"] == 0
