@@ -38,15 +38,19 @@ from attacks.base import GRID_ROUNDS, failed_nan, settle
 from attacks.indicators import SolveWatch
 from attacks.losses import is_adversarial
 from attacks.pgd import pgd, random_start
-from attacks.problems import (at_rows, attack_problem, boundary_distance, candidate, loss_term,
-                              projection, refine_problem, refine_terms, scaled_blocks,
-                              support_mask, term_blocks)
+from attacks.problems import (at_rows, attack_problem, candidate, linearised_boundary,
+                              loss_term, projection, refine_problem, refine_terms,
+                              scaled_blocks, support_mask, term_blocks)
 from attacks.search import binary, lagrangian  # noqa: F401  (the built-in strategies register)
 from attacks.search.base import Best, Start, strategy_for
 from attacks.search.tracker import Tracker
 from attacks.spec import AttackSpec, default_c, valid_box
 from attacks.targets import Targets
 from attacks.verify import Evaluations, Outcome, verify
+
+#: the first c in units of the example's c* (``search.scale = "boundary"``): appendix F's 0.5
+#: on MNIST, where mnist-cw's digits have c* ≈ 1
+RELATIVE_C0 = 0.5
 
 __all__ = ["Best", "Engine", "Evaluations", "Outcome", "Targets", "decision_score", "verify"]
 
@@ -83,18 +87,28 @@ class Engine:
         self.grid = grid  # snap the final examples onto the 8-bit grid (attacks.grid)
         self.strategy = strategy_for(spec.search)  # the search over c
         self.terms = term_blocks(spec, tuple(shape))  # x0-independent: built once
-        self.scaled = any(t.scale != "none" for t in spec.terms)
+        self.scaled = (spec.search.scale != "none"
+                       or any(t.scale != "none" for t in spec.terms))
+        # with search.scale = "boundary": each example's multiplier scale c* and 2/n² (for_batch)
+        self.c_unit: Optional[Tensor] = None
+        self.mu_unit: Optional[Tensor] = None
 
     def for_batch(self, x0: Tensor, tg: Targets, evals: Evaluations) -> "Engine":
-        """This engine for the batch ``x0``: itself, or with a ``scale = "boundary"`` term a
-        copy whose term blocks are weighted per example by the distance to the boundary
-        (:func:`attacks.problems.boundary_distance`, one gradient evaluation counted)."""
+        """This engine for the batch ``x0``: itself, or where the spec scales by the boundary
+        a copy that knows each example's linearised boundary
+        (:func:`attacks.problems.linearised_boundary`, one gradient evaluation counted): its
+        term blocks weighted per example (a term's ``scale``) and its multiplier's units
+        (``search.scale``: c* = 2s/n, 1 where n cannot be measured)."""
         if not self.scaled:
             return self
-        s = boundary_distance(self.model, x0, tg, self.spec.loss.kappa)
+        s, n = linearised_boundary(self.model, x0, tg, self.spec.loss.kappa)
         evals.add_gradients(None, 1)
         batch = copy.copy(self)
         batch.terms = scaled_blocks(self.spec, self.terms, s)
+        if self.spec.search.scale == "boundary":
+            measured = torch.isfinite(n)
+            batch.c_unit = torch.where(measured, 2 * s / n, torch.ones_like(s))
+            batch.mu_unit = torch.where(measured, 2 / n ** 2, torch.ones_like(s))
         return batch
 
     # -- how a budget is split ---------------------------------------------------------------
@@ -127,7 +141,8 @@ class Engine:
         spec = self.spec
         x, t = x0.index_select(0, idx), tg.select(idx)
         terms, n = at_rows(self.terms, idx, x0.shape[0]), idx.shape[0]
-        rule = self.strategy.rule(c, stop_after)
+        rule = self.strategy.rule(c, stop_after, None if self.mu_unit is None
+                                  else self.mu_unit.index_select(0, idx))
         box = valid_box(x, spec.eps)  # validated once; the tracker projects with it
         project = projection(box, x.shape[0])
         smooth = loss_term(self.model, x, t, rule.c, spec.loss.kappa, rule.mu,
@@ -188,7 +203,10 @@ class Engine:
         return self.strategy.run(self, x0, tg, evals, self.stage_limits()[0], start)
 
     def c0(self, x0: Tensor) -> Tensor:
-        """The first ``c`` of each sample: ``loss.c``, else the dataset's default."""
+        """The first ``c`` of each sample: ``loss.c``, else the dataset's default; with
+        ``search.scale = "boundary"`` in units of the example's c* (absent: 0.5·c*)."""
+        if self.c_unit is not None:
+            return (self.spec.loss.c or RELATIVE_C0) * self.c_unit.to(x0.dtype)
         c0 = self.spec.loss.c or default_c(tuple(x0.shape[1:]))
         return torch.full((x0.shape[0],), c0, dtype=x0.dtype, device=x0.device)
 

@@ -23,9 +23,9 @@ from typing import Any, ClassVar, Dict, Iterable, Mapping, Optional, Union
 import attrs
 
 from attacks.errors import lookup
-from attacks.spec_values import (MAX_ITERATIONS, MAX_MARGIN, MAX_STEPS, SpecError, expect,
-                                 in_float32, non_negative_int, non_negative_number, number,
-                                 positive_int, positive_number)
+from attacks.spec_values import (MAX_ITERATIONS, MAX_MARGIN, MAX_STEPS, SCALES, SpecError,
+                                 expect, in_float32, non_negative_int, non_negative_number,
+                                 number, positive_int, positive_number)
 
 #: section name -> its attrs class (the settings of one search strategy), in registration order
 SECTIONS: Dict[str, type] = {}
@@ -99,6 +99,12 @@ class SearchSpec:
                  are offered to the best-so-far, so the attack succeeds wherever that PGD does,
                  and the search starts from PGD's δ (the structured solve sparsifies it)
     start_steps  "pgd" start: PGD steps at most (an example stops at its first success)
+    scale        "none": the first c (``loss.c``, else the data set's value) and the
+                 lagrangian's ``mu`` are in units of the logits; "boundary": in units of each
+                 example's own multiplier scale c* = 2s/n (s, n: its distance to the boundary
+                 and ||∇margin|| at x₀, :data:`attacks.spec_values.SCALES`): c₀ = ``loss.c``·c*
+                 (absent: 0.5·c*) and μ = ``mu``·2/n², so that a scaling of the logits
+                 (distillation's temperature, another model) changes nothing
     sections     the settings of each search that differ from its defaults, by name
                  (:meth:`section` gives any search's settings)
     """
@@ -110,11 +116,13 @@ class SearchSpec:
     budget: Optional[int] = attrs.field(default=None, validator=_budget)
     start: str = "auto"
     start_steps: int = attrs.field(default=100, validator=positive_int)
+    scale: str = "none"
     sections: Dict[str, Any] = attrs.field(factory=dict, converter=_sections)
 
     def __attrs_post_init__(self):
         expect(self.mode in SECTIONS, "search.mode", f"one of {tuple(SECTIONS)}", self.mode)
         expect(self.start in STARTS, "search.start", f"one of {STARTS}", self.start)
+        expect(self.scale in SCALES, "search.scale", f"one of {', '.join(SCALES)}", self.scale)
         # huge counts are runs that never end
         for key, value in (("iterations", self.iterations), ("track_every", self.track_every),
                            ("rescue_iterations", self.rescue_iterations),

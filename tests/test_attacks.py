@@ -2,6 +2,8 @@
 
 import math
 
+import attrs
+
 import pytest
 import torch
 from torch import nn
@@ -9,7 +11,7 @@ from torch import nn
 from attacks import CWL2, EAD, LinfAttack, Refine, StrAttack
 from attacks.builtin import strattack
 from attacks.losses import is_adversarial, margin, max_other
-from attacks.problems import boundary_distance, support_mask
+from attacks.problems import linearised_boundary, support_mask
 from attacks.spec import RefineSpec, SearchSpec, SpecError
 from attacks.targets import expand_targets
 
@@ -219,17 +221,19 @@ def test_boundary_distance_is_the_linear_models_exact_distance():
     x, y = tiny_data()
     _, tg = expand_targets(y, 3, "all")
     x = x.repeat_interleave(2, 0)
-    s = boundary_distance(model, x, tg, kappa=0.5)
+    s, n = linearised_boundary(model, x, tg, kappa=0.5)
     w, b = model[1].weight, model[1].bias
     with torch.no_grad():
         m = margin(model(x), tg.labels, tg.targets, tg.targeted) + 0.5
     a = (w[tg.labels] - w[tg.targets]).detach()
+    torch.testing.assert_close(n, a.norm(dim=1))
     torch.testing.assert_close(s, m / a.norm(dim=1))
-    # an example already past the boundary is at distance 0; a flat model gives 0, not inf
-    assert float(boundary_distance(model, x[:1], tg.select(torch.tensor([0])), -1e6)) == 0
+    # an example already past the boundary is at distance 0; a flat model gives 0 and NaN
+    assert float(linearised_boundary(model, x[:1], tg.select(torch.tensor([0])), -1e6)[0]) == 0
     flat = nn.Sequential(nn.Flatten(), nn.Linear(64, 3).double())
     nn.init.zeros_(flat[1].weight)
-    assert (boundary_distance(flat, x, tg, 0.0) == 0).all()
+    s, n = linearised_boundary(flat, x, tg, 0.0)
+    assert (s == 0).all() and n.isnan().all()
 
 
 def test_boundary_scaled_tau_is_tau_times_the_distance_per_example():
@@ -239,10 +243,40 @@ def test_boundary_scaled_tau_is_tau_times_the_distance_per_example():
     x, y = tiny_data(3)
     t = (y + 1) % 3
     scaled = StrAttack(model, tau=0.5, **FAST)(x, y, t)
-    s = boundary_distance(model, x, expand_targets(y, 3, t)[1], 0.0)
+    s, _ = linearised_boundary(model, x, expand_targets(y, 3, t)[1], 0.0)
     for i in range(3):
         alone = StrAttack(model, tau=0.5 * float(s[i]), scale="none", **FAST)(
             x[i:i + 1], y[i:i + 1], t[i:i + 1])
         torch.testing.assert_close(scaled.delta[i:i + 1], alone.delta, rtol=0, atol=1e-9)
         assert int(scaled.gradient_evals[i]) == int(alone.gradient_evals[0]) + 1
     assert len(set(s.tolist())) == 3  # three different weights were in play
+
+
+@pytest.mark.parametrize("k", [0.01, 30.0])
+def test_boundary_scaled_search_does_not_see_the_scale_of_the_logits(k):
+    """With the group weight and the multiplier in units of each example's linearised boundary
+    (terms and search.scale = "boundary"), scaling the logits by k (distillation's temperature,
+    a model's calibration) changes nothing: c scales by 1/k, the rest is the same. The
+    multiplier in logits (search.scale = "none") does see it."""
+    model = tiny_model()
+    scaled = nn.Sequential(model, Scale(k))
+    x, y = tiny_data(3)
+    t = (y + 1) % 3
+    search = SearchSpec(iterations=60, track_every=5, rescue_iterations=100, scale="boundary")
+    base = StrAttack(model, search=search)(x, y, t)
+    other = StrAttack(scaled, search=search)(x, y, t)
+    assert base.success.all() and torch.equal(other.success, base.success)
+    torch.testing.assert_close(other.delta, base.delta, rtol=0, atol=1e-6)
+    torch.testing.assert_close(other.c * k, base.c, rtol=1e-6, atol=0)
+    logits = attrs.evolve(search, scale="none")
+    assert not torch.allclose(StrAttack(scaled, search=logits)(x, y, t).delta,
+                              StrAttack(model, search=logits)(x, y, t).delta, atol=1e-3)
+
+
+class Scale(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, z):
+        return self.k * z

@@ -106,9 +106,11 @@ class Strategy:
         self.search = search
         self.settings: Any = search.section(self.name)
 
-    def rule(self, c: Tensor, stop_after: Optional[int]) -> FixedC:
+    def rule(self, c: Tensor, stop_after: Optional[int],
+             mu_unit: Optional[Tensor] = None) -> FixedC:
         """How ``c`` (B,) behaves inside one solve (search, rescue after ``stop_after``, or
-        refine): the smooth loss it weighs and its update at every check. Default: fixed."""
+        refine): the smooth loss it weighs and its update at every check (``mu_unit``: each
+        sample's unit of the multiplier's step, ``search.scale``). Default: fixed."""
         return FixedC(c)
 
     def run(self, engine: Solves, x0: Tensor, tg: Targets, evals: Evaluations,

@@ -31,11 +31,13 @@ class Multiplier(FixedC):
     violation stalls) and ``stalled_from`` (the violation at the start of the current window).
     """
 
-    def __init__(self, c: Tensor, settings: LagrangianSearch, stop_after: Optional[int]):
+    def __init__(self, c: Tensor, settings: LagrangianSearch, stop_after: Optional[int],
+                 mu_unit: Optional[Tensor] = None):
         super().__init__(c)
         self.settings, self.stop_after = settings, stop_after
         self.grace = settings.grace  # the multiplier of a late success comes back down
-        self.mu = torch.full_like(c, settings.mu)
+        self.unit = torch.ones_like(c) if mu_unit is None else mu_unit.to(c.dtype)
+        self.mu = settings.mu * self.unit  # per sample; search.scale gives the unit
         self.stalled_from = torch.full_like(c, math.inf)
 
     def update(self, excess: Tensor, hit: Tensor, checks: Tensor, iterations: Tensor) -> None:
@@ -49,7 +51,7 @@ class Multiplier(FixedC):
         if self.stop_after is not None:
             window = window & (iterations > self.stop_after)
         slow = window & (excess > 0.5 * self.stalled_from)
-        grown = torch.clamp(mu * s.mu_growth, max=s.mu * s.mu_growth_limit)
+        grown = torch.minimum(mu * s.mu_growth, s.mu * s.mu_growth_limit * self.unit)
         mu.copy_(torch.where(slow, grown, mu))  # larger: unstable steps
         self.stalled_from.copy_(torch.where(window, excess, self.stalled_from))
 
@@ -60,8 +62,9 @@ class Lagrangian(Strategy):
 
     name = LagrangianSearch.name
 
-    def rule(self, c: Tensor, stop_after: Optional[int]) -> Multiplier:
-        return Multiplier(c, self.settings, stop_after)
+    def rule(self, c: Tensor, stop_after: Optional[int],
+             mu_unit: Optional[Tensor] = None) -> Multiplier:
+        return Multiplier(c, self.settings, stop_after, mu_unit)
 
     def run(self, engine: Solves, x0: Tensor, tg: Targets, evals: Evaluations,
             limit: int, start: Start) -> Best:
