@@ -36,11 +36,11 @@ from admmkit import batch_where
 from admmkit.solver import LinearizedADMM
 from attacks.base import GRID_ROUNDS, failed_nan, settle
 from attacks.indicators import SolveWatch
-from attacks.losses import is_adversarial
+from attacks.losses import is_adversarial, linearised_boundary
 from attacks.pgd import pgd, random_start
-from attacks.problems import (at_rows, attack_problem, candidate, linearised_boundary,
-                              loss_term, projection, refine_problem, refine_terms,
-                              scaled_blocks, support_mask, term_blocks)
+from attacks.problems import (at_rows, attack_problem, candidate, loss_term, projection,
+                              refine_problem, refine_terms, scaled_blocks, support_mask,
+                              term_blocks)
 from attacks.search import binary, lagrangian  # noqa: F401  (the built-in strategies register)
 from attacks.search.base import Best, Start, strategy_for
 from attacks.search.tracker import Tracker
@@ -96,7 +96,7 @@ class Engine:
     def for_batch(self, x0: Tensor, tg: Targets, evals: Evaluations) -> "Engine":
         """This engine for the batch ``x0``: itself, or where the spec scales by the boundary
         a copy that knows each example's linearised boundary
-        (:func:`attacks.problems.linearised_boundary`, one gradient evaluation counted): its
+        (:func:`attacks.losses.linearised_boundary`, one gradient evaluation counted): its
         term blocks weighted per example (a term's ``scale``) and its multiplier's units
         (``search.scale``: c* = 2s/n, 1 where n cannot be measured)."""
         if not self.scaled:

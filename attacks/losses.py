@@ -7,14 +7,22 @@ The attack is the constrained problem ``min D(δ)  s.t.  m(δ) + κ ≤ 0`` (``m
 ``c · max(m, −κ)`` is its exact penalty (the paper's loss) and :func:`lagrangian_margin_loss`
 its augmented Lagrangian with multiplier ``λ`` (the role ``c`` plays) and penalty ``μ``.
 
+:func:`linearised_boundary` is the margin linearised at x₀: the distance to the boundary and
+the margin's slope, the lengths the scaled specs measure in.
+
 "max over the other classes" masks the excluded class with ``−inf`` (multiplying by
 ``1 − onehot`` is wrong when logits are negative, a known bug in peer libraries).
 """
 
 from __future__ import annotations
 
+import math
+from typing import Callable, Tuple
+
 import torch
 from torch import Tensor
+
+from attacks.targets import Targets
 
 
 def max_other(logits: Tensor, exclude: Tensor) -> Tensor:
@@ -69,3 +77,23 @@ def is_adversarial(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Te
     if kappa > 0:
         hit = hit & (margin(logits, labels, targets, targeted) <= -kappa)
     return hit
+
+
+def linearised_boundary(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets,
+                        kappa: float) -> Tuple[Tensor, Tensor]:
+    """``(s, n)`` per example, (B,) each: ``n = ||∇ₓ margin(x₀)||₂`` and ``s = (margin(x₀) +
+    κ)₊ / n``, the distance to the decision boundary of the model linearised at ``x₀``
+    (DeepFool's first step) — the lengths that ``scale = "boundary"`` weighs a term and
+    measures ``c`` by (:data:`attacks.spec_values.SCALES`). One gradient evaluation. ``s`` is 0
+    and ``n`` NaN where they cannot be measured (a zero or non-finite gradient; the indicators
+    report such a model)."""
+    x = x0.detach().requires_grad_(True)
+    with torch.enable_grad():
+        m = margin(model(x), tg.labels, tg.targets, tg.targeted)
+        grad = (torch.autograd.grad(m.sum(), x, allow_unused=True)[0] if m.requires_grad
+                else None)  # a model whose output does not depend on x has no gradient
+    grad = torch.zeros_like(x0) if grad is None else grad
+    n = grad.flatten(1).norm(dim=1)
+    n = torch.where(torch.isfinite(n) & (n > 0), n, torch.full_like(n, math.nan))
+    s = torch.nan_to_num((m.detach() + kappa).clamp_min(0) / n, nan=0.0, posinf=0.0)
+    return s, n

@@ -3,8 +3,7 @@ refined, fixed-support attack (eq. 20)."""
 
 from __future__ import annotations
 
-import math
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 import attrs
 import torch
@@ -73,30 +72,10 @@ def term_blocks(spec: AttackSpec, shape) -> List[Block]:
     return blocks
 
 
-def linearised_boundary(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets,
-                        kappa: float) -> Tuple[Tensor, Tensor]:
-    """``(s, n)`` per example, (B,) each: ``n = ||∇ₓ margin(x₀)||₂`` and ``s = (margin(x₀) +
-    κ)₊ / n``, the distance to the decision boundary of the model linearised at ``x₀``
-    (DeepFool's first step) — the lengths that ``scale = "boundary"`` weighs a term and
-    measures ``c`` by (:data:`attacks.spec_values.SCALES`). One gradient evaluation. ``s`` is 0
-    and ``n`` NaN where they cannot be measured (a zero or non-finite gradient; the indicators
-    report such a model)."""
-    x = x0.detach().requires_grad_(True)
-    with torch.enable_grad():
-        m = margin(model(x), tg.labels, tg.targets, tg.targeted)
-        grad = (torch.autograd.grad(m.sum(), x, allow_unused=True)[0] if m.requires_grad
-                else None)  # a model whose output does not depend on x has no gradient
-    grad = torch.zeros_like(x0) if grad is None else grad
-    n = grad.flatten(1).norm(dim=1)
-    n = torch.where(torch.isfinite(n) & (n > 0), n, torch.full_like(n, math.nan))
-    s = torch.nan_to_num((m.detach() + kappa).clamp_min(0) / n, nan=0.0, posinf=0.0)
-    return s, n
-
-
 def scaled_blocks(spec: AttackSpec, terms: List[Block], s: Tensor) -> List[Block]:
     """The term ``blocks`` for examples at distances ``s`` (B,) from the boundary
-    (:func:`linearised_boundary`): a term with ``scale = "boundary"`` weighted by
-    s^(2 − degree) per example (``Scaled``; a tiny positive floor where that is 0), the
+    (:func:`attacks.losses.linearised_boundary`): a term with ``scale = "boundary"`` weighted
+    by s^(2 − degree) per example (``Scaled``; a tiny positive floor where that is 0), the
     others as they are."""
     tiny = torch.finfo(s.dtype).tiny
     return [b if t.scale == "none"

@@ -10,8 +10,8 @@ from torch import nn
 
 from attacks import CWL2, EAD, LinfAttack, Refine, StrAttack
 from attacks.builtin import strattack
-from attacks.losses import is_adversarial, margin, max_other
-from attacks.problems import linearised_boundary, support_mask
+from attacks.losses import is_adversarial, linearised_boundary, margin, max_other
+from attacks.problems import support_mask
 from attacks.spec import RefineSpec, SearchSpec, SpecError
 from attacks.targets import expand_targets
 

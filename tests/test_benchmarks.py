@@ -49,7 +49,8 @@ def test_throughput_rows_counts_and_ratios():
         assert 0 < row["model_share"] <= 1 and row["peak_gpu_mib"] is None  # on the CPU
     for b in (1, 3):  # one solve of 10 iterations each; FGM: 13 ε values × 1 step
         assert rows["cw-l2", b]["gradient_evals_per_example"] == 10
-        assert rows["strattack", b]["model_grad_rows_per_example"] == 10
+        # StrAttack: and the gradient that measures each example's distance to the boundary
+        assert rows["strattack", b]["model_grad_rows_per_example"] == 11
         assert rows["fgm", b]["gradient_evals_per_example"] == 13
     # batch 1 is extrapolated with the batch-3 mean evaluations
     assert rows["cw-l2", 1]["extrapolated_with_evals"] == 10
