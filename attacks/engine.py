@@ -48,10 +48,6 @@ from attacks.spec import AttackSpec, default_c, valid_box
 from attacks.targets import Targets
 from attacks.verify import Evaluations, Outcome, verify
 
-#: the first c in units of the example's c* (``search.scale = "boundary"``): appendix F's 0.5
-#: on MNIST, where mnist-cw's digits have c* ≈ 1
-RELATIVE_C0 = 0.5
-
 __all__ = ["Best", "Engine", "Evaluations", "Outcome", "Targets", "decision_score", "verify"]
 
 
@@ -205,10 +201,9 @@ class Engine:
     def c0(self, x0: Tensor) -> Tensor:
         """The first ``c`` of each sample: ``loss.c``, else the dataset's default; with
         ``search.scale = "boundary"`` in units of the example's c* (absent: 0.5·c*)."""
-        if self.c_unit is not None:
-            return (self.spec.loss.c or RELATIVE_C0) * self.c_unit.to(x0.dtype)
-        c0 = self.spec.loss.c or default_c(tuple(x0.shape[1:]))
-        return torch.full((x0.shape[0],), c0, dtype=x0.dtype, device=x0.device)
+        c0 = self.spec.loss.c or default_c(tuple(x0.shape[1:]), self.spec.search.scale)
+        c0 = torch.full((x0.shape[0],), c0, dtype=x0.dtype, device=x0.device)
+        return c0 if self.c_unit is None else c0 * self.c_unit.to(x0.dtype)
 
     # -- refine (Sec. 4.2) -------------------------------------------------------------------
     def refine(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations,
@@ -244,9 +239,8 @@ class Engine:
         (:meth:`attacks.search.base.Strategy.refine_c`) with the refine's distortion terms and
         the group terms it drops; ``terms``: the blocks of ``part``'s rows (default: all)."""
         terms = self.terms if terms is None else terms
-        kept = refine_terms(self.spec, terms)
-        dropped = [b for b in terms if not any(b is k for k in kept)]
-        return self.strategy.refine_c(part, support, kept, dropped)
+        return self.strategy.refine_c(part, support, refine_terms(self.spec, terms),
+                                      refine_terms(self.spec, terms, kept=False))
 
     # -- everything, verified ----------------------------------------------------------------
     def finish(self, x0: Tensor, tg: Targets, best: Best, evals: Evaluations):

@@ -95,10 +95,12 @@ def attack_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction,
     return Problem(list(terms) + [Block(box, name="valid")], smooth=smooth)
 
 
-def refine_terms(spec: AttackSpec, terms: List[Block]) -> List[Block]:
+def refine_terms(spec: AttackSpec, terms: List[Block], kept: bool = True) -> List[Block]:
     """The blocks the refine minimises on its fixed support: the pixel-wise distortion terms
-    (regularizers and group terms are dropped, the support being fixed)."""
-    return [b for b, t in zip(terms, spec.terms) if t.role == "distortion" and t.groups is None]
+    (regularizers and group terms are dropped, the support being fixed); with ``kept`` False
+    the blocks it drops."""
+    return [b for b, t in zip(terms, spec.terms)
+            if (t.role == "distortion" and t.groups is None) == kept]
 
 
 def refine_problem(spec: AttackSpec, terms: List[Block], box: ProxFunction, smooth: Smooth,

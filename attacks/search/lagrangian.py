@@ -36,8 +36,9 @@ class Multiplier(FixedC):
         super().__init__(c)
         self.settings, self.stop_after = settings, stop_after
         self.grace = settings.grace  # the multiplier of a late success comes back down
-        self.unit = torch.ones_like(c) if mu_unit is None else mu_unit.to(c.dtype)
-        self.mu = settings.mu * self.unit  # per sample; search.scale gives the unit
+        unit = torch.ones_like(c) if mu_unit is None else mu_unit.to(c.dtype)
+        self.mu = settings.mu * unit  # per sample; search.scale gives the unit
+        self.mu_max = self.mu * settings.mu_growth_limit  # how far the penalty may grow
         self.stalled_from = torch.full_like(c, math.inf)
 
     def update(self, excess: Tensor, hit: Tensor, checks: Tensor, iterations: Tensor) -> None:
@@ -51,7 +52,7 @@ class Multiplier(FixedC):
         if self.stop_after is not None:
             window = window & (iterations > self.stop_after)
         slow = window & (excess > 0.5 * self.stalled_from)
-        grown = torch.minimum(mu * s.mu_growth, s.mu * s.mu_growth_limit * self.unit)
+        grown = torch.minimum(mu * s.mu_growth, self.mu_max)
         mu.copy_(torch.where(slow, grown, mu))  # larger: unstable steps
         self.stalled_from.copy_(torch.where(window, excess, self.stalled_from))
 
