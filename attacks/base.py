@@ -34,6 +34,7 @@ from attacks.grid import on_grid, snap_to_grid
 from attacks.indicators import SILENT_SUCCESS, UNSTABLE, unstable
 from attacks.progress import BatchProgress, ProgressCallback, check_verbose
 from attacks.result import AttackResult, build_result
+from attacks.shrink import shrink_to_boundary
 from attacks.runtime import resolve_threads, using_threads
 from attacks.spec import GroupSpec
 from attacks.targets import TargetChoice, Targets, expand_targets
@@ -91,11 +92,13 @@ class Examples:
 
 
 def settle(model, x0: Tensor, tg: Targets, delta: Tensor, found: Tensor, evals: Evaluations,
-           *, grid: bool, eps: Optional[float] = None,
-           claimed: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+           *, grid: bool, eps: Optional[float] = None, claimed: Optional[Tensor] = None,
+           shrink_steps: int = 0, kappa: float = 0.0) -> Tuple[Tensor, Tensor]:
     """How every attack ends: verify ``x0 + δ`` by a fresh forward pass and, with ``grid``,
     round, re-verify and repair the examples on the 8-bit grid (at most :data:`GRID_ROUNDS`
-    rounds, within what is left of ``evals.budget``); returns ``(adversarial, success)`` with
+    rounds, within what is left of ``evals.budget``); with ``shrink_steps``, move each success
+    to the boundary (margin + ``kappa`` ≤ 0) along its δ (:func:`attacks.shrink.
+    shrink_to_boundary`, on the grid with ``grid``); returns ``(adversarial, success)`` with
     every evaluation counted in ``evals``.
 
     The indicators of failure it adds to ``evals.evidence`` (:mod:`attacks.indicators`):
@@ -113,6 +116,10 @@ def settle(model, x0: Tensor, tg: Targets, delta: Tensor, found: Tensor, evals: 
         adv, success = snap.adversarial, snap.success
         evals.gradient += snap.gradient_evals
         evals.forward += snap.forward_evals
+    if shrink_steps:
+        adv, spent = shrink_to_boundary(model, x0, adv, success, tg, shrink_steps, kappa=kappa,
+                                        grid=grid, eps=eps)
+        evals.forward += spent
     if evidence is not None:
         evidence.flag(UNSTABLE, unstable(model, adv, x0))
     return adv, success

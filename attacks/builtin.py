@@ -46,8 +46,9 @@ STRATTACK_SEARCH = SearchSpec(scale="boundary", rescue_iterations=300,
 #: the paper's group weight, the same on every data set (``strattack-paper``, ``strattack-long``)
 PAPER_TAU = {"tau": 2.0, "scale": "none"}
 
-#: the previous round's plan (about 450 evaluations per example): ``strattack-long`` and linf
-LONG_SEARCH = SearchSpec(iterations=250, track_every=5, rescue_iterations=500)
+#: the previous round's plan (about 450 evaluations per example, no shrink to the boundary):
+#: ``strattack-long`` and linf
+LONG_SEARCH = SearchSpec(iterations=250, track_every=5, rescue_iterations=500, shrink_steps=0)
 LONG_REFINE = RefineSpec(iterations=200)
 
 

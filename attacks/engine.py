@@ -247,7 +247,8 @@ class Engine:
         """The attacks' one finish (:func:`attacks.base.settle`) on the best examples; returns
         (adversarial, success) with every evaluation counted in ``evals``."""
         return settle(self.model, x0, tg, best.delta, best.found, evals, grid=self.grid,
-                      eps=self.spec.eps)
+                      eps=self.spec.eps, shrink_steps=self.spec.search.shrink_steps,
+                      kappa=self.spec.loss.kappa)
 
     def run(self, x0: Tensor, tg: Targets) -> Outcome:
         evals = Evaluations.zeros(x0.shape[0], x0.device, self.spec.search.budget)

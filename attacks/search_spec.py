@@ -105,6 +105,9 @@ class SearchSpec:
                  and ||∇margin|| at x₀, :data:`attacks.spec_values.SCALES`): c₀ = ``loss.c``·c*
                  (absent: 0.5·c*) and μ = ``mu``·2/n², so that a scaling of the logits
                  (distillation's temperature, another model) changes nothing
+    shrink_steps the last step: each success δ becomes the shortest αδ, α ∈ (0, 1], still
+                 adversarial, found by this many bisection steps on α (one forward
+                 evaluation each, :mod:`attacks.shrink`); 0: none
     sections     the settings of each search that differ from its defaults, by name
                  (:meth:`section` gives any search's settings)
     """
@@ -117,6 +120,7 @@ class SearchSpec:
     start: str = "auto"
     start_steps: int = attrs.field(default=100, validator=positive_int)
     scale: str = "none"
+    shrink_steps: int = attrs.field(default=10, validator=non_negative_int)
     sections: Dict[str, Any] = attrs.field(factory=dict, converter=_sections)
 
     def __attrs_post_init__(self):
@@ -126,7 +130,8 @@ class SearchSpec:
         # huge counts are runs that never end
         for key, value in (("iterations", self.iterations), ("track_every", self.track_every),
                            ("rescue_iterations", self.rescue_iterations),
-                           ("start_steps", self.start_steps)):
+                           ("start_steps", self.start_steps),
+                           ("shrink_steps", self.shrink_steps)):
             expect(value <= MAX_ITERATIONS, f"search.{key}", f"at most {MAX_ITERATIONS:,}", value)
 
     def starts_with_pgd(self, eps: Optional[float]) -> bool:
@@ -230,7 +235,8 @@ class BinarySearch:
 
 #: The paper's search (Sec. 4 and appendix F): binary search on c, 6 steps of 200 iterations
 #: with warm starts and a 400-iteration cold rescue.
-PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, track_every=5, rescue_iterations=400)
+PAPER_SEARCH = SearchSpec(mode="binary", iterations=200, track_every=5, rescue_iterations=400,
+                          shrink_steps=0)
 
 __all__ = ["SECTIONS", "BinarySearch", "LagrangianSearch", "PAPER_SEARCH", "SearchSpec",
            "register_section"]

@@ -59,6 +59,8 @@ DOCS: Dict[str, str] = {
     "search.budget": "most gradient evaluations per example, all stages",
     "search.start": "auto (pgd if eps) | zero | pgd: start from PGD's example",
     "search.start_steps": "pgd start: PGD steps (cross-entropy, random start)",
+    "search.scale": "none | boundary: c and mu in units of c* = 2s/n",
+    "search.shrink_steps": "last: shortest αδ still adversarial, bisection steps",
     "refine.quantile": "zero |δ| below this quantile of the non-zeros (eq. 19)",
     "refine.iterations": "ADMM iterations of the fixed-support re-solve (eq. 20)",
 }
