@@ -28,7 +28,10 @@ overlapping variant is counted in the same groups); means over the successes.
 
 The front: x = mean 2×2 groups touched, y = mean ℓ2. A peer is dominated when one
 StrAttack point (the τ sweeps and the λ sweep of strattack-group-l0) has 100% ASR, groups ≤
-and ℓ2 ≤ the peer's, at ≤ its evaluations per example (``dominated_by``). The ℓ1 goal
+and ℓ2 ≤ the peer's, at ≤ its evaluations per example (``dominated_by``), both means taken
+over the examples the peer fooled (a peer that fails on some examples is compared on the rest,
+not on its mean beside ours over all of them). The ℓ2 goal (:func:`paired_ratios`): our
+cw-l2's mean ℓ2 over ALMA-ℓ2's and FMN-ℓ2's, on the examples each of them fooled. The ℓ1 goal
 (:func:`l1_ratio`): l1-attack's mean ℓ1 over the better of FMN-ℓ1's and PDPGD-ℓ1's.
 Written: ``frontier.csv`` and ``frontier.png``.
 
@@ -39,7 +42,8 @@ attacks at each budget and each peer at as many steps, in ``curves.csv`` and ``c
                                        [--lambdas L ...] [--curve-images N]
                                        [--curve-budgets [B ...]] [--out-dir DIR] [--png PATH]
                                        [--threads 1]
-    default: the frontier on 10 images x 9 targets, τ in 0.5 1 2 4 8 (both variants), λ in
+    default: the frontier on 10 images x 9 targets, τ (per unit of distance to the boundary,
+             StrAttack's default rule) in 0.2 0.4 0.8 1.6 3.2 (both variants), λ in
              0.15 0.25 0.5; the curves on 4 images x 9 targets at budgets 100 250 500 1000
 """
 
@@ -73,7 +77,9 @@ from budget import verified, write_csv
 ADV_LIB = {"adv_lib": "0.2.8"}
 #: imported by adv_lib for parts never called here (LPIPS, visdom plots, a progress bar)
 STAND_INS = ("torchvision", "visdom", "tqdm")
-TAUS = (0.5, 1.0, 2.0, 4.0, 8.0)
+#: StrAttack's group weight per unit of distance to the boundary (its default rule; 0.8 is
+#: the default)
+TAUS = (0.2, 0.4, 0.8, 1.6, 3.2)
 CURVE_BUDGETS = (100, 250, 500, 1000)
 #: our shipped example specs in the frontier: the group-ℓ0 StrAttack, swept over its count's
 #: weight λ (``LAMBDA_KEY``; the spec's own is 0.5), on the front; our ℓ1 attack against
@@ -81,9 +87,13 @@ CURVE_BUDGETS = (100, 250, 500, 1000)
 GROUP_L0, LAMBDA_KEY, LAMBDAS = "strattack-group-l0", "terms.count.params.weight", (0.15, 0.25,
                                                                                    0.5)
 L1_ATTACK, L1_PEERS = "l1-attack", ("fmn-l1", "pdpgd-l1")
+#: the ℓ2 goal: our C&W-ℓ2 against these peers, on the examples each fooled
+L2_OURS, L2_PEERS = "cw-l2", ("alma-l2", "fmn-l2")
 #: the sweeps drawn as lines: (row name prefix, colour, the swept parameter)
-SWEEPS = (("strattack tau=", "tab:blue", "τ"), ("strattack-overlap tau=", "tab:cyan", "τ"),
+SWEEPS = (("strattack tau=", "tab:blue", "τ/s"), ("strattack-overlap tau=", "tab:cyan", "τ/s"),
           (f"{GROUP_L0} lambda=", "tab:green", "λ"))
+#: the key of a row's per-example values (kept out of the CSV and the report)
+PER_EXAMPLE = "per_example"
 COLUMNS = ("attack", "settings", "examples", "asr", "l0", "l1", "l2", "groups",
            "evals_per_example", "grid_ok", "seconds_per_example", "dominated_by")
 
@@ -163,7 +173,9 @@ def adv_lib(folder: Optional[Path] = None) -> Iterator[Tuple[Optional[types.Modu
 
 def _row(name: str, settings: str, x: Tensor, adv: Tensor, ok: Tensor, evals: float,
          seconds: float, grid_ok: int) -> dict:
-    """ASR and the successes' mean ℓ0, ℓ1, ℓ2, ℓ∞ and 2×2 groups touched."""
+    """ASR and the successes' mean ℓ0, ℓ1, ℓ2, ℓ∞ and 2×2 groups touched; under
+    ``PER_EXAMPLE`` (never written out) the success, ℓ2 and groups of every example, for the
+    paired comparisons."""
     groups = GroupSpec().resolve(tuple(x.shape[1:]))
     m = distortions(adv - x, groups)
     mean = lambda v: float(v[ok].double().mean()) if ok.any() else math.nan
@@ -172,7 +184,9 @@ def _row(name: str, settings: str, x: Tensor, adv: Tensor, ok: Tensor, evals: fl
             "asr": 100.0 * float(ok.float().mean()), "l0": mean(m["l0"]), "l1": mean(m["l1"]),
             "l2": mean(m["l2"]), "linf": mean(m["linf"]), "groups": mean(m["groups_nonzero"]),
             "evals_per_example": evals, "grid_ok": grid_ok, "successes": int(ok.sum()),
-            "seconds_per_example": seconds / n}
+            "seconds_per_example": seconds / n,
+            PER_EXAMPLE: {"ok": ok.cpu(), "l2": m["l2"].double().cpu(),
+                          "groups": m["groups_nonzero"].double().cpu()}}
 
 
 def ours(model, x: Tensor, y: Tensor, device, taus: Sequence[float] = TAUS,
@@ -240,17 +254,44 @@ def curves(lib, model, x: Tensor, y: Tensor, budgets: Sequence[int], device,
     return rows
 
 
+def paired_means(row: dict, on: dict) -> Tuple[float, float]:
+    """``row``'s mean groups and ℓ2 over the examples the row ``on`` fooled (both rows with
+    per-example values, on the same examples); without them, ``row``'s own means."""
+    mine, theirs = row.get(PER_EXAMPLE), on.get(PER_EXAMPLE)
+    if mine is None or theirs is None or not theirs["ok"].any():
+        return row["groups"], row["l2"]
+    ok = theirs["ok"]
+    return float(mine["groups"][ok].mean()), float(mine["l2"][ok].mean())
+
+
 def mark_dominated(rows: List[dict]) -> None:
     """``dominated_by`` of each non-StrAttack row: the first StrAttack point with 100% ASR,
-    groups ≤, ℓ2 ≤ and evaluations ≤ the row's ("" when none)."""
+    evaluations ≤ the row's and, on the examples the row fooled, mean groups ≤ and mean ℓ2 ≤
+    the row's ("" when none)."""
     front = [r for r in rows if r["attack"].startswith("strattack") and r["asr"] == 100.0]
     for r in rows:
         if r["attack"].startswith("strattack"):
             r["dominated_by"] = ""
             continue
-        r["dominated_by"] = next((p["attack"] for p in front
-                                  if p["groups"] <= r["groups"] and p["l2"] <= r["l2"]
-                                  and p["evals_per_example"] <= r["evals_per_example"]), "")
+        own = (r["groups"], r["l2"])
+        r["dominated_by"] = next(
+            (p["attack"] for p in front if p["evals_per_example"] <= r["evals_per_example"]
+             and all(a <= b for a, b in zip(paired_means(p, r), own))), "")
+
+
+def paired_ratios(rows: List[dict]) -> Dict[str, float]:
+    """The ℓ2 goal: our cw-l2's mean ℓ2 over each ℓ2 peer's, on the examples the peer
+    fooled (absent rows: none)."""
+    by = {r["attack"]: r for r in rows}
+    if L2_OURS not in by:
+        return {}
+    return {f"{L2_OURS} l2 / {p} l2 (on {p}'s successes)":
+            paired_means(by[L2_OURS], by[p])[1] / by[p]["l2"] for p in L2_PEERS if p in by}
+
+
+def public(rows: List[dict]) -> List[dict]:
+    """The rows without their per-example values (what the CSV and the report hold)."""
+    return [{k: v for k, v in r.items() if k != PER_EXAMPLE} for r in rows]
 
 
 def l1_ratio(rows: List[dict]) -> float:
@@ -339,7 +380,8 @@ def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnis
              "touched (of 196 on MNIST); evals_per_example: gradient evaluations"]
     if images:
         notes.append(f"frontier: the first {images} images, means over the successes; "
-                     "grid_ok: successes that survive 8-bit rounding")
+                     "dominated_by and the cw-l2 ratios compare means over the examples the "
+                     "peer fooled; grid_ok: successes that survive 8-bit rounding")
     with adv_lib() as (lib, why):
         if images:
             rows = ours(model, x[:images], y[:images], dev, taus, lambdas)
@@ -359,7 +401,9 @@ def bench(images: int = 10, data: str = "mnist-heldout", model_name: str = "mnis
                 notes.append(f"curves: the first {curve_images} images, medians (budget.py's "
                              "rows), each peer at as many steps as the budget")
     mark_dominated(rows)
-    ratios = {"l1-attack l1 / best adv_lib l1": l1_ratio(rows)} if rows else {}
+    ratios = {"l1-attack l1 / best adv_lib l1": l1_ratio(rows), **paired_ratios(rows)} \
+        if rows else {}
+    rows = public(rows)
     files = {}
     if out_dir:
         out = Path(out_dir)

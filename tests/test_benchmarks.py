@@ -373,6 +373,33 @@ def test_frontier_marks_peers_dominated_only_at_fewer_evals_and_full_asr():
     assert peers.pareto([(20, 2.0), (10, 3.0), (15, 3.5), (5, 2.5)]) == [3, 0]
 
 
+def test_frontier_compares_a_peer_on_the_examples_it_fooled():
+    """A peer that fails on the easiest example has a mean over its successes that ours over
+    all examples does not beat; on the peer's own successes ours is compared fairly, both
+    for domination and for the cw-l2 ℓ2 ratio."""
+    import peers_adv_lib as peers
+    per = lambda ok, groups, l2: {"ok": torch.tensor(ok), "groups": torch.tensor(groups),
+                                  "l2": torch.tensor(l2)}
+    mean_ok = lambda p: {k: float(p[k][p["ok"]].mean()) for k in ("groups", "l2")}
+    ours = per([True, True, True], [10.0, 10.0, 10.0], [0.1, 2.0, 2.0])  # means 10 / 1.367
+    peer = per([False, True, True], [20.0, 20.0, 20.0], [0.0, 1.9, 1.9])  # fails the easy one
+    row = lambda name, p, evals: {"attack": name, "asr": 100.0 * float(p["ok"].float().mean()),
+                                  "evals_per_example": evals, **mean_ok(p),
+                                  peers.PER_EXAMPLE: p}
+    rows = [row("strattack tau=0.8", ours, 240), row("alma-l2", peer, 1000),
+            row("cw-l2", ours, 230)]
+    assert rows[0]["l2"] < rows[1]["l2"]  # unpaired, ours would look better
+    peers.mark_dominated(rows)
+    assert rows[1]["dominated_by"] == ""  # on its successes: 2.0 > 1.9
+    assert peers.paired_ratios(rows) == {
+        "cw-l2 l2 / alma-l2 l2 (on alma-l2's successes)": pytest.approx(2.0 / 1.9)}
+    assert all(peers.PER_EXAMPLE not in r for r in peers.public(rows))
+    better = per([True, True, True], [10.0, 10.0, 10.0], [3.0, 1.8, 1.8])  # worse unpaired
+    rows = [row("strattack tau=0.2", better, 240), row("alma-l2", peer, 1000)]
+    peers.mark_dominated(rows)
+    assert rows[1]["dominated_by"] == "strattack tau=0.2"
+
+
 def test_frontier_runs_the_shipped_specs_and_the_l1_goal_is_against_the_better_peer():
     import peers_adv_lib as peers
     from attacks.catalogue import load_spec
