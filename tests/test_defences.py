@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.data import load_dataset
-from attacks.models import defences, list_models, load_model, model_info, train
+from attacks import training
+from attacks.models import defences, list_models, load_model, model_info
 from attacks.models.defences import (
     PGD,
     AdversarialAugmentation,
@@ -20,7 +21,7 @@ from attacks.models.defences import (
     robust_accuracy,
     soft_labels,
 )
-from attacks.models.train import DEFENDED, CraftingAttack
+from attacks.training import DEFENDED, CraftingAttack
 
 
 def _linear(classes: int = 3, side: int = 4, seed: int = 0) -> nn.Module:
@@ -85,10 +86,11 @@ def test_train_classifier_distils_from_the_teachers_soft_labels(monkeypatch):
         losses.append((logits.detach(), target, temperature))
         return distillation_loss(logits, target, temperature)
 
-    monkeypatch.setattr(train, "distillation_loss", spy)
+    monkeypatch.setattr(training, "distillation_loss", spy)
     teacher = Teacher()
-    model = train.train_classifier("mnist-mlp", x, y, epochs=1, batch_size=8, lr=1e-3, max_steps=2,
-                                   augment=False, log=None, temperature=20.0, teacher=teacher)
+    model = training.train_classifier("mnist-mlp", x, y, epochs=1, batch_size=8, lr=1e-3,
+                                      max_steps=2, augment=False, log=None, temperature=20.0,
+                                      teacher=teacher)
     assert len(seen) == len(losses) == 2
     for batch, (_, target, t) in zip(seen, losses):
         assert t == 20.0 and target.shape == (8, 10)
@@ -166,8 +168,8 @@ def test_train_classifier_attacks_each_batch_in_eval_mode():
         modes.append((model.training, progress))
         return PGD(eps=0.3, alpha=0.1, steps=1)(model, b, t)
 
-    model = train.train_classifier("mnist-mlp", x, y, epochs=1, batch_size=8, lr=1e-3, max_steps=2,
-                                   log=None, adversary=adversary)
+    model = training.train_classifier("mnist-mlp", x, y, epochs=1, batch_size=8, lr=1e-3,
+                                      max_steps=2, log=None, adversary=adversary)
     assert modes == [(False, 0.0), (False, 0.5)] and not model.training
 
 
@@ -242,7 +244,7 @@ def test_adversarial_augmentation_recipe_trains_on_clean_plus_adversarial():
 def test_every_defended_recipe_is_a_zoo_model_of_a_trainable_architecture():
     names = {i.name for i in list_models()}
     for name, (arch, defence) in DEFENDED.items():
-        assert name in names and arch in train.ARCHITECTURES
+        assert name in names and arch in training.ARCHITECTURES
         assert model_info(name).accuracy["mnist-heldout"] >= 0.9
         assert isinstance(defence, (Distillation, PGDTraining, AdversarialAugmentation))
 
@@ -277,8 +279,8 @@ def test_train_command_trains_a_defended_recipe(tmp_path):
     out = tmp_path / "d.pt"
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        summary = train.main(["mnist-distill-t10", "--out", str(out), "--epochs", "1", "--limit", "32",
-                              "--batch-size", "32", "--threads", "1"])
+        summary = training.main(["mnist-distill-t10", "--out", str(out), "--epochs", "1",
+                                 "--limit", "32", "--batch-size", "32", "--threads", "1"])
     finally:  # main() sets both for the whole process
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)

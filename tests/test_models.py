@@ -27,9 +27,10 @@ from attacks.models import (
     load_model,
     model_info,
 )
-from attacks.models import export_keras, train
+from attacks import training
+from attacks.models import export_keras
+from attacks.models.defences import accuracy
 from attacks.models.files import ExportedModel
-from attacks.models.train import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +61,9 @@ def _frozen_eval(model):
 def test_mnist_cw_accuracy_on_real_digits(mnist_model):
     assert _frozen_eval(mnist_model)
     x, y = load_dataset("mnist-test20")
-    acc20 = evaluate(mnist_model, x, y)
+    acc20 = accuracy(mnist_model, x, y)
     xh, yh = load_dataset("mnist-heldout")
-    acc_heldout = evaluate(mnist_model, xh, yh)
+    acc_heldout = accuracy(mnist_model, xh, yh)
     assert acc20 >= 0.95
     assert acc_heldout >= 0.98
     recorded = model_info("mnist-cw").accuracy
@@ -78,7 +79,7 @@ def test_zoo_accuracy_is_as_recorded(name):
     assert _frozen_eval(model)
     for dataset, recorded in model_info(name).accuracy.items():
         x, y = load_dataset(dataset)
-        assert evaluate(model, x, y) == pytest.approx(recorded, abs=2 / len(y) + 1e-9), dataset
+        assert accuracy(model, x, y) == pytest.approx(recorded, abs=2 / len(y) + 1e-9), dataset
 
 
 def test_mnist_gap_is_a_cam_network():
@@ -155,7 +156,7 @@ def test_keras_conversion_command_and_weights_override(tmp_path, cifar_model):
 
 
 def test_cifar10_cw_needs_weights(tmp_path):
-    with pytest.raises(ValueError, match="ships without weights.*attacks.models.train cifar10-cw"):
+    with pytest.raises(ValueError, match="ships without weights.*attacks.training cifar10-cw"):
         load_model("cifar10-cw")
     torch.save(cifar_cw().state_dict(), tmp_path / "w.pt")
     model = load_model("cifar10-cw", weights=tmp_path / "w.pt")
@@ -404,21 +405,21 @@ def test_normalize_and_image_classifier():
 def test_training_smoke_is_deterministic():
     x, y = load_dataset("mnist-train4k", n=64)
     kwargs = dict(epochs=1, batch_size=32, lr=1e-3, seed=3, max_steps=2, log=None)
-    a = train.train_classifier("mnist-cw", x, y, **kwargs)
-    b = train.train_classifier("mnist-cw", x, y, **kwargs)
+    a = training.train_classifier("mnist-cw", x, y, **kwargs)
+    b = training.train_classifier("mnist-cw", x, y, **kwargs)
     assert a(x[:5]).shape == (5, 10) and not a.training
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
     with pytest.raises(ValueError, match="expects images of shape"):
-        train.train_classifier("cifar10-cw", x, y, **kwargs)
+        training.train_classifier("cifar10-cw", x, y, **kwargs)
 
 
 def test_train_command_writes_loadable_weights(tmp_path, capsys):
     out = tmp_path / "w.pt"
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        summary = train.main(["mnist-cw", "--out", str(out), "--epochs", "1", "--limit", "32",
-                              "--batch-size", "32", "--threads", "1"])
+        summary = training.main(["mnist-cw", "--out", str(out), "--epochs", "1", "--limit", "32",
+                                 "--batch-size", "32", "--threads", "1"])
     finally:  # main() sets both for the whole process
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)

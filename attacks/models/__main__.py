@@ -3,6 +3,9 @@
     python -m attacks.models            # names, shapes, weights, recorded accuracies
     python -m attacks.models --eval     # re-measure on the bundled data (about a minute:
                                         # the PGD robust accuracies take most of it)
+
+Training is ``python -m attacks.training`` (it sits above the attacks: the adversarially
+trained models craft their examples with them).
 """
 
 from __future__ import annotations
@@ -14,8 +17,13 @@ from typing import List, Optional
 import torch
 
 from attacks.data import load_dataset
-from attacks.models.defences import EVAL_DATASET, EVAL_PGD, EVAL_PGD_IMAGES, robust_accuracy
-from attacks.models.train import evaluate
+from attacks.models.defences import (
+    EVAL_DATASET,
+    EVAL_PGD,
+    EVAL_PGD_IMAGES,
+    accuracy,
+    robust_accuracy,
+)
 from attacks.models.zoo import list_models, load_model
 
 
@@ -39,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if args.eval and info.accuracy:
             model = load_model(info.name)
             measured[info.name] = {
-                ds: evaluate(model, *load_dataset(ds)) for ds in info.accuracy
+                ds: accuracy(model, *load_dataset(ds)) for ds in info.accuracy
             }
             print(f"    measured accuracy: {measured[info.name]}")
             if info.robust_accuracy:

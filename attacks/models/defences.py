@@ -15,8 +15,9 @@
   :func:`augmented_dataset`).
 
 The recipes (which model, how many examples, which attack and budget) are
-``attacks.models.train.DEFENDED``, next to the training loop (``python -m attacks.models.train
-mnist-distill-t100 ...``): this module is handed its attack and imports none. See
+``attacks.training.DEFENDED``, next to the training loop (``python -m attacks.training
+mnist-distill-t100 ...``): this module is handed its attack and imports none. The zoo's two
+measured numbers are here too: :func:`accuracy` and :func:`robust_accuracy`. See
 docs/defences.md.
 """
 
@@ -34,7 +35,7 @@ from attacks.models.zoo import load_model
 
 TrainFn = Callable[..., nn.Module]  # train_classifier, architecture and hyper-parameters bound
 #: what adversarial augmentation is handed: ``(source_model, seed) -> attack``, the attack a
-#: callable ``(images, labels, targets) -> AttackResult`` (``attacks.models.train.CraftingAttack``
+#: callable ``(images, labels, targets) -> AttackResult`` (``attacks.training.CraftingAttack``
 #: builds this project's C&W-ℓ2 or StrAttack)
 AttackFactory = Callable[[nn.Module, int], Callable[..., Any]]
 
@@ -140,6 +141,20 @@ class PGD:
 
 
 @torch.no_grad()
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on [0, 1] ``images``."""
+    was_training = model.training
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        logits = model(images[i : i + batch_size].to(device))
+        correct += (logits.argmax(1).cpu() == labels[i : i + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / max(len(images), 1)
+
+
+@torch.no_grad()
 def _correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return model(x).argmax(1) == y
 
@@ -203,7 +218,7 @@ class PGDTraining:
 def craft_examples(attack: Callable[..., Any], images: Tensor, labels: Tensor) -> Any:
     """Targeted adversarial examples of ``images`` by ``attack`` (any callable
     ``(images, labels, targets) -> AttackResult`` built on the source model, e.g.
-    ``attacks.models.train.CraftingAttack("strattack", 4, 100)(model)``), one seeded random
+    ``attacks.training.CraftingAttack("strattack", 4, 100)(model)``), one seeded random
     target per image. Returns the ``AttackResult`` (failures flagged, returned clean)."""
     return attack(images, labels, "random")
 

