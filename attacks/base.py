@@ -34,8 +34,8 @@ from attacks.grid import on_grid, snap_to_grid
 from attacks.indicators import SILENT_SUCCESS, UNSTABLE, unstable
 from attacks.progress import BatchProgress, ProgressCallback, check_verbose
 from attacks.result import AttackResult, build_result
-from attacks.shrink import shrink_to_boundary
 from attacks.runtime import resolve_threads, using_threads
+from attacks.shrink import shrink_to_boundary
 from attacks.spec import GroupSpec
 from attacks.targets import TargetChoice, Targets, expand_targets
 from attacks.verify import Evaluations, Outcome, verify
