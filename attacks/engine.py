@@ -12,7 +12,9 @@ example (:meth:`Engine.start`): the attack succeeds wherever that PGD does, and 
 solve sparsifies what PGD found.
 
 The refine stage re-solves on the support of each success with the same handling of ``c``
-and keeps its answer where it is adversarial with a lower distortion.
+and keeps its answer where it is adversarial with a lower distortion. The finish verifies,
+snaps to the 8-bit grid and, with ``search.shrink_steps``, moves each success to the boundary
+along its own ray (:mod:`attacks.shrink`).
 
 Only the samples still solving are evaluated: index_select between solves, and inside one the
 solver's batch compaction (``ADMMSettings.compact_below``, ``solver.compact_below`` of the
