@@ -21,7 +21,7 @@ from admmkit.smooth import gradient
 from attacks.base import AttackBase, failed_nan, settle
 from attacks.errors import lookup
 from attacks.indicators import Evidence
-from attacks.losses import is_adversarial
+from attacks.losses import fooled, is_adversarial
 from attacks.pgd import PGD_LOSSES, pgd, random_start
 from attacks.result import AttackResult
 from attacks.targets import Targets
@@ -107,8 +107,7 @@ class GradientAttack(AttackBase):
         evals = Evaluations.zeros(b, x0.device)
         for _ in range(self.search_steps + 1):  # ε_max first, then bisection
             adv = self.perturb(x0, tg, eps, evals.evidence)
-            with torch.no_grad():
-                ok = is_adversarial(self.classifier(adv), tg.labels, tg.targets, tg.targeted)
+            ok = fooled(self.classifier, adv, tg)
             best = batch_where(ok, adv - x0, best)
             found = found | ok
             hi = torch.where(ok, eps, hi)

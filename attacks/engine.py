@@ -38,7 +38,7 @@ from admmkit import batch_where
 from admmkit.solver import LinearizedADMM
 from attacks.base import GRID_ROUNDS, failed_nan, settle
 from attacks.indicators import SolveWatch
-from attacks.losses import is_adversarial, linearised_boundary
+from attacks.losses import fooled, linearised_boundary
 from attacks.pgd import pgd, random_start
 from attacks.problems import (at_rows, attack_problem, candidate, loss_term, projection,
                               refine_problem, refine_terms, scaled_blocks, support_mask,
@@ -184,10 +184,8 @@ class Engine:
         run = pgd(self.model, x0, tg, eps, steps, 2.5 * eps / s.start_steps,
                   start=random_start(x0, eps, self.seed), evidence=evals.evidence)
         evals.add_gradients(torch.arange(x0.shape[0], device=x0.device), run.gradient_evals)
-        with torch.no_grad():
-            logits = self.model(x0 + run.delta)
+        success = run.found | fooled(self.model, x0 + run.delta, tg)
         evals.add_forwards(None, 1)
-        success = run.found | is_adversarial(logits, tg.labels, tg.targets, tg.targeted)
         start.best.offer(run.delta, success, decision_score(self.spec, self.terms, run.delta),
                          self.c0(x0))
         return Start(start.best, run.delta)

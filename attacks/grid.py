@@ -30,8 +30,7 @@ import torch
 from torch import Tensor
 
 from admmkit import batch_where
-from admmkit.smooth import gradient
-from attacks.losses import is_adversarial, margin
+from attacks.losses import fooled, margin_gradient
 
 LEVELS = 255
 
@@ -104,19 +103,6 @@ def greedy_move(grad: Tensor, k: Tensor, movable: Tensor, lo: Tensor, hi: Tensor
     return s * take
 
 
-def _margin_grad(model: Callable[[Tensor], Tensor], x: Tensor, tg):
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        m = margin(model(x), tg.labels, tg.targets, tg.targeted)
-        g = gradient(m, x)  # zero for a model that detaches its input
-    return m.detach(), g
-
-
-def _check(model, x: Tensor, tg) -> Tensor:
-    with torch.no_grad():
-        return is_adversarial(model(x), tg.labels, tg.targets, tg.targeted)
-
-
 def snap_to_grid(model: Callable[[Tensor], Tensor], x0: Tensor, delta: Tensor, success: Tensor,
                  tg, eps: Optional[float] = None, rounds: int = 10, growth: float = 1.5,
                  levels: int = LEVELS, max_repairs: Optional[Tensor] = None) -> GridOutcome:
@@ -147,11 +133,11 @@ def snap_to_grid(model: Callable[[Tensor], Tensor], x0: Tensor, delta: Tensor, s
             break
         x, ki, t = x0.index_select(0, idx), k.index_select(0, idx), tg.select(idx)
         if r:
-            m, g = _margin_grad(model, grid_image(x, ki, levels), t)
+            m, g = margin_gradient(model, grid_image(x, ki, levels), t)
             ki = ki + greedy_move(g, ki, movable.index_select(0, idx), lo.index_select(0, idx),
                                   hi.index_select(0, idx), m * growth ** (r - 1), levels)
             grads.index_add_(0, idx, torch.ones_like(idx))
-        hit = _check(model, grid_image(x, ki, levels), t)
+        hit = fooled(model, grid_image(x, ki, levels), t)
         fwd.index_add_(0, idx, torch.ones_like(idx))
         k.index_copy_(0, idx, ki)
         ok.index_copy_(0, idx, hit)

@@ -8,7 +8,9 @@ The attack is the constrained problem ``min D(δ)  s.t.  m(δ) + κ ≤ 0`` (``m
 its augmented Lagrangian with multiplier ``λ`` (the role ``c`` plays) and penalty ``μ``.
 
 :func:`linearised_boundary` is the margin linearised at x₀: the distance to the boundary and
-the margin's slope, the lengths the scaled specs measure in.
+the margin's slope, the lengths the scaled specs measure in. :func:`margin_gradient` (one
+gradient evaluation) and :func:`fooled` (one forward evaluation) are what the grid repair, the
+shrink to the boundary and the searches' one-off checks evaluate the model with.
 
 "max over the other classes" masks the excluded class with ``−inf`` (multiplying by
 ``1 − onehot`` is wrong when logits are negative, a known bug in peer libraries).
@@ -22,6 +24,7 @@ from typing import Callable, Tuple
 import torch
 from torch import Tensor
 
+from admmkit.smooth import gradient
 from attacks.targets import Targets
 
 
@@ -79,6 +82,25 @@ def is_adversarial(logits: Tensor, labels: Tensor, targets: Tensor, targeted: Te
     return hit
 
 
+def margin_gradient(model: Callable[[Tensor], Tensor], x: Tensor, tg: Targets
+                    ) -> Tuple[Tensor, Tensor]:
+    """``(margin(x), ∇ₓ margin(x))`` of ``model`` for ``tg``, (B,) and shaped like ``x``: one
+    gradient evaluation; the gradient is zero where the model detaches its input."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        m = margin(model(x), tg.labels, tg.targets, tg.targeted)
+        g = gradient(m, x)
+    return m.detach(), g
+
+
+def fooled(model: Callable[[Tensor], Tensor], x: Tensor, tg: Targets,
+           kappa: float = 0.0) -> Tensor:
+    """Whether ``model(x)`` is adversarial for ``tg`` with margin ``κ`` (:func:`is_adversarial`),
+    (B,) bool: one forward evaluation, no gradient."""
+    with torch.no_grad():
+        return is_adversarial(model(x), tg.labels, tg.targets, tg.targeted, kappa)
+
+
 def linearised_boundary(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targets,
                         kappa: float) -> Tuple[Tensor, Tensor]:
     """``(s, n)`` per example, (B,) each: ``n = ||∇ₓ margin(x₀)||₂`` and ``s = (margin(x₀) +
@@ -87,13 +109,8 @@ def linearised_boundary(model: Callable[[Tensor], Tensor], x0: Tensor, tg: Targe
     measures ``c`` by (:data:`attacks.spec_values.SCALES`). One gradient evaluation. ``s`` is 0
     and ``n`` NaN where they cannot be measured (a zero or non-finite gradient; the indicators
     report such a model)."""
-    x = x0.detach().requires_grad_(True)
-    with torch.enable_grad():
-        m = margin(model(x), tg.labels, tg.targets, tg.targeted)
-        grad = (torch.autograd.grad(m.sum(), x, allow_unused=True)[0] if m.requires_grad
-                else None)  # a model whose output does not depend on x has no gradient
-    grad = torch.zeros_like(x0) if grad is None else grad
+    m, grad = margin_gradient(model, x0, tg)
     n = grad.flatten(1).norm(dim=1)
     n = torch.where(torch.isfinite(n) & (n > 0), n, torch.full_like(n, math.nan))
-    s = torch.nan_to_num((m.detach() + kappa).clamp_min(0) / n, nan=0.0, posinf=0.0)
+    s = torch.nan_to_num((m + kappa).clamp_min(0) / n, nan=0.0, posinf=0.0)
     return s, n

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from attacks.grid import round_to_grid
-from attacks.losses import is_adversarial
+from attacks.losses import fooled
 
 
 def shrink_to_boundary(model, x0: Tensor, adversarial: Tensor, success: Tensor, tg, steps: int,
@@ -49,8 +49,7 @@ def shrink_to_boundary(model, x0: Tensor, adversarial: Tensor, success: Tensor, 
     lo, hi = torch.zeros_like(idx, dtype=d.dtype), torch.ones_like(idx, dtype=d.dtype)
     for _ in range(steps):
         alpha = (lo + hi) / 2
-        with torch.no_grad():
-            hit = is_adversarial(model(point(alpha)), t.labels, t.targets, t.targeted, kappa)
+        hit = fooled(model, point(alpha), t, kappa)
         hi, lo = torch.where(hit, alpha, hi), torch.where(hit, lo, alpha)
     shorter = torch.where((hi < 1).view(ray), point(hi), adv)
     spent.index_fill_(0, idx, steps)

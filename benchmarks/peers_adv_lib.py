@@ -264,11 +264,17 @@ def paired_means(row: dict, on: dict) -> Tuple[float, float]:
     return float(mine["groups"][ok].mean()), float(mine["l2"][ok].mean())
 
 
+def front_points(rows: List[dict]) -> List[dict]:
+    """The points the StrAttack front is drawn from: every StrAttack row (the τ sweeps, the λ
+    sweep of strattack-group-l0) with 100% ASR."""
+    return [r for r in rows if r["attack"].startswith("strattack") and r["asr"] == 100.0]
+
+
 def mark_dominated(rows: List[dict]) -> None:
     """``dominated_by`` of each non-StrAttack row: the first StrAttack point with 100% ASR,
     evaluations ≤ the row's and, on the examples the row fooled, mean groups ≤ and mean ℓ2 ≤
     the row's ("" when none)."""
-    front = [r for r in rows if r["attack"].startswith("strattack") and r["asr"] == 100.0]
+    front = front_points(rows)
     for r in rows:
         if r["attack"].startswith("strattack"):
             r["dominated_by"] = ""
@@ -331,7 +337,7 @@ def plot(rows: List[dict], path: Path, title: str) -> bool:
         for r in sweep:
             ax.annotate(f"{symbol}={r['attack'][len(prefix):]}", (r["groups"], r["l2"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
-    ours = [r for r in rows if r["attack"].startswith("strattack") and r["asr"] == 100.0]
+    ours = front_points(rows)
     front = [ours[i] for i in pareto([(r["groups"], r["l2"]) for r in ours])]
     ax.plot([r["groups"] for r in front], [r["l2"] for r in front], "-", color="black",
             linewidth=2.5, alpha=0.35, label="StrAttack front (100% ASR)")
